@@ -1,0 +1,13 @@
+//! # metachat-adapters
+//!
+//! Backends for the contracts of `metachat-core`, one module per backend,
+//! each behind its cargo feature.
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `sled` | yes | [`sled::SledEventStore`], [`sled::SledReadModels`]: embedded, durable |
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[cfg(feature = "sled")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sled")))]
+pub mod sled;

@@ -1,0 +1,3 @@
+//! # metachat-conformance
+//!
+//! One conformance suite for every backend.

@@ -1,0 +1,75 @@
+//! Contracts of mood analysis and text embedding. Implementations live in
+//! `metachat-analysis`.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+
+/// The emotion labels a [`Mood`] distributes over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Emotion {
+    /// Joy, happiness.
+    Joy,
+    /// Sadness, grief.
+    Sadness,
+    /// Anger, irritation.
+    Anger,
+    /// Fear, anxiety.
+    Fear,
+    /// Love, affection.
+    Love,
+    /// Surprise.
+    Surprise,
+    /// No marked emotion.
+    Neutral,
+}
+
+impl Emotion {
+    /// Every label, in a fixed order.
+    pub const ALL: [Emotion; 7] = [
+        Emotion::Joy,
+        Emotion::Sadness,
+        Emotion::Anger,
+        Emotion::Fear,
+        Emotion::Love,
+        Emotion::Surprise,
+        Emotion::Neutral,
+    ];
+}
+
+/// The mood of one text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Mood {
+    /// Negative (-1) to positive (1).
+    pub valence: f32,
+    /// Calm (0) to excited (1).
+    pub arousal: f32,
+    /// Probability per label, summing to 1, in [`Emotion::ALL`] order.
+    pub emotions: Vec<(Emotion, f32)>,
+    /// The most probable label.
+    pub dominant: Emotion,
+    /// Confidence in the dominant label, 0..=1.
+    pub confidence: f32,
+    /// Which model produced it, with its version.
+    pub model_id: String,
+}
+
+/// Reads the mood of texts, in batches.
+#[async_trait]
+pub trait MoodAnalyzer: Send + Sync {
+    /// One [`Mood`] per input text, in order.
+    async fn analyze(&self, texts: &[String]) -> Result<Vec<Mood>>;
+    /// The model id stamped on results.
+    fn model_id(&self) -> &str;
+}
+
+/// Turns texts into unit vectors, in batches.
+#[async_trait]
+pub trait Embedder: Send + Sync {
+    /// One L2-normalised vector of [`dimensions`](Embedder::dimensions) per text.
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>>;
+    /// Vector length.
+    fn dimensions(&self) -> usize;
+}

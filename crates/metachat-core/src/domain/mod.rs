@@ -1,0 +1,2 @@
+//! The MetaChat domain: users and diary entries, their commands, events,
+//! errors and read models.

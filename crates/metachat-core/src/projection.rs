@@ -1,0 +1,247 @@
+//! Projections turn the global log into read models. A [`ProjectionRunner`]
+//! catches up from the projection's checkpoint, then follows the log live,
+//! committing each batch of writes together with the checkpoint.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::event::Envelope;
+use crate::read_model::{Commit, DocExpect, Document, ReadModelStore, WriteOp};
+use crate::store::{subscribe_all, EventReader, SubscriptionOptions};
+
+/// Folds envelopes into read models.
+#[async_trait]
+pub trait Projection: Send + Sync {
+    /// Unique name; the key of its checkpoint.
+    fn name(&self) -> &str;
+
+    /// Collections it owns: a rebuild clears them.
+    fn collections(&self) -> Vec<String>;
+
+    /// Applies one event. Writes go into `tx`, which also serves reads that
+    /// see the batch's earlier writes. Events it does not care about are
+    /// ignored by returning `Ok(())`.
+    async fn apply(&self, event: &Envelope, tx: &mut ProjectionTx<'_>) -> Result<()>;
+}
+
+/// Pending writes of one batch, readable before they are committed.
+pub struct ProjectionTx<'a> {
+    store: &'a dyn ReadModelStore,
+    pending: HashMap<(String, String), Option<Document>>,
+    commit: Commit,
+}
+
+impl fmt::Debug for ProjectionTx<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProjectionTx")
+            .field("ops", &self.commit.ops.len())
+            .finish()
+    }
+}
+
+impl<'a> ProjectionTx<'a> {
+    /// An empty transaction over `store`.
+    pub fn new(store: &'a dyn ReadModelStore) -> Self {
+        ProjectionTx {
+            store,
+            pending: HashMap::new(),
+            commit: Commit::default(),
+        }
+    }
+
+    /// The document as this batch left it, else as stored.
+    pub async fn get(&self, collection: &str, key: &str) -> Result<Option<Document>> {
+        match self.pending.get(&(collection.to_owned(), key.to_owned())) {
+            Some(d) => Ok(d.clone()),
+            None => self.store.get(collection, key).await,
+        }
+    }
+
+    /// Gets and decodes a JSON document.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        collection: &str,
+        key: &str,
+    ) -> Result<Option<T>> {
+        self.get(collection, key)
+            .await?
+            .map(|d| d.json())
+            .transpose()
+    }
+
+    /// Puts a document.
+    pub fn put(&mut self, collection: &str, key: &str, value: Vec<u8>) {
+        let id = (collection.to_owned(), key.to_owned());
+        let version = self
+            .pending
+            .get(&id)
+            .map(|d| d.as_ref().map_or(0, |d| d.version))
+            .unwrap_or(0)
+            + 1;
+        self.pending.insert(
+            id,
+            Some(Document {
+                value: value.clone(),
+                version,
+            }),
+        );
+        self.commit.ops.push(WriteOp::Put {
+            collection: collection.to_owned(),
+            key: key.to_owned(),
+            value,
+            expect: DocExpect::Any,
+        });
+    }
+
+    /// Puts a document encoded as JSON.
+    pub fn put_json<T: Serialize>(&mut self, collection: &str, key: &str, value: &T) -> Result<()> {
+        let bytes = serde_json::to_vec(value).map_err(|e| Error::Encode {
+            source: Box::new(e),
+        })?;
+        self.put(collection, key, bytes);
+        Ok(())
+    }
+
+    /// Deletes a document.
+    pub fn delete(&mut self, collection: &str, key: &str) {
+        self.pending
+            .insert((collection.to_owned(), key.to_owned()), None);
+        self.commit.ops.push(WriteOp::Delete {
+            collection: collection.to_owned(),
+            key: key.to_owned(),
+            expect: DocExpect::Any,
+        });
+    }
+
+    fn into_commit(self, checkpoint: (String, u64)) -> Commit {
+        let mut c = self.commit;
+        c.checkpoint = Some(checkpoint);
+        c
+    }
+}
+
+/// Runs one projection over a store's global log.
+pub struct ProjectionRunner<S, R, P> {
+    store: S,
+    read_models: R,
+    projection: P,
+    batch: usize,
+}
+
+impl<S, R, P: Projection> fmt::Debug for ProjectionRunner<S, R, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProjectionRunner")
+            .field("projection", &self.projection.name())
+            .field("batch", &self.batch)
+            .finish()
+    }
+}
+
+impl<S, R, P> ProjectionRunner<S, R, P>
+where
+    S: EventReader + Clone + Unpin + 'static,
+    R: ReadModelStore,
+    P: Projection,
+{
+    /// A runner committing at most 512 events per batch.
+    pub fn new(store: S, read_models: R, projection: P) -> Self {
+        ProjectionRunner {
+            store,
+            read_models,
+            projection,
+            batch: 512,
+        }
+    }
+
+    /// Events per commit (at least 1).
+    pub fn with_batch_size(mut self, n: usize) -> Self {
+        self.batch = n.max(1);
+        self
+    }
+
+    /// The projection.
+    pub fn projection(&self) -> &P {
+        &self.projection
+    }
+
+    /// The next position this projection will process.
+    pub async fn checkpoint(&self) -> Result<u64> {
+        Ok(self
+            .read_models
+            .checkpoint(self.projection.name())
+            .await?
+            .unwrap_or(0))
+    }
+
+    /// Processes everything up to the store's current head; returns the new checkpoint.
+    pub async fn catch_up(&self) -> Result<u64> {
+        let mut next = self.checkpoint().await?;
+        loop {
+            let page = self.store.read_all(next, self.batch).await?;
+            if page.is_empty() {
+                return Ok(next);
+            }
+            next = self.apply_batch(&page).await?;
+        }
+    }
+
+    /// Clears the projection's collections and checkpoint, then catches up from 0.
+    pub async fn rebuild(&self) -> Result<u64> {
+        for c in self.projection.collections() {
+            self.read_models.clear_collection(&c).await?;
+        }
+        self.read_models
+            .reset_checkpoint(self.projection.name())
+            .await?;
+        self.catch_up().await
+    }
+
+    /// Catches up, then follows the log until `shutdown` completes; commits
+    /// what it handled before returning the checkpoint.
+    pub async fn run(&self, shutdown: impl Future<Output = ()> + Send) -> Result<u64> {
+        let mut next = self.catch_up().await?;
+        let opts = SubscriptionOptions {
+            page_size: self.batch,
+            ..Default::default()
+        };
+        let mut sub = subscribe_all(self.store.clone(), next, opts).ready_chunks(self.batch);
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => return Ok(next),
+                chunk = sub.next() => {
+                    let Some(chunk) = chunk else { return Ok(next) };
+                    let events = chunk.into_iter().collect::<Result<Vec<_>>>()?;
+                    next = self.apply_batch(&events).await?;
+                }
+            }
+        }
+    }
+
+    async fn apply_batch(&self, events: &[Envelope]) -> Result<u64> {
+        let mut tx = ProjectionTx::new(&self.read_models);
+        for e in events {
+            self.projection
+                .apply(e, &mut tx)
+                .await
+                .map_err(|source| Error::Projection {
+                    projection: self.projection.name().to_owned(),
+                    position: e.position,
+                    source: Box::new(source),
+                })?;
+        }
+        let next = events.last().map_or(0, |e| e.position + 1);
+        let name = self.projection.name().to_owned();
+        self.read_models
+            .commit(tx.into_commit((name, next)))
+            .await?;
+        Ok(next)
+    }
+}
