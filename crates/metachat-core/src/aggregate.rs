@@ -211,11 +211,20 @@ impl<A: Aggregate, S: EventStore, C: Codec<A::Event>> Repository<A, S, C> {
     /// Loads aggregate `id`: the snapshot if any, then the events after it.
     pub async fn load(&self, id: &str) -> Result<Root<A>> {
         let stream = self.stream_id(id)?;
-        let (mut state, mut version) = match &self.snapshots {
-            Some(s) => match s.load(&stream).await? {
-                Some((state, v)) => (state, Some(v)),
-                None => (A::default(), None),
+        let snapshot = match &self.snapshots {
+            Some(s) => match s.load(&stream).await {
+                Ok(found) => found,
+                // A snapshot of an older state shape is only a cache: replay instead.
+                Err(Error::Decode { source, .. }) => {
+                    tracing::warn!(%source, %stream, "snapshot unreadable; replaying the stream");
+                    None
+                }
+                Err(e) => return Err(e),
             },
+            None => None,
+        };
+        let (mut state, mut version) = match snapshot {
+            Some((state, v)) => (state, Some(v)),
             None => (A::default(), None),
         };
         loop {
