@@ -75,6 +75,51 @@ impl<'a> ProjectionTx<'a> {
             .transpose()
     }
 
+    /// Up to `limit` documents of `collection` whose key starts with
+    /// `prefix`, after `after` (exclusive), in ascending key order, as this
+    /// batch left them (pending puts included, pending deletes excluded).
+    pub async fn scan_prefix(
+        &self,
+        collection: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Document)>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let in_range = |k: &str| k.starts_with(prefix) && after.is_none_or(|a| k > a);
+        let mut merged: std::collections::BTreeMap<String, Document> = self
+            .pending
+            .iter()
+            .filter(|((c, k), _)| c == collection && in_range(k))
+            .filter_map(|((_, k), d)| d.clone().map(|d| (k.clone(), d)))
+            .collect();
+        // Read stored pages until `limit` stored documents that this batch
+        // did not touch are in hand: then the first `limit` merged keys are
+        // all known.
+        let mut cursor = after.map(str::to_owned);
+        let mut untouched = 0;
+        loop {
+            let page = self
+                .store
+                .scan_prefix(collection, prefix, cursor.as_deref(), limit)
+                .await?;
+            let exhausted = page.len() < limit;
+            for (k, d) in page {
+                cursor = Some(k.clone());
+                if !self.pending.contains_key(&(collection.to_owned(), k.clone())) {
+                    untouched += 1;
+                    merged.insert(k, d);
+                }
+            }
+            if exhausted || untouched >= limit {
+                break;
+            }
+        }
+        Ok(merged.into_iter().take(limit).collect())
+    }
+
     /// Puts a document.
     pub fn put(&mut self, collection: &str, key: &str, value: Vec<u8>) {
         let id = (collection.to_owned(), key.to_owned());
