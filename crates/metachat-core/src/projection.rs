@@ -108,7 +108,10 @@ impl<'a> ProjectionTx<'a> {
             let exhausted = page.len() < limit;
             for (k, d) in page {
                 cursor = Some(k.clone());
-                if !self.pending.contains_key(&(collection.to_owned(), k.clone())) {
+                if !self
+                    .pending
+                    .contains_key(&(collection.to_owned(), k.clone()))
+                {
                     untouched += 1;
                     merged.insert(k, d);
                 }
