@@ -72,7 +72,8 @@ fn create_twice_is_refused_even_after_delete() {
 fn invalid_text_is_refused_on_create_and_edit() {
     let (e, a) = (EntryId::new(), UserId::new());
     let too_long = "x".repeat(MAX_TEXT_BYTES + 1);
-    let cases: [(&str, fn(&DiaryError) -> bool); 4] = [
+    type Check = fn(&DiaryError) -> bool;
+    let cases: [(&str, Check); 4] = [
         ("", |e| *e == DiaryError::EmptyText),
         (" \n\t ", |e| *e == DiaryError::EmptyText),
         ("a\r\nb", |e| *e == DiaryError::ControlCharacter),
