@@ -41,22 +41,38 @@ pub const WRITERS: u64 = 4;
 pub const EVENTS_PER_WRITER: u64 = 200;
 
 /// Four writers append 200 events each (batches of 1–3, to their own
-/// streams) while a subscription from position 0, started mid-way, reads:
-/// it yields exactly positions `0..800` in order, each event once, matching
-/// `read_all` afterwards; a small page size forces many catch-up pages.
+/// streams). One subscription from position 0 starts before any append (all
+/// live); another starts once every writer is half-way and they resume at
+/// once (catch-up racing live appends, pages of 37). Each yields exactly
+/// positions `0..800` in order, each event once, matching `read_all`.
 pub async fn check_catch_up_then_live_under_concurrent_appends<S>(store: S)
 where
     S: EventStore + Clone + Unpin + Send + Sync + 'static,
 {
     let total = WRITERS * EVENTS_PER_WRITER;
+    let opts = SubscriptionOptions {
+        page_size: 37,
+        ..SubscriptionOptions::default()
+    };
+    let early = {
+        let mut sub = subscribe_all(store.clone(), 0, opts);
+        tokio::spawn(async move { take(&mut sub, index(total)).await })
+    };
+    let half_way = Arc::new(Barrier::new(index(WRITERS) + 1));
     let mut writers = Vec::new();
     for w in 0..WRITERS {
         let store = store.clone();
+        let half_way = half_way.clone();
         writers.push(tokio::spawn(async move {
             let s = unique_stream("sub");
             let mut n = 0;
             let mut ids = Vec::new();
+            let mut paused = false;
             while n < EVENTS_PER_WRITER {
+                if !paused && n >= EVENTS_PER_WRITER / 2 {
+                    half_way.wait().await;
+                    paused = true;
+                }
                 let size = (1 + (n + w) % 3).min(EVENTS_PER_WRITER - n);
                 let batch = events(w * EVENTS_PER_WRITER + n, size);
                 ids.extend(batch.iter().map(|e| e.event_id));
@@ -72,17 +88,8 @@ where
             ids
         }));
     }
-    // Start mid-way: once some, but (very likely) not all, events are stored.
-    patiently("the writers to make progress", async {
-        while ok("next_position", store.next_position().await) < total / 4 {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
-    let opts = SubscriptionOptions {
-        page_size: 37,
-        ..SubscriptionOptions::default()
-    };
+    // Every writer is half-way; they resume as this subscription starts.
+    patiently("the writers to reach half-way", half_way.wait()).await;
     let mut sub = subscribe_all(store.clone(), 0, opts);
     let got = take(&mut sub, index(total)).await;
     let mut appended: HashSet<EventId> = HashSet::new();
@@ -90,19 +97,19 @@ where
         let ids = ok("writer task", w.await);
         appended.extend(ids);
     }
-    assert_eq!(
-        positions(&got),
-        (0..total).collect::<Vec<_>>(),
-        "the subscription yields positions 0..N in order, without gap or duplicate"
-    );
-    let seen: HashSet<EventId> = got.iter().map(|e| e.event_id).collect();
-    assert_eq!(seen.len(), got.len(), "an event was yielded twice");
-    assert_eq!(
-        seen, appended,
-        "the subscription saw other events than appended"
-    );
+    let early = ok("early subscriber", early.await);
     let log = read_everything(&store).await;
-    assert_eq!(log, got, "the subscription and read_all agree");
+    for (what, got) in [("mid-way", got), ("early", early)] {
+        assert_eq!(
+            positions(&got),
+            (0..total).collect::<Vec<_>>(),
+            "the {what} subscription yields positions 0..N in order, without gap or duplicate"
+        );
+        let seen: HashSet<EventId> = got.iter().map(|e| e.event_id).collect();
+        assert_eq!(seen.len(), got.len(), "{what}: an event was yielded twice");
+        assert_eq!(seen, appended, "{what}: saw other events than appended");
+        assert_eq!(log, got, "{what}: the subscription and read_all agree");
+    }
 }
 
 /// A subscription from a checkpoint `k` yields `k, k+1, …` (catch-up), then
