@@ -72,6 +72,19 @@
 //!   [`Deduplicator`](metachat_core::relay::Deduplicator).
 //!
 //! Checks panic with a message naming what differed, like `assert!`.
+//!
+//! # Writing a factory
+//!
+//! Return a new instance that shares nothing with earlier ones: a durable
+//! store opens a new temporary directory (the instance must keep it alive,
+//! since the factory returns only the store), a networked bus or database a
+//! new namespace. The bus checks also name their topics and groups randomly.
+//!
+//! ## Cargo features
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | (none) | | |
 
 pub mod bus;
 pub mod fixture;
