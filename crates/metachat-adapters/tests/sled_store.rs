@@ -490,7 +490,7 @@ async fn large_events_beyond_sleds_blob_threshold_round_trip_and_survive_reopen(
     let payloads: Vec<Vec<u8>> = (0..6u8)
         .map(|i| {
             (0..600_000u32)
-                .map(|j| (j as u8).wrapping_mul(i + 1))
+                .map(|j| j.to_le_bytes()[0].wrapping_mul(i + 1))
                 .collect()
         })
         .collect();

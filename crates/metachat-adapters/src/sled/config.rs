@@ -21,7 +21,9 @@ use metachat_core::event::Limits;
 ///   a background thread reaches the same barrier at most every interval.
 ///   An `Ok` append may be lost if the machine crashes within one interval
 ///   after it; a lost suffix is always whole batches, and the positions that
-///   survive stay contiguous.
+///   survive stay contiguous. Readers see an event as soon as it is
+///   acknowledged, so after a machine crash in this mode a projection may
+///   hold effects of events that were taken back: rebuild it, or use `Sync`.
 ///
 /// sled 0.34's own `flush()` uses `sync_file_range`, which neither flushes the
 /// drive's write cache nor persists file metadata (sled issue #1452); that is

@@ -20,8 +20,9 @@
 //! * An append is atomic: all its events, their indexes and the stream head
 //!   are one sled batch, which sled recovers whole or not at all.
 //! * Global positions are assigned in that same batch by a single writer, and
-//!   readers only see positions below the last durable one, so nobody sees
-//!   position `N + 1` before `N`, or an event a crash could take back.
+//!   readers only see positions below the last acknowledged one (durable as
+//!   [`Durability`] defines), so nobody sees position `N + 1` before `N`,
+//!   and under [`Durability::Sync`] nobody sees an event a crash could take back.
 //! * `Ok` means durable as the [`Durability`] setting says: with the default
 //!   [`Durability::Sync`], on stable storage after an `fdatasync` barrier
 //!   that sled 0.34 does not take by itself (see [`Durability`]).
