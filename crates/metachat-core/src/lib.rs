@@ -16,7 +16,7 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `test-util` | no | [`testing`]: the given/when/then harness for aggregates |
+//! | `test-util` | no | the `testing` module: the given/when/then harness for aggregates |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod aggregate;

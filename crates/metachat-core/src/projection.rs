@@ -33,8 +33,17 @@ pub trait Projection: Send + Sync {
 /// Pending writes of one batch, readable before they are committed.
 pub struct ProjectionTx<'a> {
     store: &'a dyn ReadModelStore,
-    pending: HashMap<(String, String), Option<Document>>,
+    pending: HashMap<(String, String), Pending>,
     commit: Commit,
+}
+
+/// A document as this batch left it. Its version is the stored version plus
+/// the puts of this batch, or the puts alone once the batch deleted it.
+#[derive(Debug, Clone)]
+struct Pending {
+    value: Option<Vec<u8>>,
+    puts: u64,
+    deleted: bool,
 }
 
 impl fmt::Debug for ProjectionTx<'_> {
@@ -58,9 +67,27 @@ impl<'a> ProjectionTx<'a> {
     /// The document as this batch left it, else as stored.
     pub async fn get(&self, collection: &str, key: &str) -> Result<Option<Document>> {
         match self.pending.get(&(collection.to_owned(), key.to_owned())) {
-            Some(d) => Ok(d.clone()),
+            Some(p) => self.resolve(collection, key, p).await,
             None => self.store.get(collection, key).await,
         }
+    }
+
+    async fn resolve(&self, collection: &str, key: &str, p: &Pending) -> Result<Option<Document>> {
+        let Some(value) = &p.value else {
+            return Ok(None);
+        };
+        let base = if p.deleted {
+            0
+        } else {
+            self.store
+                .get(collection, key)
+                .await?
+                .map_or(0, |d| d.version)
+        };
+        Ok(Some(Document {
+            value: value.clone(),
+            version: base + p.puts,
+        }))
     }
 
     /// Gets and decodes a JSON document.
@@ -89,12 +116,14 @@ impl<'a> ProjectionTx<'a> {
             return Ok(Vec::new());
         }
         let in_range = |k: &str| k.starts_with(prefix) && after.is_none_or(|a| k > a);
-        let mut merged: std::collections::BTreeMap<String, Document> = self
-            .pending
-            .iter()
-            .filter(|((c, k), _)| c == collection && in_range(k))
-            .filter_map(|((_, k), d)| d.clone().map(|d| (k.clone(), d)))
-            .collect();
+        let mut merged = std::collections::BTreeMap::new();
+        for ((c, k), p) in &self.pending {
+            if c == collection && in_range(k) {
+                if let Some(d) = self.resolve(c, k, p).await? {
+                    merged.insert(k.clone(), d);
+                }
+            }
+        }
         // Read stored pages until `limit` stored documents that this batch
         // did not touch are in hand: then the first `limit` merged keys are
         // all known.
@@ -125,20 +154,16 @@ impl<'a> ProjectionTx<'a> {
 
     /// Puts a document.
     pub fn put(&mut self, collection: &str, key: &str, value: Vec<u8>) {
-        let id = (collection.to_owned(), key.to_owned());
-        let version = self
+        let p = self
             .pending
-            .get(&id)
-            .map(|d| d.as_ref().map_or(0, |d| d.version))
-            .unwrap_or(0)
-            + 1;
-        self.pending.insert(
-            id,
-            Some(Document {
-                value: value.clone(),
-                version,
-            }),
-        );
+            .entry((collection.to_owned(), key.to_owned()))
+            .or_insert(Pending {
+                value: None,
+                puts: 0,
+                deleted: false,
+            });
+        p.value = Some(value.clone());
+        p.puts += 1;
         self.commit.ops.push(WriteOp::Put {
             collection: collection.to_owned(),
             key: key.to_owned(),
@@ -158,8 +183,14 @@ impl<'a> ProjectionTx<'a> {
 
     /// Deletes a document.
     pub fn delete(&mut self, collection: &str, key: &str) {
-        self.pending
-            .insert((collection.to_owned(), key.to_owned()), None);
+        self.pending.insert(
+            (collection.to_owned(), key.to_owned()),
+            Pending {
+                value: None,
+                puts: 0,
+                deleted: true,
+            },
+        );
         self.commit.ops.push(WriteOp::Delete {
             collection: collection.to_owned(),
             key: key.to_owned(),
@@ -291,5 +322,40 @@ where
             .commit(tx.into_commit((name, next)))
             .await?;
         Ok(next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::InMemoryReadModels;
+    use crate::read_model::ReadModelStoreExt;
+
+    #[tokio::test]
+    async fn pending_versions_follow_the_store() {
+        let store = InMemoryReadModels::new();
+        for _ in 0..5 {
+            store.put_json("c", "k", &1, DocExpect::Any).await.unwrap();
+        }
+        let mut tx = ProjectionTx::new(&store);
+        tx.put_json("c", "k", &2).unwrap();
+        assert_eq!(tx.get("c", "k").await.unwrap().unwrap().version, 6);
+        tx.put_json("c", "k", &3).unwrap();
+        let scanned = tx.scan_prefix("c", "", None, 10).await.unwrap();
+        assert_eq!(scanned[0].1.version, 7);
+        tx.delete("c", "k");
+        assert!(tx.get("c", "k").await.unwrap().is_none());
+        tx.put_json("c", "k", &4).unwrap();
+        assert_eq!(tx.get("c", "k").await.unwrap().unwrap().version, 1);
+
+        // The committed versions agree with what the batch reported.
+        let mut tx = ProjectionTx::new(&store);
+        tx.put_json("c", "k", &5).unwrap();
+        let reported = tx.get("c", "k").await.unwrap().unwrap().version;
+        store.commit(tx.into_commit(("p".into(), 0))).await.unwrap();
+        assert_eq!(
+            store.get("c", "k").await.unwrap().unwrap().version,
+            reported
+        );
     }
 }

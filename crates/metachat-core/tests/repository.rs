@@ -88,6 +88,12 @@ async fn execute_appends_and_load_folds() {
     assert_eq!(root.state.total, 12);
     assert_eq!(root.version, Some(2));
     assert_eq!(root.stream.as_str(), "counter-a");
+    let reset = repo
+        .execute("a", &Cmd::Reset, Metadata::default())
+        .await
+        .unwrap();
+    assert_eq!((reset.root.state.total, reset.root.version), (0, Some(3)));
+    assert_eq!(repo.load("a").await.unwrap().state.total, 0);
 }
 
 #[tokio::test]

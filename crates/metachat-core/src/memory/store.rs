@@ -66,7 +66,11 @@ impl EventAppender for InMemoryEventStore {
         let mut st = self.lock();
         let stored: Vec<Option<Envelope>> = events
             .iter()
-            .map(|e| st.ids.get(&e.event_id).map(|&p| st.log[p as usize].clone()))
+            .map(|e| {
+                st.ids
+                    .get(&e.event_id)
+                    .and_then(|&p| st.log.get(idx(p)).cloned())
+            })
             .collect();
         if let Some(outcome) = check_reappend(stream, &events, &stored)? {
             return Ok(outcome);
@@ -90,7 +94,8 @@ impl EventAppender for InMemoryEventStore {
         }
         let next = st.log.len() as u64;
         drop(st);
-        self.head.send_replace(next);
+        // Two appenders can reach this line out of order: never move back.
+        self.head.send_modify(|h| *h = (*h).max(next));
         Ok(AppendOutcome {
             first_version,
             last_version: first_version + n - 1,
@@ -114,15 +119,20 @@ impl EventReader for InMemoryEventStore {
             return Ok(Vec::new());
         };
         let len = positions.len() as u64;
-        let pick = |v: u64| st.log[positions[v as usize] as usize].clone();
+        let pick = |v: u64| {
+            positions
+                .get(idx(v))
+                .and_then(|&p| st.log.get(idx(p)))
+                .cloned()
+        };
         Ok(match direction {
-            Direction::Forward => (from.min(len)..len).take(limit).map(pick).collect(),
+            Direction::Forward => (from.min(len)..len).take(limit).filter_map(pick).collect(),
             Direction::Backward => {
                 if len == 0 {
                     return Ok(Vec::new());
                 }
                 let start = from.min(len - 1);
-                (0..=start).rev().take(limit).map(pick).collect()
+                (0..=start).rev().take(limit).filter_map(pick).collect()
             }
         })
     }
@@ -130,7 +140,7 @@ impl EventReader for InMemoryEventStore {
     async fn read_all(&self, from: u64, limit: usize) -> Result<Vec<Envelope>> {
         let st = self.lock();
         let len = st.log.len() as u64;
-        let start = from.min(len) as usize;
+        let start = idx(from.min(len));
         Ok(st.log[start..].iter().take(limit).cloned().collect())
     }
 
@@ -150,4 +160,9 @@ impl EventReader for InMemoryEventStore {
     fn head_watch(&self) -> Option<HeadWatch> {
         Some(HeadWatch(self.head.subscribe()))
     }
+}
+
+/// A position or version as an index; beyond `usize` it indexes nothing.
+fn idx(v: u64) -> usize {
+    usize::try_from(v).unwrap_or(usize::MAX)
 }

@@ -13,8 +13,8 @@
 //! order at consecutive versions of the same stream, succeeds without writing
 //! and returns the original outcome, whatever the expected version. A batch
 //! that only partly matches is refused with
-//! [`Error::PartialReappend`](crate::Error::PartialReappend); an id stored in
-//! another stream with [`Error::DuplicateEventId`](crate::Error::DuplicateEventId).
+//! [`PartialReappend`](crate::Error::PartialReappend); an id stored in
+//! another stream with [`DuplicateEventId`](crate::Error::DuplicateEventId).
 
 mod subscription;
 
