@@ -32,6 +32,7 @@ use criterion::{BenchmarkGroup, Criterion, SamplingMode, Throughput};
 use tokio::runtime::Runtime;
 
 use common::{note, payload, temp_dir, timed, BATCH, BIG_STREAMS, SMOKE_STREAMS, WRITERS};
+use metachat_adapters::sled::SledConfig;
 use raw::{RawDataset, RawLog};
 use sled_store::SledPeer;
 use sqlite::SqliteStore;
@@ -51,6 +52,13 @@ fn append_one_writer(c: &mut Criterion, rt: &Runtime, payload: &[u8]) {
         let mut log = RawLog::create(dir.path(), payload);
         g.bench_function("raw_fdatasync", |b| {
             b.iter_custom(|iters| log.append_each(iters))
+        });
+    }
+    {
+        let dir = temp_dir("raw");
+        let mut log = RawLog::create(dir.path(), payload);
+        g.bench_function("raw_fdatasync_overwrite", |b| {
+            b.iter_custom(|iters| log.overwrite_each(iters))
         });
     }
     {
@@ -177,6 +185,8 @@ struct Datasets<'a> {
     sqlite: OnceCell<(tempfile::TempDir, SqliteStore)>,
     umadb: OnceCell<(tempfile::TempDir, UmaStore)>,
     sled: OnceCell<(tempfile::TempDir, SledPeer)>,
+    sled_copy: std::cell::Cell<Option<tempfile::TempDir>>,
+    sled_big_cache: OnceCell<(tempfile::TempDir, SledPeer)>,
 }
 
 impl<'a> Datasets<'a> {
@@ -242,13 +252,58 @@ impl<'a> Datasets<'a> {
                     dir.path(),
                     timed(|| store.generate(self.rt, self.streams)),
                 );
+                drop(store);
+                let copy = temp_dir("sled-data-copy");
+                copy_dir(dir.path(), copy.path());
+                // Kept for `sled_big_cache`.
+                self.sled_copy.set(Some(copy));
+                let store = SledPeer::open(dir.path(), self.payload);
                 (dir, store)
             })
             .1
     }
+
+    /// A copy of the sled dataset opened with a 4 GiB cache (`cache_capacity`),
+    /// which holds the whole dataset (the default, 1 GiB, does not).
+    fn sled_big_cache(&self) -> &SledPeer {
+        &self
+            .sled_big_cache
+            .get_or_init(|| {
+                self.sled();
+                let dir = self.sled_copy.take().expect("copied with the sled dataset");
+                let config = SledConfig::new(dir.path()).cache_capacity(4 << 30);
+                let store = SledPeer::open_with(config, self.payload);
+                (dir, store)
+            })
+            .1
+    }
+
+    /// Builds every dataset now, so that no warm-up includes building one.
+    fn prepare(&self) {
+        self.raw();
+        self.sqlite();
+        self.umadb();
+        self.sled();
+        self.sled_big_cache();
+    }
 }
 
-/// Runs `read` `iters` times, checking each returns `expect`.
+/// Copies the files of `from` (recursively) into `to`.
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("create dir");
+    for entry in std::fs::read_dir(from).expect("read dir") {
+        let entry = entry.expect("dir entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
+
+/// Runs `read` `iters` times, checking each returns `expect`. Callers get their
+/// dataset before, so that generating it is never timed.
 fn repeat(iters: u64, expect: u64, mut read: impl FnMut() -> u64) -> Duration {
     let start = Instant::now();
     for _ in 0..iters {
@@ -262,17 +317,38 @@ fn load_aggregate(c: &mut Criterion, d: &Datasets<'_>) {
     let to_u64 = |x: usize| u64::try_from(x).expect("fits");
     let mut g = group(c, "load_aggregate_1000", n);
     g.bench_function("raw_read", |b| {
-        b.iter_custom(|iters| repeat(iters, n, || d.raw().load_aggregate()))
+        b.iter_custom(|iters| {
+            let raw = d.raw();
+            repeat(iters, n, || raw.load_aggregate())
+        })
     });
     g.bench_function("sqlite", |b| {
-        b.iter_custom(|iters| repeat(iters, n, || to_u64(d.sqlite().load_aggregate())))
+        b.iter_custom(|iters| {
+            let sqlite = d.sqlite();
+            repeat(iters, n, || to_u64(sqlite.load_aggregate()))
+        })
     });
     g.bench_function("umadb", |b| {
-        b.iter_custom(|iters| repeat(iters, n, || to_u64(d.umadb().load_aggregate())))
+        b.iter_custom(|iters| {
+            let umadb = d.umadb();
+            repeat(iters, n, || to_u64(umadb.load_aggregate()))
+        })
     });
     g.bench_function("sled", |b| {
         b.iter_custom(|iters| {
             let sled = d.sled();
+            d.rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    assert_eq!(sled.load_aggregate().await, BATCH);
+                }
+                start.elapsed()
+            })
+        })
+    });
+    g.bench_function("sled_cache_4g", |b| {
+        b.iter_custom(|iters| {
+            let sled = d.sled_big_cache();
             d.rt.block_on(async {
                 let start = Instant::now();
                 for _ in 0..iters {
@@ -289,17 +365,38 @@ fn replay(c: &mut Criterion, d: &Datasets<'_>) {
     let n = d.events();
     let mut g = group(c, "replay_1m", n);
     g.bench_function("raw_read", |b| {
-        b.iter_custom(|iters| repeat(iters, n, || d.raw().replay()))
+        b.iter_custom(|iters| {
+            let raw = d.raw();
+            repeat(iters, n, || raw.replay())
+        })
     });
     g.bench_function("sqlite", |b| {
-        b.iter_custom(|iters| repeat(iters, n, || d.sqlite().replay()))
+        b.iter_custom(|iters| {
+            let sqlite = d.sqlite();
+            repeat(iters, n, || sqlite.replay())
+        })
     });
     g.bench_function("umadb", |b| {
-        b.iter_custom(|iters| repeat(iters, n, || d.umadb().replay()))
+        b.iter_custom(|iters| {
+            let umadb = d.umadb();
+            repeat(iters, n, || umadb.replay())
+        })
     });
     g.bench_function("sled", |b| {
         b.iter_custom(|iters| {
             let sled = d.sled();
+            d.rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    assert_eq!(sled.replay().await, n);
+                }
+                start.elapsed()
+            })
+        })
+    });
+    g.bench_function("sled_cache_4g", |b| {
+        b.iter_custom(|iters| {
+            let sled = d.sled_big_cache();
             d.rt.block_on(async {
                 let start = Instant::now();
                 for _ in 0..iters {
@@ -316,11 +413,26 @@ fn projection(c: &mut Criterion, d: &Datasets<'_>) {
     let n = d.events();
     let mut g = group(c, "projection_1m", n);
     g.bench_function("sqlite", |b| {
-        b.iter_custom(|iters| repeat(iters, n, || d.sqlite().project()))
+        b.iter_custom(|iters| {
+            let sqlite = d.sqlite();
+            repeat(iters, n, || sqlite.project())
+        })
     });
     g.bench_function("sled", |b| {
         b.iter_custom(|iters| {
             let sled = d.sled();
+            d.rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    assert_eq!(sled.project().await, n);
+                }
+                start.elapsed()
+            })
+        })
+    });
+    g.bench_function("sled_cache_4g", |b| {
+        b.iter_custom(|iters| {
+            let sled = d.sled_big_cache();
             d.rt.block_on(async {
                 let start = Instant::now();
                 for _ in 0..iters {
@@ -365,7 +477,15 @@ fn main() {
         sqlite: OnceCell::new(),
         umadb: OnceCell::new(),
         sled: OnceCell::new(),
+        sled_copy: std::cell::Cell::new(None),
+        sled_big_cache: OnceCell::new(),
     };
+    // Datasets are built before the first read bench (about a minute), or,
+    // with METACHAT_BENCH_LAZY_DATA set, by the first bench that reads each
+    // (then that bench's warm-up includes it: fine for a filtered look).
+    if std::env::var_os("METACHAT_BENCH_LAZY_DATA").is_none() {
+        data.prepare();
+    }
     load_aggregate(&mut c, &data);
     replay(&mut c, &data);
     projection(&mut c, &data);

@@ -30,7 +30,12 @@ pub(crate) struct SledPeer {
 impl SledPeer {
     /// Opens (creates) a database in `dir` with default options.
     pub(crate) fn open(dir: &Path, payload: &[u8]) -> Self {
-        let db = SledDatabase::open(SledConfig::new(dir)).expect("open sled");
+        Self::open_with(SledConfig::new(dir), payload)
+    }
+
+    /// Opens a database with `config`.
+    pub(crate) fn open_with(config: SledConfig, payload: &[u8]) -> Self {
+        let db = SledDatabase::open(config).expect("open sled");
         SledPeer {
             store: db.event_store(),
             read_models: db.read_models(),
