@@ -54,6 +54,29 @@ pub struct Mood {
     pub confidence: f32,
     /// Which model produced it, with its version.
     pub model_id: String,
+    /// Layout version of this record ([`Mood::SCHEMA_VERSION`]); records
+    /// written before the field existed read as 1.
+    #[serde(default = "Mood::schema_v1")]
+    pub schema_version: u32,
+    /// How many model windows the text was read in: 1 when it fit in one, more
+    /// when a long text was split and pooled (never silently cut), 0 when there
+    /// was nothing to read (empty text). Analyzers without a window read the
+    /// whole text as 1.
+    #[serde(default = "Mood::one_window")]
+    pub windows: u32,
+}
+
+impl Mood {
+    /// The current layout version of [`Mood`].
+    pub const SCHEMA_VERSION: u32 = 1;
+
+    fn schema_v1() -> u32 {
+        1
+    }
+
+    fn one_window() -> u32 {
+        1
+    }
 }
 
 /// Reads the mood of texts, in batches.
