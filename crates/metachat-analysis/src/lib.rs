@@ -5,3 +5,5 @@
 //! arrive with their own issue; this crate is a placeholder until then.
 
 pub use metachat_core::analysis::{Embedder, Emotion, Mood, MoodAnalyzer};
+
+pub mod matching;
