@@ -7,3 +7,4 @@
 pub use metachat_core::analysis::{Embedder, Emotion, Mood, MoodAnalyzer};
 
 pub mod matching;
+pub mod embed;
