@@ -6,8 +6,13 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `sled` | yes | [`sled::SledEventStore`], [`sled::SledReadModels`]: embedded, durable |
+//! | `kafka` | no | [`kafka::KafkaEventBus`]: the event bus on Apache Kafka (rdkafka, librdkafka built from source) |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "sled")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sled")))]
 pub mod sled;
+
+#[cfg(feature = "kafka")]
+#[cfg_attr(docsrs, doc(cfg(feature = "kafka")))]
+pub mod kafka;

@@ -1,0 +1,533 @@
+//! The event bus on Apache Kafka ([`KafkaEventBus`]), through `rdkafka`.
+//!
+//! - **Topics**: one per event category, `{prefix}{category}` (the
+//!   [`Relay`](metachat_core::relay::Relay) picks them with
+//!   [`topic_for`](metachat_core::bus::topic_for)); the bus creates missing
+//!   topics with the configured partitions unless told not to.
+//! - **Records**: key = stream id, so order per stream holds; value = the
+//!   payload bytes; the event id, type, schema version, content type,
+//!   correlation and causation ids and the rest of the envelope in headers
+//!   (see [`record`]).
+//! - **Producer**: idempotent, `acks=all`; [`publish`](EventBus::publish)
+//!   returns after the broker acknowledged every record, or the first error.
+//!   A broker that cannot be reached is [`Error::Unavailable`].
+//! - **Consumers**: [`subscribe`](EventBus::subscribe) joins a consumer
+//!   group; no offset is committed automatically: an acknowledgement commits
+//!   up to the first delivery not yet acknowledged (at-least-once). On a
+//!   rebalance or when the subscription is dropped, the handled offsets are
+//!   committed synchronously before the partitions are given up; deliveries
+//!   not acknowledged go to the next member.
+//! - **Poison records**: a record that cannot be decoded goes to the
+//!   dead-letter topic `{topic}.dlt` with `dlt-*` headers saying why, and
+//!   consumption goes on. [`KafkaEventBus::consume`] runs a handler with a
+//!   bounded number of attempts and dead-letters what still fails.
+//! - **Outbox**: publish through [`Relay`](metachat_core::relay::Relay) from
+//!   the event store; dedupe in consumers with
+//!   [`Deduplicator`](metachat_core::relay::Deduplicator).
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use metachat_adapters::kafka::{KafkaConfig, KafkaEventBus};
+//! use metachat_core::bus::EventBus;
+//! use metachat_core::memory::{InMemoryEventStore, InMemoryReadModels};
+//! use metachat_core::relay::{Deduplicator, Relay};
+//!
+//! # async fn run() -> metachat_core::Result<()> {
+//! // KAFKA_BROKERS=127.0.0.1:19092, optionally KAFKA_TOPIC_PREFIX, KAFKA_GROUP_ID.
+//! let bus = KafkaEventBus::new(KafkaConfig::from_env()?.build()?)?;
+//!
+//! // Producer side: the relay tails the store and publishes to `metachat.{category}`.
+//! let store = Arc::new(InMemoryEventStore::new());
+//! let checkpoints = Arc::new(InMemoryReadModels::new());
+//! let relay = Relay::new(store, bus.clone(), checkpoints, "relay", bus.config().topic_prefix());
+//! relay.catch_up().await?;
+//!
+//! // Consumer side: a group member that handles each event once.
+//! let read_models = Arc::new(InMemoryReadModels::new());
+//! let dedup = Deduplicator::new(read_models, "mood-worker");
+//! let report = bus
+//!     .consume("metachat.diary", "mood-worker", |event| {
+//!         let dedup = dedup.clone();
+//!         let event = event.clone();
+//!         async move {
+//!             if !dedup.seen(&event).await? {
+//!                 // ... the handler's writes, committed with the mark:
+//!                 dedup.commit_handled(&event, Default::default()).await?;
+//!             }
+//!             Ok(())
+//!         }
+//!     }, tokio::signal::ctrl_c().map(|_| ()))
+//!     .await?;
+//! println!("{report:?}");
+//! # Ok(()) }
+//! # use futures::FutureExt;
+//! ```
+
+mod config;
+mod consumer;
+mod error;
+pub mod record;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::stream::{BoxStream, StreamExt};
+use metachat_core::bus::{Delivery, DeliveryStream, EventBus};
+use metachat_core::event::Envelope;
+use metachat_core::{Error, Result};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::Consumer;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Headers, Message, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+
+pub use config::{
+    KafkaConfig, KafkaConfigBuilder, ENV_BROKERS, ENV_GROUP_ID, ENV_PARTITIONS, ENV_TOPIC_PREFIX,
+};
+pub use consumer::Origin;
+pub use error::{DecodeError, KafkaConfigError, KafkaOpError};
+
+use config::millis;
+use consumer::{KafkaAck, MemberConsumer, MemberContext};
+use error::map;
+
+/// The event bus on Kafka. Cheap to clone: clones share one producer.
+#[derive(Clone)]
+pub struct KafkaEventBus {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: KafkaConfig,
+    producer: FutureProducer,
+    admin: AdminClient<DefaultClientContext>,
+    topics: Mutex<HashSet<String>>,
+}
+
+impl fmt::Debug for KafkaEventBus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KafkaEventBus")
+            .field("brokers", &self.inner.config.brokers)
+            .field("topic_prefix", &self.inner.config.topic_prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`KafkaEventBus::consume`] did before it stopped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConsumeReport {
+    /// Deliveries whose handler succeeded.
+    pub handled: u64,
+    /// Deliveries sent to the dead-letter topic after every attempt failed.
+    pub dead_lettered: u64,
+}
+
+/// One delivery with where it came from (partition and offset).
+#[derive(Debug)]
+pub struct KafkaDelivery {
+    /// The delivery (envelope, topic, acknowledgement).
+    pub delivery: Delivery,
+    /// Its partition and offset.
+    pub origin: Origin,
+}
+
+fn client_config(config: &KafkaConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &config.brokers)
+        .set("client.id", &config.client_id)
+        // Reconnect soon after a broker restart (default backs off to 10 s).
+        .set("reconnect.backoff.max.ms", "1000");
+    c
+}
+
+fn with_extra(mut c: ClientConfig, config: &KafkaConfig) -> ClientConfig {
+    for (k, v) in &config.extra {
+        c.set(k, v);
+    }
+    c
+}
+
+impl KafkaEventBus {
+    /// Connects a producer and an admin client (lazily: nothing fails here if
+    /// the broker is down; publishing then returns [`Error::Unavailable`]).
+    pub fn new(config: KafkaConfig) -> Result<Self> {
+        let mut pc = client_config(&config);
+        pc.set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("message.timeout.ms", millis(config.delivery_timeout))
+            .set("linger.ms", millis(config.linger));
+        let producer: FutureProducer = with_extra(pc, &config)
+            .create()
+            .map_err(|e| map("create producer", e))?;
+        let admin: AdminClient<DefaultClientContext> = with_extra(client_config(&config), &config)
+            .create()
+            .map_err(|e| map("create admin client", e))?;
+        Ok(KafkaEventBus {
+            inner: Arc::new(Inner {
+                config,
+                producer,
+                admin,
+                topics: Mutex::new(HashSet::new()),
+            }),
+        })
+    }
+
+    /// A bus configured from the environment (`KAFKA_BROKERS`, …); see
+    /// [`KafkaConfig::from_env`].
+    pub fn from_env() -> Result<Self> {
+        Self::new(KafkaConfig::from_env()?.build()?)
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> &KafkaConfig {
+        &self.inner.config
+    }
+
+    fn known_topics(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.inner.topics.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Creates `topic` with the configured partitions if it does not exist
+    /// (once per topic and bus), and waits until its metadata is visible.
+    pub async fn ensure_topic(&self, topic: &str) -> Result<()> {
+        let c = &self.inner.config;
+        if !c.create_topics || self.known_topics().contains(topic) {
+            return Ok(());
+        }
+        let new = NewTopic::new(topic, c.partitions, TopicReplication::Fixed(c.replication));
+        let opts = AdminOptions::new().request_timeout(Some(c.delivery_timeout));
+        let results = self
+            .inner
+            .admin
+            .create_topics([&new], &opts)
+            .await
+            .map_err(|e| map("create topic", e))?;
+        for r in results {
+            match r {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((_, code)) => return Err(map("create topic", KafkaError::AdminOp(code))),
+            }
+        }
+        self.wait_for_metadata(topic).await?;
+        self.known_topics().insert(topic.to_owned());
+        Ok(())
+    }
+
+    async fn wait_for_metadata(&self, topic: &str) -> Result<()> {
+        let producer = self.inner.producer.clone();
+        let topic = topic.to_owned();
+        let timeout = self.inner.config.delivery_timeout;
+        tokio::task::spawn_blocking(move || {
+            let deadline = std::time::Instant::now() + timeout;
+            loop {
+                let md = producer
+                    .client()
+                    .fetch_metadata(Some(&topic), Duration::from_secs(5))
+                    .map_err(|e| map("topic metadata", e))?;
+                let ready = md.topics().iter().any(|t| {
+                    t.name() == topic
+                        && t.error().is_none()
+                        && !t.partitions().is_empty()
+                        && t.partitions().iter().all(|p| p.leader() >= 0)
+                });
+                if ready {
+                    return Ok(());
+                }
+                if std::time::Instant::now() >= deadline {
+                    return Err(map(
+                        "topic metadata",
+                        KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownTopicOrPartition),
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+        .await
+        .map_err(Error::backend)?
+    }
+
+    /// Sends one record, waiting for room in the producer's queue when it is full.
+    async fn send<'a>(&self, mut record: FutureRecord<'a, str, [u8]>) -> Result<DeliveryFuture> {
+        loop {
+            match self.inner.producer.send_result(record) {
+                Ok(f) => return Ok(f),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((e, _)) => return Err(map("publish", e)),
+            }
+        }
+    }
+
+    /// Awaits every delivery report; returns the first error.
+    async fn await_all(pending: Vec<DeliveryFuture>) -> Result<()> {
+        let mut first = None;
+        for f in pending {
+            let r = match f.await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err((e, _))) => Err(map("publish", e)),
+                Err(_canceled) => Err(Error::Closed),
+            };
+            if let Err(e) = r {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    /// Writes a record to the dead-letter topic of `topic`: the original key,
+    /// value and headers plus `dlt-*` headers with the reason.
+    #[allow(clippy::too_many_arguments)]
+    async fn dead_letter<H: Headers>(
+        &self,
+        origin: &Origin,
+        group: &str,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: Option<&H>,
+        reason: &str,
+        error: &str,
+        attempts: u32,
+    ) -> Result<()> {
+        let dlt = self.inner.config.dead_letter_topic(&origin.topic);
+        self.ensure_topic(&dlt).await?;
+        let partition = origin.partition.to_string();
+        let offset = origin.offset.to_string();
+        let attempts = attempts.to_string();
+        let h = record::with_extra(
+            headers,
+            &[
+                (record::DLT_REASON, reason),
+                (record::DLT_ERROR, error),
+                (record::DLT_TOPIC, &origin.topic),
+                (record::DLT_PARTITION, &partition),
+                (record::DLT_OFFSET, &offset),
+                (record::DLT_GROUP, group),
+                (record::DLT_ATTEMPTS, &attempts),
+            ],
+        );
+        let mut rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&dlt).headers(h);
+        if let Some(k) = key {
+            rec = rec.key(k);
+        }
+        if let Some(v) = value {
+            rec = rec.payload(v);
+        }
+        let f = match self.inner.producer.send_result(rec) {
+            Ok(f) => f,
+            Err((e, _)) => return Err(map("dead-letter", e)),
+        };
+        Self::await_all(vec![f]).await
+    }
+
+    /// Joins group `group` on `topic`, like [`EventBus::subscribe`], and
+    /// gives each delivery with its partition and offset.
+    pub async fn subscribe_with_origin(
+        &self,
+        topic: &str,
+        group: &str,
+    ) -> Result<BoxStream<'static, Result<KafkaDelivery>>> {
+        self.ensure_topic(topic).await?;
+        let c = &self.inner.config;
+        let mut cc = client_config(c);
+        cc.set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false")
+            .set("session.timeout.ms", millis(c.session_timeout))
+            .set("heartbeat.interval.ms", millis(c.session_timeout / 4));
+        let consumer: MemberConsumer = with_extra(cc, c)
+            .create_with_context(MemberContext::default())
+            .map_err(|e| map("create consumer", e))?;
+        consumer
+            .subscribe(&[topic])
+            .map_err(|e| map("subscribe", e))?;
+        let consumer = Arc::new(consumer);
+        let state = (self.clone(), consumer, group.to_owned());
+        let stream = futures::stream::unfold(state, |(bus, consumer, group)| async move {
+            let next = bus.next_delivery(&consumer, &group).await;
+            next.map(|item| (item, (bus, consumer, group)))
+        });
+        Ok(stream.boxed())
+    }
+
+    /// The next decodable record of `consumer`, dead-lettering the others.
+    /// `None` ends the stream (a fatal consumer error was already returned).
+    async fn next_delivery(
+        &self,
+        consumer: &Arc<MemberConsumer>,
+        group: &str,
+    ) -> Option<Result<KafkaDelivery>> {
+        loop {
+            let msg = match consumer.recv().await {
+                Ok(m) => m.detach(),
+                Err(KafkaError::MessageConsumptionFatal(code)) => {
+                    return Some(Err(map(
+                        "consume",
+                        KafkaError::MessageConsumptionFatal(code),
+                    )));
+                }
+                Err(e) => {
+                    // Transient (the broker went away, a rebalance): librdkafka retries.
+                    tracing::debug!(error = %e, "kafka consumer: transient error");
+                    continue;
+                }
+            };
+            let origin = Origin {
+                topic: msg.topic().to_owned(),
+                partition: msg.partition(),
+                offset: msg.offset(),
+            };
+            let Some(generation) = consumer.context().tracker().delivered(&origin) else {
+                // Fetched before a revoke: the partition's new owner gets it.
+                continue;
+            };
+            let ack = KafkaAck::new(consumer, origin.clone(), generation);
+            match record::decode(msg.key(), msg.payload(), msg.headers()) {
+                Ok(envelope) => {
+                    let delivery = Delivery::new(envelope, origin.topic.clone(), Box::new(ack));
+                    return Some(Ok(KafkaDelivery { delivery, origin }));
+                }
+                Err(why) => {
+                    tracing::warn!(topic = %origin.topic, partition = origin.partition, offset = origin.offset, error = %why, "kafka: undecodable record to the dead-letter topic");
+                    let dlt = self
+                        .dead_letter(
+                            &origin,
+                            group,
+                            msg.key(),
+                            msg.payload(),
+                            msg.headers(),
+                            record::REASON_DECODE,
+                            &why.to_string(),
+                            0,
+                        )
+                        .await;
+                    // Not acknowledged if the dead-letter write failed: the
+                    // record stays uncommitted and comes back to the group.
+                    if let Err(e) = dlt.and_then(|()| ack.ack_now()) {
+                        return Some(Err(e));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs `handler` on every delivery of group `group` on `topic`, one at a
+    /// time, until `shutdown` completes; then commits what was handled and
+    /// leaves the group.
+    ///
+    /// A handler that fails is tried again, up to the configured attempts
+    /// (with a doubling pause); after the last failure the record goes to the
+    /// dead-letter topic with reason `handler-failed` and the error, and
+    /// consumption goes on. Returns an error if the consumer or the
+    /// dead-letter write fails (the record then stays uncommitted).
+    pub async fn consume<F, Fut>(
+        &self,
+        topic: &str,
+        group: &str,
+        mut handler: F,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<ConsumeReport>
+    where
+        F: FnMut(&Envelope) -> Fut + Send,
+        Fut: Future<Output = Result<()>> + Send,
+    {
+        let mut report = ConsumeReport::default();
+        let mut stream = self.subscribe_with_origin(topic, group).await?;
+        let mut shutdown = std::pin::pin!(shutdown);
+        let attempts = self.inner.config.max_handler_attempts;
+        loop {
+            let next = tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                next = stream.next() => next,
+            };
+            let Some(next) = next else { break };
+            let KafkaDelivery { delivery, origin } = next?;
+            let mut pause = self.inner.config.retry_backoff;
+            let mut last_error = None;
+            for attempt in 1..=attempts {
+                match handler(&delivery.envelope).await {
+                    Ok(()) => {
+                        last_error = None;
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::debug!(attempt, error = %e, "kafka consume: handler failed");
+                        last_error = Some(e);
+                        if attempt < attempts {
+                            tokio::time::sleep(pause).await;
+                            pause = pause.saturating_mul(2);
+                        }
+                    }
+                }
+            }
+            if let Some(e) = last_error {
+                let env = &delivery.envelope;
+                let headers: OwnedHeaders = record::headers(env, &self.inner.config.content_type);
+                self.dead_letter(
+                    &origin,
+                    group,
+                    Some(env.stream_id.as_str().as_bytes()),
+                    Some(&env.payload),
+                    Some(&headers),
+                    record::REASON_HANDLER,
+                    &e.to_string(),
+                    attempts,
+                )
+                .await?;
+                report.dead_lettered += 1;
+            } else {
+                report.handled += 1;
+            }
+            delivery.ack().await?;
+        }
+        // Dropping the stream closes the member: the revoke commits what was handled.
+        drop(stream);
+        Ok(report)
+    }
+}
+
+#[async_trait]
+impl EventBus for KafkaEventBus {
+    async fn publish(&self, topic: &str, events: &[Envelope]) -> Result<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.ensure_topic(topic).await?;
+        let ct = &self.inner.config.content_type;
+        let mut pending = Vec::with_capacity(events.len());
+        for e in events {
+            let mut rec = FutureRecord::to(topic)
+                .key(e.stream_id.as_str())
+                .payload(e.payload.as_slice())
+                .headers(record::headers(e, ct));
+            if let Ok(ms) = i64::try_from(e.recorded_at.0 / 1000) {
+                rec = rec.timestamp(ms);
+            }
+            match self.send(rec).await {
+                Ok(f) => pending.push(f),
+                Err(e) => {
+                    // Let what is in flight finish; report the enqueue error.
+                    let _ = Self::await_all(pending).await;
+                    return Err(e);
+                }
+            }
+        }
+        Self::await_all(pending).await
+    }
+
+    async fn subscribe(&self, topic: &str, group: &str) -> Result<DeliveryStream> {
+        let s = self.subscribe_with_origin(topic, group).await?;
+        Ok(s.map(|r| r.map(|d| d.delivery)).boxed())
+    }
+}
