@@ -376,15 +376,44 @@ async fn invalid_payloads_and_unknown_types_fail_to_decode_without_harm() {
 }
 
 /// Replaces the stored record at `position` through sled directly, using the
-/// documented layout (tree `metachat.events`, key `e` + position BE).
+/// documented layout (tree `metachat.events`, key `e` + first position BE of
+/// the chunk holding it; frames of a 4-byte BE length + record).
 fn damage_record(path: &Path, position: u64, f: impl FnOnce(&mut Vec<u8>)) {
-    let db = sled::open(path).unwrap();
+    // The adapter opens sled with 8 MiB log segments (see the module docs).
+    let db = sled::Config::new()
+        .path(path)
+        .segment_size(8 << 20)
+        .open()
+        .unwrap();
     let tree = db.open_tree(b"metachat.events").unwrap();
-    let mut key = vec![b'e'];
-    key.extend_from_slice(&position.to_be_bytes());
-    let mut value = tree.get(&key).unwrap().expect("record present").to_vec();
-    f(&mut value);
-    tree.insert(key, value).unwrap();
+    let key = |p: u64| {
+        let mut k = vec![b'e'];
+        k.extend_from_slice(&p.to_be_bytes());
+        k
+    };
+    let (chunk_key, chunk) = tree
+        .range(key(0)..=key(position))
+        .next_back()
+        .expect("a chunk holds the position")
+        .unwrap();
+    let mut at = u64::from_be_bytes(chunk_key[1..].try_into().unwrap());
+    let mut rest = &chunk[..];
+    let mut out = Vec::new();
+    let mut f = Some(f);
+    while !rest.is_empty() {
+        let len = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
+        let mut record = rest[4..4 + len].to_vec();
+        rest = &rest[4 + len..];
+        if at == position {
+            if let Some(f) = f.take() {
+                f(&mut record);
+            }
+        }
+        out.extend_from_slice(&u32::try_from(record.len()).unwrap().to_be_bytes());
+        out.extend_from_slice(&record);
+        at += 1;
+    }
+    tree.insert(chunk_key, out).unwrap();
     db.flush().unwrap();
 }
 

@@ -5,17 +5,17 @@ use metachat_core::Error;
 
 use super::error::corrupted;
 
-/// Tree holding events, indexes and stream heads.
+/// Tree holding chunks of events and their indexes.
 pub(crate) const EVENTS_TREE: &[u8] = b"metachat.events";
 /// Tree holding read-model documents and projection checkpoints.
 pub(crate) const READ_MODELS_TREE: &[u8] = b"metachat.read_models";
 
-/// `e` + position (u64 BE) → wire record.
+/// `e` + first position (u64 BE) → a chunk of consecutive records (see `chunk`).
 pub(crate) const EVENT: u8 = b'e';
-/// `s` + stream id + `0x00` + version (u64 BE) → position (u64 BE).
+/// `s` + stream id + `0x00` + first version (u64 BE) → a run: position (u64
+/// BE) of that version + number of consecutive versions at consecutive
+/// positions (u64 BE).
 pub(crate) const STREAM: u8 = b's';
-/// `h` + stream id → the stream's version (u64 BE).
-pub(crate) const HEAD: u8 = b'h';
 /// `i` + event id (16 bytes) → position (u64 BE).
 pub(crate) const EVENT_ID: u8 = b'i';
 
@@ -47,18 +47,61 @@ pub(crate) fn stream_entry(stream: &StreamId, version: u64) -> Vec<u8> {
     k
 }
 
-pub(crate) fn head(stream: &StreamId) -> Vec<u8> {
-    let mut k = Vec::with_capacity(stream.as_str().len() + 1);
-    k.push(HEAD);
-    k.extend_from_slice(stream.as_str().as_bytes());
-    k
-}
-
 pub(crate) fn event_id(id: &[u8; 16]) -> [u8; 17] {
     let mut k = [0u8; 17];
     k[0] = EVENT_ID;
     k[1..].copy_from_slice(id);
     k
+}
+
+/// A run of a stream: `count` versions from the key's version on, stored at
+/// consecutive positions from `position`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Run {
+    pub(crate) first_version: u64,
+    pub(crate) position: u64,
+    pub(crate) count: u64,
+}
+
+impl Run {
+    pub(crate) fn last_version(&self) -> u64 {
+        self.first_version + (self.count - 1)
+    }
+
+    pub(crate) fn value(&self) -> [u8; 16] {
+        let mut v = [0u8; 16];
+        v[..8].copy_from_slice(&self.position.to_be_bytes());
+        v[8..].copy_from_slice(&self.count.to_be_bytes());
+        v
+    }
+
+    /// Decodes a stream index entry of `stream`.
+    pub(crate) fn decode(stream: &StreamId, key: &[u8], value: &[u8]) -> Result<Run, Error> {
+        let bad = |reason: &str| corrupted(format!("stream `{stream}` index"), reason);
+        let version = key
+            .len()
+            .checked_sub(8)
+            .and_then(|at| <[u8; 8]>::try_from(&key[at..]).ok())
+            .map(u64::from_be_bytes)
+            .ok_or_else(|| bad("malformed key"))?;
+        let (pos, count) = match <[u8; 16]>::try_from(value) {
+            Ok(v) => {
+                let (p, c) = v.split_at(8);
+                let p = <[u8; 8]>::try_from(p).map_err(|_| bad("malformed value"))?;
+                let c = <[u8; 8]>::try_from(c).map_err(|_| bad("malformed value"))?;
+                (u64::from_be_bytes(p), u64::from_be_bytes(c))
+            }
+            Err(_) => return Err(bad("index value is not 16 bytes")),
+        };
+        if count == 0 || version.checked_add(count).is_none() || pos.checked_add(count).is_none() {
+            return Err(bad("run out of range"));
+        }
+        Ok(Run {
+            first_version: version,
+            position: pos,
+            count,
+        })
+    }
 }
 
 pub(crate) fn doc_prefix(collection: &str) -> Vec<u8> {
@@ -116,6 +159,23 @@ mod tests {
         assert!(event(255) < event(256));
         assert_eq!(position_of_event_key(&event(42)), Some(42));
         assert_eq!(position_of_event_key(b"x"), None);
+    }
+
+    #[test]
+    fn runs_round_trip_and_bad_ones_are_corrupted() {
+        let s = StreamId::new("s-1").unwrap();
+        let run = Run {
+            first_version: 7,
+            position: 1000,
+            count: 3,
+        };
+        let key = stream_entry(&s, 7);
+        assert_eq!(Run::decode(&s, &key, &run.value()).unwrap(), run);
+        assert_eq!(run.last_version(), 9);
+        let zero = Run { count: 0, ..run };
+        assert!(Run::decode(&s, &key, &zero.value()).is_err());
+        assert!(Run::decode(&s, &key, &run.value()[..15]).is_err());
+        assert!(Run::decode(&s, b"s", &run.value()).is_err());
     }
 
     #[test]

@@ -17,7 +17,7 @@
 //! ```
 //!
 //! # Guarantees
-//! * An append is atomic: all its events, their indexes and the stream head
+//! * An append is atomic: all its events and their indexes
 //!   are one sled batch, which sled recovers whole or not at all.
 //! * Global positions are assigned in that same batch by a single writer, and
 //!   readers only see positions below the last acknowledged one (durable as
@@ -32,14 +32,24 @@
 //!   position, and other streams stay readable.
 //!
 //! # On-disk layout
-//! Tree `metachat.events` (integers big-endian):
+//! sled is opened with 8 MiB log segments (sled's default is 512 KiB; a
+//! database must be reopened with the same size). Tree `metachat.events`
+//! (integers big-endian):
 //!
 //! | key | value |
 //! |---|---|
-//! | `e` + position (u64) | the event in the [wire format](metachat_core::event::wire) |
-//! | `s` + stream id + `0x00` + version (u64) | position (u64) |
-//! | `h` + stream id | the stream's version (u64) |
+//! | `e` + first position (u64) | a chunk: the records of consecutive positions from that one, each a frame of length (u32) + the event in the [wire format](metachat_core::event::wire) |
+//! | `s` + stream id + `0x00` + first version (u64) | a run: position (u64) of that version + count (u64) of consecutive versions at consecutive positions (one per append) |
 //! | `i` + event id (16 bytes) | position (u64) |
+//!
+//! A group commit packs its records into chunks of about 64 KiB (a larger
+//! record gets a chunk of its own), so a batch of events costs one sled
+//! insert per chunk plus one per event id, and a scan of the log or of a
+//! stream reads one sled item per chunk. A chunk never spans two groups, so
+//! what readers may see (positions below the last barrier) always ends at a
+//! chunk boundary. Stream heads are not stored: the last run of a stream
+//! gives its version (cached in memory once read), and the last chunk gives
+//! the next position on open.
 //!
 //! Tree `metachat.read_models`:
 //!
@@ -48,6 +58,7 @@
 //! | `d` + collection length (u32) + collection + key | version (u64) + document bytes |
 //! | `c` + projection name | checkpoint: next position (u64) |
 
+mod chunk;
 mod config;
 mod durability;
 mod error;
@@ -88,6 +99,7 @@ impl SledDatabase {
         let db = sled::Config::new()
             .path(&config.path)
             .cache_capacity(config.cache_capacity)
+            .segment_size(chunk::SEGMENT_SIZE)
             .open()
             .map_err(|e| match e {
                 sled::Error::Io(io)

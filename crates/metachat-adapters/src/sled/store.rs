@@ -14,6 +14,7 @@ use metachat_core::store::{
 use metachat_core::{Error, Result};
 use tokio::sync::{oneshot, watch};
 
+use super::chunk;
 use super::config::SledConfig;
 use super::durability::Core;
 use super::error::{corrupted, from_sled, SledError};
@@ -24,7 +25,9 @@ use super::writer::{self, Request};
 pub(crate) struct StoreShared {
     pub(crate) core: Arc<Core>,
     pub(crate) events: sled::Tree,
-    /// Published stream heads: only streams whose events are durable.
+    /// Stream heads known to be published (durable and visible): filled by
+    /// the writer on publication and by readers from the index, and only
+    /// ever moved forward.
     heads: RwLock<HashMap<StreamId, u64>>,
     /// Positions below this are durable and visible to readers.
     visible: AtomicU64,
@@ -33,31 +36,22 @@ pub(crate) struct StoreShared {
 }
 
 impl StoreShared {
-    /// Opens the events tree and rebuilds the caches from it.
+    /// Opens the events tree and finds the next position from its last chunk.
     pub(crate) fn open(core: Arc<Core>, limits: Limits) -> Result<Self> {
         let events = core.db().open_tree(keys::EVENTS_TREE).map_err(from_sled)?;
-        let mut heads = HashMap::new();
-        for item in events.scan_prefix([keys::HEAD]) {
-            let (k, v) = item.map_err(from_sled)?;
-            let name = std::str::from_utf8(&k[1..])
-                .map_err(|_| corrupted("stream head index".into(), "stream id is not UTF-8"))?;
-            let stream = StreamId::new(name)?;
-            let version = keys::u64_value(&v, || format!("head of stream `{stream}`"))?;
-            heads.insert(stream, version);
-        }
         let next = match events.scan_prefix([keys::EVENT]).next_back() {
             None => 0,
             Some(item) => {
-                let (k, _) = item.map_err(from_sled)?;
-                keys::position_of_event_key(&k)
-                    .ok_or_else(|| corrupted("last event key".into(), "malformed key"))?
-                    + 1
+                let (k, v) = item.map_err(from_sled)?;
+                let first = keys::position_of_event_key(&k)
+                    .ok_or_else(|| corrupted("last event key".into(), "malformed key"))?;
+                first + chunk::count(first, &v)?
             }
         };
         Ok(StoreShared {
             core,
             events,
-            heads: RwLock::new(heads),
+            heads: RwLock::new(HashMap::new()),
             visible: AtomicU64::new(next),
             head_tx: watch::channel(next).0,
             limits,
@@ -68,50 +62,162 @@ impl StoreShared {
         self.visible.load(Ordering::Acquire)
     }
 
-    pub(crate) fn published_head(&self, stream: &StreamId) -> Option<u64> {
-        self.heads
+    /// The stream's published version: from the cache, else from the index
+    /// (the last run at positions readers may see).
+    pub(crate) fn published_head(&self, stream: &StreamId) -> Result<Option<u64>> {
+        if let Some(v) = self
+            .heads
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(stream)
-            .copied()
+        {
+            return Ok(Some(*v));
+        }
+        let below = self.visible_next();
+        let Some(found) = self.head_in_tree(stream, below)? else {
+            return Ok(None);
+        };
+        let mut heads = self.heads.write().unwrap_or_else(|p| p.into_inner());
+        let v = heads.entry(stream.clone()).or_insert(found);
+        *v = (*v).max(found);
+        Ok(Some(*v))
+    }
+
+    /// The last version of `stream` among runs stored below position `below`.
+    fn head_in_tree(&self, stream: &StreamId, below: u64) -> Result<Option<u64>> {
+        for item in self.events.scan_prefix(keys::stream_prefix(stream)).rev() {
+            let (k, v) = item.map_err(from_sled)?;
+            let run = keys::Run::decode(stream, &k, &v)?;
+            if run.position < below {
+                return Ok(Some(run.last_version()));
+            }
+        }
+        Ok(None)
     }
 
     /// Makes a durable group visible: heads first, then the position, then wake-ups.
     pub(crate) fn publish(&self, heads: HashMap<StreamId, u64>, next: u64) {
-        self.heads
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend(heads);
+        {
+            let mut cache = self.heads.write().unwrap_or_else(|p| p.into_inner());
+            for (stream, v) in heads {
+                let e = cache.entry(stream).or_insert(v);
+                *e = (*e).max(v);
+            }
+        }
         self.visible.store(next, Ordering::Release);
         self.head_tx.send_replace(next);
     }
 
-    fn read_at(&self, position: u64, stream: Option<&StreamId>) -> Result<Envelope> {
-        let location = || match stream {
-            Some(s) => format!("global position {position} (stream `{s}`)"),
-            None => format!("global position {position}"),
-        };
-        let bytes = self
+    /// Calls `f` with each record at positions `from..end`, in order, until
+    /// it returns `false`. Every position in the range must be stored.
+    fn scan_log(
+        &self,
+        from: u64,
+        end: u64,
+        mut f: impl FnMut(u64, &[u8]) -> Result<bool>,
+    ) -> Result<()> {
+        if from >= end {
+            return Ok(());
+        }
+        let missing = |pos: u64| corrupted(format!("global position {pos}"), "event is missing");
+        // The chunk holding `from` is the last one starting at or before it.
+        let start = match self
             .events
-            .get(keys::event(position))
-            .map_err(from_sled)?
-            .ok_or_else(|| corrupted(location(), "indexed event is missing"))?;
-        wire::decode(&bytes, location)
+            .range(keys::event(0)..=keys::event(from))
+            .next_back()
+        {
+            Some(item) => item.map_err(from_sled)?.0,
+            None => return Err(missing(from)),
+        };
+        let mut expected: Option<u64> = None;
+        for item in self
+            .events
+            .range(start..sled::IVec::from(&keys::event(end)))
+        {
+            let (k, v) = item.map_err(from_sled)?;
+            let first = keys::position_of_event_key(&k).ok_or_else(|| {
+                corrupted(format!("after global position {from}"), "malformed key")
+            })?;
+            match expected {
+                Some(e) if e != first => return Err(missing(e)),
+                None if first > from => return Err(missing(from)),
+                _ => {}
+            }
+            let mut frames = chunk::Frames::new(first, &v);
+            for frame in frames.by_ref() {
+                let (pos, record) = frame?;
+                if pos < from {
+                    continue;
+                }
+                if pos >= end || !f(pos, record)? {
+                    return Ok(());
+                }
+            }
+            expected = Some(frames.next_position());
+        }
+        match expected {
+            Some(next) if next >= end => Ok(()),
+            Some(next) => Err(missing(next)),
+            None => Err(missing(from)),
+        }
+    }
+
+    /// Decodes the record at `pos` and checks that it is what the index said.
+    fn decode_at(record: &[u8], pos: u64, stream: Option<(&StreamId, u64)>) -> Result<Envelope> {
+        let location = || match stream {
+            Some((s, _)) => format!("global position {pos} (stream `{s}`)"),
+            None => format!("global position {pos}"),
+        };
+        let env = wire::decode(record, location)?;
+        if env.position != pos {
+            return Err(corrupted(location(), "record holds another position"));
+        }
+        if let Some((s, version)) = stream {
+            if &env.stream_id != s || env.version != version {
+                return Err(corrupted(
+                    location(),
+                    "stream index points at another event",
+                ));
+            }
+        }
+        Ok(env)
     }
 
     /// The stored envelope with this id, if any (a stored id is durable).
     pub(crate) fn stored_by_id(&self, id: EventId) -> Result<Option<Envelope>> {
-        match self
+        let Some(v) = self
             .events
             .get(keys::event_id(id.0.as_bytes()))
             .map_err(from_sled)?
-        {
-            None => Ok(None),
-            Some(v) => {
-                let pos = keys::u64_value(&v, || format!("event id index of {id}"))?;
-                self.read_at(pos, None).map(Some)
-            }
-        }
+        else {
+            return Ok(None);
+        };
+        let pos = keys::u64_value(&v, || format!("event id index of {id}"))?;
+        let mut out = None;
+        self.scan_log(pos, pos + 1, |p, record| {
+            out = Some(Self::decode_at(record, p, None)?);
+            Ok(false)
+        })?;
+        out.map(Some)
+            .ok_or_else(|| corrupted(format!("global position {pos}"), "indexed event is missing"))
+    }
+
+    /// Appends the events of `run` with versions `lo..=hi` to `out`.
+    fn read_run(
+        &self,
+        stream: &StreamId,
+        run: keys::Run,
+        lo: u64,
+        hi: u64,
+        out: &mut Vec<Envelope>,
+    ) -> Result<()> {
+        let from = run.position + (lo - run.first_version);
+        let end = run.position + (hi - run.first_version) + 1;
+        self.scan_log(from, end, |pos, record| {
+            let version = run.first_version + (pos - run.position);
+            out.push(Self::decode_at(record, pos, Some((stream, version)))?);
+            Ok(true)
+        })
     }
 
     fn read_stream(
@@ -121,38 +227,71 @@ impl StoreShared {
         direction: Direction,
         limit: usize,
     ) -> Result<Vec<Envelope>> {
-        let Some(head) = self.published_head(stream) else {
-            return Ok(Vec::new());
-        };
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let iter = match direction {
+        let Some(head) = self.published_head(stream)? else {
+            return Ok(Vec::new());
+        };
+        let limit64 = u64::try_from(limit).unwrap_or(u64::MAX);
+        let taken = |out: &Vec<Envelope>| u64::try_from(out.len()).unwrap_or(u64::MAX);
+        let mut out = Vec::with_capacity(limit.min(1024));
+        match direction {
             Direction::Forward => {
                 if from > head {
-                    return Ok(Vec::new());
+                    return Ok(out);
                 }
-                let range = keys::stream_entry(stream, from)..=keys::stream_entry(stream, head);
-                itertools_either::Either::Left(self.events.range(range))
+                // The run holding `from` is the last one starting at or before it.
+                let first = keys::stream_entry(stream, 0);
+                let start = match self
+                    .events
+                    .range(first.as_slice()..=keys::stream_entry(stream, from).as_slice())
+                    .next_back()
+                {
+                    Some(item) => item.map_err(from_sled)?.0,
+                    None => sled::IVec::from(first),
+                };
+                let last = sled::IVec::from(keys::stream_entry(stream, head));
+                for item in self.events.range(start..=last) {
+                    let (k, v) = item.map_err(from_sled)?;
+                    let run = keys::Run::decode(stream, &k, &v)?;
+                    let lo = run.first_version.max(from);
+                    let hi = run.last_version().min(head);
+                    if lo > hi {
+                        continue;
+                    }
+                    let room = limit64 - taken(&out);
+                    let hi = hi.min(lo.saturating_add(room - 1));
+                    self.read_run(stream, run, lo, hi, &mut out)?;
+                    if out.len() >= limit {
+                        break;
+                    }
+                }
             }
             Direction::Backward => {
                 let start = from.min(head);
-                let range = keys::stream_entry(stream, 0)..=keys::stream_entry(stream, start);
-                itertools_either::Either::Right(self.events.range(range).rev())
+                let mut part = Vec::new();
+                for item in self
+                    .events
+                    .range(keys::stream_entry(stream, 0)..=keys::stream_entry(stream, start))
+                    .rev()
+                {
+                    let (k, v) = item.map_err(from_sled)?;
+                    let run = keys::Run::decode(stream, &k, &v)?;
+                    let hi = run.last_version().min(start);
+                    if run.first_version > hi {
+                        continue;
+                    }
+                    let room = limit64 - taken(&out);
+                    let lo = run.first_version.max(hi.saturating_sub(room - 1));
+                    part.clear();
+                    self.read_run(stream, run, lo, hi, &mut part)?;
+                    out.extend(part.drain(..).rev());
+                    if out.len() >= limit {
+                        break;
+                    }
+                }
             }
-        };
-        let mut out = Vec::with_capacity(limit.min(1024));
-        for item in iter.take(limit) {
-            let (_, v) = item.map_err(from_sled)?;
-            let pos = keys::u64_value(&v, || format!("stream `{stream}` index"))?;
-            let env = self.read_at(pos, Some(stream))?;
-            if &env.stream_id != stream {
-                return Err(corrupted(
-                    format!("global position {pos} (stream `{stream}`)"),
-                    "stream index points at an event of another stream",
-                ));
-            }
-            out.push(env);
         }
         Ok(out)
     }
@@ -162,37 +301,13 @@ impl StoreShared {
         if from >= end || limit == 0 {
             return Ok(Vec::new());
         }
-        let mut out = Vec::with_capacity(limit.min(4096));
-        for item in self
-            .events
-            .range(keys::event(from)..keys::event(end))
-            .take(limit)
-        {
-            let (k, v) = item.map_err(from_sled)?;
-            let pos = keys::position_of_event_key(&k).ok_or_else(|| {
-                corrupted(format!("after global position {from}"), "malformed key")
-            })?;
-            out.push(wire::decode(&v, || format!("global position {pos}"))?);
-        }
+        let n = usize::try_from(end - from).unwrap_or(usize::MAX).min(limit);
+        let mut out = Vec::with_capacity(n);
+        self.scan_log(from, end, |pos, record| {
+            out.push(Self::decode_at(record, pos, None)?);
+            Ok(out.len() < limit)
+        })?;
         Ok(out)
-    }
-}
-
-/// A tiny `Either` over the two iterator directions (no extra dependency).
-mod itertools_either {
-    pub(super) enum Either<L, R> {
-        Left(L),
-        Right(R),
-    }
-
-    impl<T, L: Iterator<Item = T>, R: Iterator<Item = T>> Iterator for Either<L, R> {
-        type Item = T;
-        fn next(&mut self) -> Option<T> {
-            match self {
-                Either::Left(l) => l.next(),
-                Either::Right(r) => r.next(),
-            }
-        }
     }
 }
 
@@ -348,7 +463,7 @@ impl EventReader for SledEventStore {
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<Option<u64>> {
-        Ok(self.inner.shared.published_head(stream))
+        self.inner.shared.published_head(stream)
     }
 
     async fn next_position(&self) -> Result<u64> {

@@ -3,8 +3,8 @@
 //! One thread owns all appends. It takes every request queued (up to
 //! [`SledConfig::max_group_events`](super::SledConfig::max_group_events)),
 //! validates them in order against the stream heads (the published ones plus
-//! this group's own), writes all accepted events, their indexes and the new
-//! heads with one `Tree::apply_batch` (atomic in sled, also across a crash),
+//! this group's own), writes all accepted events (in chunks) and their
+//! indexes with one `Tree::apply_batch` (atomic in sled, also across a crash),
 //! reaches the durability barrier once, then publishes the new heads and
 //! position and answers every caller.
 
@@ -17,6 +17,7 @@ use metachat_core::store::{check_reappend, AppendOutcome, ExpectedVersion};
 use metachat_core::{Error, Result};
 use tokio::sync::oneshot;
 
+use super::chunk;
 use super::error::from_sled;
 use super::keys;
 use super::store::StoreShared;
@@ -54,14 +55,16 @@ struct Pending {
     heads: HashMap<StreamId, u64>,
     events: Vec<Envelope>,
     ids: HashMap<EventId, u64>,
+    /// One stream index entry per accepted append.
+    runs: Vec<(StreamId, keys::Run)>,
 }
 
 impl Pending {
-    fn head(&self, shared: &StoreShared, stream: &StreamId) -> Option<u64> {
-        self.heads
-            .get(stream)
-            .copied()
-            .or_else(|| shared.published_head(stream))
+    fn head(&self, shared: &StoreShared, stream: &StreamId) -> Result<Option<u64>> {
+        match self.heads.get(stream) {
+            Some(v) => Ok(Some(*v)),
+            None => shared.published_head(stream),
+        }
     }
 
     /// The stored (or pending) envelope holding `id`, if any.
@@ -89,6 +92,7 @@ fn commit_group(shared: &StoreShared, group: Vec<Request>) {
         heads: HashMap::new(),
         events: Vec::new(),
         ids: HashMap::new(),
+        runs: Vec::new(),
     };
     let now = Timestamp::now();
     let mut answers: Vec<(
@@ -160,7 +164,7 @@ fn validate_and_stage(
     if let Some(outcome) = check_reappend(&stream, &events, &stored)? {
         return Ok(outcome);
     }
-    let actual = pending.head(shared, &stream);
+    let actual = pending.head(shared, &stream)?;
     expected.check(&stream, actual)?;
     let first_version = actual.map_or(0, |v| v + 1);
     let first_position = pending.next_position;
@@ -178,6 +182,14 @@ fn validate_and_stage(
     }
     pending.next_position = first_position + n;
     let last_version = first_version + n - 1;
+    pending.runs.push((
+        stream.clone(),
+        keys::Run {
+            first_version,
+            position: first_position,
+            count: n,
+        },
+    ));
     pending.heads.insert(stream, last_version);
     Ok(AppendOutcome {
         first_version,
@@ -188,16 +200,37 @@ fn validate_and_stage(
 }
 
 /// One atomic sled batch for the whole group, then the durability barrier.
+///
+/// The group's records go into chunks of about [`chunk::CHUNK_BYTES`] (one
+/// sled insert each), plus one stream index entry per append and one
+/// event-id entry per event.
 fn write(shared: &StoreShared, pending: &Pending) -> Result<()> {
     let mut batch = sled::Batch::default();
+    let mut buf: Vec<u8> = Vec::with_capacity(chunk::CHUNK_BYTES + 4096);
+    let mut first = pending.first_position;
     for e in &pending.events {
-        let pos = e.position.to_be_bytes();
-        batch.insert(&keys::event(e.position), wire::encode(e));
-        batch.insert(keys::stream_entry(&e.stream_id, e.version), &pos);
-        batch.insert(&keys::event_id(e.event_id.0.as_bytes()), &pos);
+        let record = wire::encode(e);
+        if !buf.is_empty() && buf.len() + 4 + record.len() > chunk::CHUNK_BYTES {
+            batch.insert(&keys::event(first), std::mem::take(&mut buf));
+            buf.reserve(chunk::CHUNK_BYTES + 4096);
+            first = e.position;
+        }
+        chunk::push(&mut buf, &record).ok_or_else(|| {
+            Error::backend(format!(
+                "event of {} bytes is too large for a chunk frame",
+                record.len()
+            ))
+        })?;
+        batch.insert(
+            &keys::event_id(e.event_id.0.as_bytes()),
+            &e.position.to_be_bytes(),
+        );
     }
-    for (stream, version) in &pending.heads {
-        batch.insert(keys::head(stream), &version.to_be_bytes());
+    if !buf.is_empty() {
+        batch.insert(&keys::event(first), buf);
+    }
+    for (stream, run) in &pending.runs {
+        batch.insert(keys::stream_entry(stream, run.first_version), &run.value());
     }
     shared.events.apply_batch(batch).map_err(from_sled)?;
     shared.core.syncer.commit_point()
