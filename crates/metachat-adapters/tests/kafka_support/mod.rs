@@ -133,3 +133,8 @@ pub fn kcat_read(brokers: &str, topic: &str) -> Vec<KcatRecord> {
         })
         .collect()
 }
+
+/// A bus from a config builder.
+pub fn bus_with(config: KafkaConfigBuilder) -> KafkaEventBus {
+    KafkaEventBus::new(config.build().expect("a valid config")).expect("a Kafka client")
+}
