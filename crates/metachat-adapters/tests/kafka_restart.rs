@@ -114,7 +114,7 @@ async fn broker_outage_loses_nothing_and_keeps_order_per_stream() {
             let mut n = 0u64;
             while appending.load(Ordering::SeqCst) {
                 for _ in 0..20 {
-                    let s = &streams[(n % streams.len() as u64) as usize];
+                    let s = &streams[usize::try_from(n).unwrap_or(0) % streams.len()];
                     let e = NewEvent::new("Tested", format!("{{\"n\":{n}}}").into_bytes());
                     store
                         .append(s, ExpectedVersion::Any, vec![e])
