@@ -32,7 +32,7 @@
 //! use metachat_core::memory::{InMemoryEventStore, InMemoryReadModels};
 //! use metachat_core::relay::{Deduplicator, Relay};
 //!
-//! # async fn run() -> metachat_core::Result<()> {
+//! # async fn run(shutdown: tokio::sync::oneshot::Receiver<()>) -> metachat_core::Result<()> {
 //! // KAFKA_BROKERS=127.0.0.1:19092, optionally KAFKA_TOPIC_PREFIX, KAFKA_GROUP_ID.
 //! let bus = KafkaEventBus::new(KafkaConfig::from_env()?.build()?)?;
 //!
@@ -56,11 +56,10 @@
 //!             }
 //!             Ok(())
 //!         }
-//!     }, tokio::signal::ctrl_c().map(|_| ()))
+//!     }, async { let _ = shutdown.await; })
 //!     .await?;
 //! println!("{report:?}");
 //! # Ok(()) }
-//! # use futures::FutureExt;
 //! ```
 
 mod config;
