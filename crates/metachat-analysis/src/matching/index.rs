@@ -14,6 +14,7 @@ use super::profile::{
     check_theme_dim, MatchProfile, MatchVectors, RecentEntry, Similarity, SimilarityWeights,
     MOOD_DIMS,
 };
+use super::quant::Codes;
 
 /// Default mass both users must give an emotion for it to count as shared.
 pub const DEFAULT_SHARED_EMOTION_THRESHOLD: f32 = 0.2;
@@ -33,6 +34,11 @@ pub struct IndexConfig {
     shared_emotion_threshold: f32,
     explained_themes: usize,
     parallel_min_rows: usize,
+    prefilter: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Deserialize)]
@@ -42,6 +48,8 @@ struct RawIndexConfig {
     shared_emotion_threshold: f32,
     explained_themes: usize,
     parallel_min_rows: usize,
+    #[serde(default = "yes")]
+    prefilter: bool,
 }
 
 impl TryFrom<RawIndexConfig> for IndexConfig {
@@ -51,7 +59,8 @@ impl TryFrom<RawIndexConfig> for IndexConfig {
             .with_weights(raw.weights)
             .with_shared_emotion_threshold(raw.shared_emotion_threshold)?
             .with_explained_themes(raw.explained_themes)
-            .with_parallel_min_rows(raw.parallel_min_rows))
+            .with_parallel_min_rows(raw.parallel_min_rows)
+            .with_prefilter(raw.prefilter))
     }
 }
 
@@ -68,7 +77,21 @@ impl IndexConfig {
             shared_emotion_threshold: DEFAULT_SHARED_EMOTION_THRESHOLD,
             explained_themes: DEFAULT_EXPLAINED_THEMES,
             parallel_min_rows: DEFAULT_PARALLEL_MIN_ROWS,
+            prefilter: true,
         })
+    }
+
+    /// Prune queries with the i8 copy of the matrix (default: on). The
+    /// answer is the same either way (see [`MatchIndex`]); off saves a
+    /// quarter of the memory and scans every f32 row.
+    pub fn with_prefilter(mut self, on: bool) -> Self {
+        self.prefilter = on;
+        self
+    }
+
+    /// Whether queries are pruned with the i8 copy of the matrix.
+    pub fn prefilter(&self) -> bool {
+        self.prefilter
     }
 
     /// Other similarity weights.
@@ -186,18 +209,37 @@ pub struct Match {
 /// query reads the matrix once, keeping the best k in a bounded binary heap.
 /// Ties rank by user id.
 ///
+/// With [`IndexConfig::with_prefilter`] (the default) the index also keeps
+/// an i8 copy of each row with its scale. A query first reads the codes (a
+/// quarter of the bytes), bounds every row's score from below and above
+/// with a rigorous bound on the quantisation error, and scores in f32 only
+/// the rows whose upper bound reaches the k-th best lower bound. The
+/// answer is identical to the full f32 scan (a property test checks it);
+/// only the work changes.
+///
 /// Removal moves the last row into the hole (`swap_remove`), so the matrix
 /// has no tombstones to skip or compact. [`erase`](Self::erase)d users are
 /// removed and refused from then on. The index does no I/O; it serialises
 /// with serde (a snapshot validated on load).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct MatchIndex {
     config: IndexConfig,
     rows: Vec<f32>,
+    codes: Codes,
     users: Vec<UserId>,
     recent: Vec<Vec<RecentEntry>>,
     slot_of: HashMap<UserId, usize>,
     erased: BTreeSet<UserId>,
+}
+
+impl std::fmt::Debug for MatchIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MatchIndex")
+            .field("config", &self.config)
+            .field("users", &self.users.len())
+            .field("erased", &self.erased.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A candidate in the heap. Ordered so that the heap's top is the worst:
@@ -289,6 +331,7 @@ impl MatchIndex {
         MatchIndex {
             config,
             rows: Vec::new(),
+            codes: Codes::default(),
             users: Vec::new(),
             recent: Vec::new(),
             slot_of: HashMap::new(),
@@ -335,6 +378,7 @@ impl MatchIndex {
     pub fn reserve(&mut self, additional: usize) {
         self.rows
             .reserve(additional.saturating_mul(self.config.stride()));
+        self.codes.reserve(additional, self.config.stride());
         self.users.reserve(additional);
         self.recent.reserve(additional);
         self.slot_of.reserve(additional);
@@ -375,6 +419,7 @@ impl MatchIndex {
                 if let Some(dst) = self.rows.get_mut(start..start + stride) {
                     dst.copy_from_slice(&row);
                 }
+                self.codes.set(slot, &row);
                 if let Some(r) = self.recent.get_mut(slot) {
                     *r = recent;
                 }
@@ -383,6 +428,7 @@ impl MatchIndex {
                 self.slot_of.insert(user, self.users.len());
                 self.users.push(user);
                 self.rows.extend_from_slice(&row);
+                self.codes.push(&row);
                 self.recent.push(recent);
             }
         }
@@ -409,6 +455,7 @@ impl MatchIndex {
             self.slot_of.insert(moved, slot);
         }
         self.rows.truncate(last * stride);
+        self.codes.swap_remove(slot, stride);
         self.users.swap_remove(slot);
         self.recent.swap_remove(slot);
         if self.rows.capacity() > 2 * self.rows.len() + 1024 * stride {
@@ -477,7 +524,25 @@ impl MatchIndex {
     fn best(&self, query: &[f32], k: usize, exclude: Option<usize>) -> BinaryHeap<Cand> {
         let stride = self.config.stride();
         let n = self.users.len();
-        if n >= self.config.parallel_min_rows && rayon::current_num_threads() > 1 && k > 0 {
+        let parallel = n >= self.config.parallel_min_rows && rayon::current_num_threads() > 1;
+        if self.config.prefilter && k > 0 {
+            let mut heap = BinaryHeap::with_capacity(k + 1);
+            let blocks = parallel.then_some(BLOCK_ROWS);
+            for slot in self.codes.candidates(query, k, exclude, blocks) {
+                let (Some(row), Some(&user)) = (
+                    self.rows.get(slot * stride..(slot + 1) * stride),
+                    self.users.get(slot),
+                ) else {
+                    continue;
+                };
+                let score = dot(row, query);
+                if !score.is_nan() {
+                    offer(&mut heap, k, Cand { score, user, slot });
+                }
+            }
+            return heap;
+        }
+        if parallel && k > 0 {
             self.rows
                 .par_chunks(BLOCK_ROWS * stride)
                 .enumerate()
@@ -604,9 +669,15 @@ impl TryFrom<Snapshot> for MatchIndex {
                 return Err(bad(format!("user {u} appears twice")));
             }
         }
+        let mut codes = Codes::default();
+        codes.reserve(s.users.len(), stride);
+        for row in s.rows.chunks_exact(stride) {
+            codes.push(row);
+        }
         Ok(MatchIndex {
             config: s.config,
             rows: s.rows,
+            codes,
             users: s.users,
             recent: s.recent,
             slot_of,

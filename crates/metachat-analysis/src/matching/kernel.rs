@@ -35,6 +35,27 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc[0] + tail
 }
 
+/// `Σ a[i]·b[i]` of two i8 code vectors, exact in i32 (|sum| ≤ 127²·len;
+/// fine for every length below 133,000). Same lane layout as [`dot`].
+pub(crate) fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0i32; LANES];
+    let ca = a.chunks_exact(LANES);
+    let cb = b.chunks_exact(LANES);
+    let (ta, tb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..LANES {
+            acc[i] += i32::from(x[i]) * i32::from(y[i]);
+        }
+    }
+    let mut sum: i32 = acc.iter().sum();
+    for (&x, &y) in ta.iter().zip(tb) {
+        sum += i32::from(x) * i32::from(y);
+    }
+    sum
+}
+
 /// Euclidean norm, accumulated in f64.
 pub(crate) fn norm(a: &[f32]) -> f64 {
     a.iter()
@@ -79,6 +100,22 @@ mod tests {
                 .sum();
             assert!((f64::from(dot(&a, &b)) - naive).abs() < 1e-4, "n = {n}");
         }
+    }
+
+    #[test]
+    #[allow(clippy::cast_possible_truncation)] // wrapping to i8 on purpose
+    fn dot_i8_is_exact() {
+        for n in 0..70usize {
+            let a: Vec<i8> = (0..n).map(|i| ((i * 37) % 255) as u8 as i8).collect();
+            let b: Vec<i8> = (0..n).map(|i| ((i * 101 + 3) % 255) as u8 as i8).collect();
+            let naive: i32 = a
+                .iter()
+                .zip(&b)
+                .map(|(&x, &y)| i32::from(x) * i32::from(y))
+                .sum();
+            assert_eq!(dot_i8(&a, &b), naive, "n = {n}");
+        }
+        assert_eq!(dot_i8(&[-128; 40], &[-128; 40]), 40 * 128 * 128);
     }
 
     #[test]

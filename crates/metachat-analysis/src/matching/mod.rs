@@ -68,6 +68,7 @@ mod error;
 mod index;
 mod kernel;
 mod profile;
+mod quant;
 
 pub use error::{MatchError, Result};
 pub use index::{

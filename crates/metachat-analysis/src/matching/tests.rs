@@ -422,10 +422,12 @@ proptest! {
         k in 0usize..50,
         theme_w in 0.0f32..1.0,
         parallel in any::<bool>(),
+        prefilter in any::<bool>(),
     ) {
         let w = SimilarityWeights::new(theme_w, 1.0 - theme_w + 0.01).expect("weights");
         let config = IndexConfig::new(DIM).expect("config").with_weights(w)
-            .with_parallel_min_rows(if parallel { 0 } else { usize::MAX });
+            .with_parallel_min_rows(if parallel { 0 } else { usize::MAX })
+            .with_prefilter(prefilter);
         let (idx, users) = build(&raws, config);
         for (me, (u, _)) in users.iter().enumerate() {
             let got = idx.top_k(*u, k).expect("query");
@@ -456,6 +458,36 @@ proptest! {
                 prop_assert!((-1.0..=1.0).contains(&m.similarity.theme));
                 prop_assert!((0.0..=1.0).contains(&m.similarity.mood));
             }
+        }
+    }
+
+    /// The i8 prefilter never changes an answer: same users, same scores,
+    /// same order as the full f32 scan, also on data full of exact ties and
+    /// duplicates (values drawn from a small grid), in parallel or not.
+    #[test]
+    fn prefilter_equals_full_scan(
+        grid in prop::collection::vec(
+            (prop::option::weighted(0.9, prop::collection::vec(-2i8..=2, DIM)),
+             prop::option::weighted(0.8, prop::array::uniform7(0u8..3))),
+            0..60),
+        random in prop::collection::vec(raw_user(), 0..60),
+        k in 0usize..70,
+        parallel in any::<bool>(),
+        weights in (0.0f32..1.0, 0.0f32..1.0),
+    ) {
+        let mut raws: Vec<Raw> = grid.into_iter().map(|(t, m)| (
+            t.map(|t| t.into_iter().map(f32::from).collect()),
+            m.map(|m| m.map(f32::from)),
+        )).collect();
+        raws.extend(random);
+        let w = SimilarityWeights::new(weights.0, weights.1 + 0.01).expect("weights");
+        let config = IndexConfig::new(DIM).expect("config").with_weights(w)
+            .with_parallel_min_rows(if parallel { 0 } else { usize::MAX });
+        let (pruned, users) = build(&raws, config.with_prefilter(true));
+        let (full, _) = build(&raws, config.with_prefilter(false));
+        for (u, v) in &users {
+            prop_assert_eq!(pruned.top_k(*u, k), full.top_k(*u, k));
+            prop_assert_eq!(pruned.top_k_for(v, k, None), full.top_k_for(v, k, None));
         }
     }
 
