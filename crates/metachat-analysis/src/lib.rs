@@ -8,3 +8,4 @@ pub use metachat_core::analysis::{Embedder, Emotion, Mood, MoodAnalyzer};
 
 pub mod matching;
 pub mod embed;
+pub mod mood;

@@ -1,0 +1,192 @@
+//! Mood analysis: the [`MoodAnalyzer`] implementations.
+//!
+//! - [`EmbeddingMoodAnalyzer`]: a sentence embedder (multilingual e5 by
+//!   default) with a logistic [`ValenceHead`] trained on labelled sentences and
+//!   [`EmotionPrototypes`], embeddings of short emotion descriptions written in
+//!   Russian and English.
+//! - [`LexiconAnalyzer`]: VADER's rules with its lexicon and our own emotion
+//!   keywords; needs no model, and is the fallback when the model files are
+//!   missing.
+//!
+//! [`analyzer_from_model_dir`] picks one from what a model directory holds.
+//!
+//! # Output
+//! Each text gets a [`Mood`]: valence in \[-1, 1\], arousal in \[0, 1\], a
+//! probability per [`Emotion`] (in [`Emotion::ALL`] order, summing to 1), the
+//! dominant label and its probability as the confidence, the model id,
+//! [`Mood::SCHEMA_VERSION`] and the number of model windows the text was read
+//! in. Empty or whitespace-only text is never sent to a model: it is valence 0,
+//! arousal 0, neutral with probability 1, confidence 0 and `windows == 0`.
+//!
+//! # Arousal
+//! Arousal is read off the emotion distribution: each label has an arousal
+//! level on Russell's circumplex ([`AROUSAL`]: anger 0.9, fear 0.8, surprise
+//! 0.8, joy 0.7, love 0.5, sadness 0.3, neutral 0.1), and the distribution's
+//! expected level ([`arousal_of`]) is mixed with the text's intensity
+//! (`0.7 · arousal_of + 0.3 · intensity`; intensity is `|valence|` for the
+//! embedding analyzer, `|compound|` plus punctuation and capitals emphasis for
+//! the lexicon).
+
+mod embedding;
+mod error;
+pub mod eval;
+mod head;
+mod lexicon;
+mod prototypes;
+
+pub use embedding::{EmbeddingMoodAnalyzer, WindowedEmbedder};
+pub use error::{MoodError, Result};
+pub use head::{train_logistic, LogisticFit, ValenceHead, ValenceHeadProvenance};
+pub use lexicon::{LexiconAnalyzer, LexiconScore};
+pub use prototypes::EmotionPrototypes;
+
+use std::path::Path;
+
+use async_trait::async_trait;
+use metachat_core::analysis::{Emotion, Mood, MoodAnalyzer};
+
+use crate::embed::{E5Embedder, E5Prefix};
+
+/// The labels, in the order of every per-label array here ([`Emotion::ALL`]).
+pub const EMOTIONS: [Emotion; 7] = Emotion::ALL;
+
+/// Arousal level per label, in [`EMOTIONS`] order.
+pub const AROUSAL: [f32; 7] = [0.7, 0.3, 0.9, 0.8, 0.5, 0.8, 0.1];
+
+/// The label's name as serialised (`joy`, `sadness`, …).
+pub fn emotion_name(e: Emotion) -> &'static str {
+    match e {
+        Emotion::Joy => "joy",
+        Emotion::Sadness => "sadness",
+        Emotion::Anger => "anger",
+        Emotion::Fear => "fear",
+        Emotion::Love => "love",
+        Emotion::Surprise => "surprise",
+        Emotion::Neutral => "neutral",
+    }
+}
+
+/// Parses a label name written by [`emotion_name`].
+pub fn emotion_from_name(name: &str) -> Option<Emotion> {
+    EMOTIONS.into_iter().find(|e| emotion_name(*e) == name)
+}
+
+/// Expected arousal of a distribution in [`EMOTIONS`] order.
+pub fn arousal_of(dist: &[f32; 7]) -> f32 {
+    dist.iter()
+        .zip(AROUSAL)
+        .map(|(p, a)| p * a)
+        .sum::<f32>()
+        .clamp(0.0, 1.0)
+}
+
+/// Builds a [`Mood`] from a distribution in [`EMOTIONS`] order.
+pub(crate) fn mood_from_distribution(
+    valence: f32,
+    arousal: f32,
+    dist: [f32; 7],
+    model_id: &str,
+    windows: u32,
+) -> Mood {
+    let (k, &p) =
+        dist.iter().enumerate().fold(
+            (6, &f32::MIN),
+            |best, cur| if cur.1 > best.1 { cur } else { best },
+        );
+    Mood {
+        valence: sanitize(valence).clamp(-1.0, 1.0),
+        arousal: sanitize(arousal).clamp(0.0, 1.0),
+        emotions: EMOTIONS.iter().copied().zip(dist.map(sanitize)).collect(),
+        dominant: EMOTIONS[k],
+        confidence: sanitize(p).clamp(0.0, 1.0),
+        model_id: model_id.to_owned(),
+        schema_version: Mood::SCHEMA_VERSION,
+        windows,
+    }
+}
+
+/// The documented result for a text with nothing to read.
+pub(crate) fn empty_mood(model_id: &str) -> Mood {
+    let mut dist = [0.0; 7];
+    dist[6] = 1.0;
+    let mut mood = mood_from_distribution(0.0, 0.0, dist, model_id, 0);
+    mood.confidence = 0.0;
+    mood
+}
+
+/// True when a text has nothing an analyzer could read: empty, or only
+/// whitespace and control characters.
+pub fn is_blank(text: &str) -> bool {
+    text.chars().all(|c| c.is_whitespace() || c.is_control())
+}
+
+/// The analyzer [`analyzer_from_model_dir`] picked.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum DefaultMoodAnalyzer {
+    /// multilingual e5 with the built-in valence head and emotion prototypes.
+    E5(Box<EmbeddingMoodAnalyzer<E5Embedder>>),
+    /// The lexicon fallback.
+    Lexicon(LexiconAnalyzer),
+}
+
+impl DefaultMoodAnalyzer {
+    /// True when this is the lexicon fallback.
+    pub fn is_fallback(&self) -> bool {
+        matches!(self, DefaultMoodAnalyzer::Lexicon(_))
+    }
+}
+
+#[async_trait]
+impl MoodAnalyzer for DefaultMoodAnalyzer {
+    async fn analyze(&self, texts: &[String]) -> metachat_core::Result<Vec<Mood>> {
+        match self {
+            DefaultMoodAnalyzer::E5(a) => a.analyze(texts).await,
+            DefaultMoodAnalyzer::Lexicon(a) => a.analyze(texts).await,
+        }
+    }
+
+    fn model_id(&self) -> &str {
+        match self {
+            DefaultMoodAnalyzer::E5(a) => a.model_id(),
+            DefaultMoodAnalyzer::Lexicon(a) => a.model_id(),
+        }
+    }
+}
+
+/// The best analyzer a model directory allows: the e5 analyzer when
+/// `<dir>/e5/e5-small-q4.bin` loads, else the [`LexiconAnalyzer`] from
+/// `<dir>/vader/vader_lexicon.txt` with a loud `tracing::warn!`.
+///
+/// # Errors
+/// When e5 cannot be used and the lexicon file is missing or corrupt: the
+/// lexicon's [`MoodError`], which names the file.
+pub async fn analyzer_from_model_dir(dir: &Path) -> Result<DefaultMoodAnalyzer> {
+    let e5_error = match E5Embedder::load(dir.join("e5")) {
+        Ok(e5) => {
+            let id = format!("{} (prefix \"query: \")", E5Embedder::MODEL_ID);
+            let head = ValenceHead::builtin_e5()?;
+            match EmbeddingMoodAnalyzer::new(e5.with_prefix(E5Prefix::Query), head, &id).await {
+                Ok(a) => return Ok(DefaultMoodAnalyzer::E5(Box::new(a))),
+                Err(e) => e.to_string(),
+            }
+        }
+        Err(e) => e.to_string(),
+    };
+    let lexicon = LexiconAnalyzer::from_dir(dir)?;
+    tracing::warn!(
+        model_dir = %dir.display(),
+        reason = %e5_error,
+        "MOOD ANALYSIS IS DEGRADED: the e5 model is unavailable, falling back to the \
+         lexicon baseline (VADER, English-centred, lower accuracy); run scripts/fetch-models"
+    );
+    Ok(DefaultMoodAnalyzer::Lexicon(lexicon))
+}
+
+fn sanitize(x: f32) -> f32 {
+    if x.is_finite() {
+        x
+    } else {
+        0.0
+    }
+}
