@@ -110,7 +110,8 @@ fn fit_and_write(
         bias: fit.bias,
         provenance: ValenceHeadProvenance {
             command: format!("cargo run --release --example train_valence --features analysis -- {short}"),
-            data: "amazon.json + imdb.json (1,001 sentences each) of the UCI Sentiment Labelled Sentences \
+            data: "amazon.json + imdb.json (1,000 labelled sentences each; the trailing empty placeholder \
+                   is dropped) of the UCI Sentiment Labelled Sentences \
                    (Kotzias et al. 2015), as shipped by the npm package sentiment@5.0.2 in test/fixtures/; \
                    yelp.json is held out and never read by training"
                 .to_owned(),
