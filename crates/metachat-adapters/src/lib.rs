@@ -7,6 +7,7 @@
 //! |---|---|---|
 //! | `sled` | yes | [`sled::SledEventStore`], [`sled::SledReadModels`]: embedded, durable |
 //! | `kafka` | no | [`kafka::KafkaEventBus`]: the event bus on Apache Kafka (rdkafka, librdkafka built from source) |
+//! | `cassandra` | no | [`cassandra::CassandraReadModels`], [`cassandra::CassandraEventStore`]: read models and an event store on Apache Cassandra (scylla driver) |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "sled")]
@@ -16,3 +17,7 @@ pub mod sled;
 #[cfg(feature = "kafka")]
 #[cfg_attr(docsrs, doc(cfg(feature = "kafka")))]
 pub mod kafka;
+
+#[cfg(feature = "cassandra")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cassandra")))]
+pub mod cassandra;

@@ -1,0 +1,69 @@
+//! What the Cassandra tests share: the node address from `CASSANDRA_NODES`,
+//! or a skip (outside CI) or a failure (in CI) when it is not set; stores in
+//! a fresh namespace of the `metachat_test` keyspace.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::time::Duration;
+
+use metachat_adapters::cassandra::{CassandraConfig, CassandraEventStore, CassandraReadModels};
+
+/// The message a test prints when it skips.
+pub const SKIP: &str = "SKIPPED: CASSANDRA_NODES not set; run scripts/cassandra start";
+
+/// The keyspace every test uses; each store gets its own namespace in it.
+pub const KEYSPACE: &str = "metachat_test";
+
+/// The node address, or `None` (after printing [`SKIP`]) outside CI.
+/// In CI (`CI` set) a missing address fails the test.
+pub fn nodes() -> Option<String> {
+    match std::env::var("CASSANDRA_NODES") {
+        Ok(n) if !n.trim().is_empty() => Some(n.trim().to_owned()),
+        _ if std::env::var_os("CI").is_some() => panic!(
+            "CASSANDRA_NODES is not set but CI is: the Cassandra tests must run against a node; \
+             start one with `eval \"$(scripts/cassandra start)\"`"
+        ),
+        _ => {
+            println!("{SKIP}");
+            None
+        }
+    }
+}
+
+/// The node address, or (outside CI, without one) print [`SKIP`] on stderr
+/// and end the process successfully: for the conformance macros, which
+/// have no skip hook.
+pub fn nodes_or_exit() -> String {
+    match nodes() {
+        Some(n) => n,
+        None => {
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr().lock(), "{SKIP}");
+            std::process::exit(0)
+        }
+    }
+}
+
+/// A config on the test node with a fresh namespace.
+pub fn config(nodes: &str) -> CassandraConfig {
+    CassandraConfig::builder(nodes)
+        .keyspace(KEYSPACE)
+        .namespace(format!("t{}", uuid::Uuid::new_v4().simple()))
+        .request_timeout(Duration::from_secs(10))
+        .build()
+        .expect("a valid config")
+}
+
+/// Read models in a fresh namespace.
+pub async fn read_models(nodes: &str) -> CassandraReadModels {
+    CassandraReadModels::connect(&config(nodes))
+        .await
+        .expect("read models on the test node")
+}
+
+/// An event store in a fresh namespace.
+pub async fn event_store(nodes: &str) -> CassandraEventStore {
+    CassandraEventStore::connect(&config(nodes))
+        .await
+        .expect("an event store on the test node")
+}
