@@ -67,3 +67,29 @@ pub async fn event_store(nodes: &str) -> CassandraEventStore {
         .await
         .expect("an event store on the test node")
 }
+
+/// Runs `scripts/cassandra <cmd>` of this repository; panics if it fails.
+pub fn script(cmd: &str) -> String {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/cassandra");
+    let out = std::process::Command::new(&script)
+        .arg(cmd)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(
+        out.status.success() || cmd == "status",
+        "scripts/cassandra {cmd} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The Python interpreter of the venv `scripts/cassandra install` fills with
+/// the Python `cassandra-driver`.
+pub fn python() -> std::path::PathBuf {
+    let build = std::env::var_os("METACHAT_BUILD_DIR").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/services"),
+        std::path::PathBuf::from,
+    );
+    build.join("cassandra/python/bin/python")
+}
