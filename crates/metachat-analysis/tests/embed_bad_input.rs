@@ -14,8 +14,15 @@ fn in_ci() -> bool {
 }
 
 fn skip(what: &Path) {
-    assert!(!in_ci(), "CI=true and {} is missing; run scripts/fetch-models", what.display());
-    eprintln!("SKIPPED: {} missing; run scripts/fetch-models", what.display());
+    assert!(
+        !in_ci(),
+        "CI=true and {} is missing; run scripts/fetch-models",
+        what.display()
+    );
+    eprintln!(
+        "SKIPPED: {} missing; run scripts/fetch-models",
+        what.display()
+    );
 }
 
 fn e5() -> Option<&'static E5Embedder> {
@@ -29,7 +36,9 @@ fn e5() -> Option<&'static E5Embedder> {
 
 fn minilm() -> Option<&'static MiniLmEmbedder> {
     static M: OnceLock<Option<MiniLmEmbedder>> = OnceLock::new();
-    let m = M.get_or_init(|| MiniLmEmbedder::load(minilm_dir()).ok()).as_ref();
+    let m = M
+        .get_or_init(|| MiniLmEmbedder::load(minilm_dir()).ok())
+        .as_ref();
     if m.is_none() {
         skip(&minilm_dir());
     }
@@ -79,10 +88,24 @@ fn empty_and_whitespace_embed_the_prefix_alone() {
     assert_unit(&vs, 384);
     // Documented: empty/whitespace text = `<s> ▁passage: </s>` (whitespace
     // collapses to one ▁ or is dropped), one window.
-    assert_eq!(m.token_ids(""), m.token_ids("   ").iter().copied().take(m.token_ids("").len()).collect::<Vec<_>>()[..]);
+    assert_eq!(
+        m.token_ids(""),
+        m.token_ids("   ")
+            .iter()
+            .copied()
+            .take(m.token_ids("").len())
+            .collect::<Vec<_>>()[..]
+    );
     assert!(out.iter().all(|e| e.windows == 1));
-    assert!(dot(&vs[0], &vs[1]) > 0.98, "empty and blank texts should be near-identical");
-    assert!(out[0].tokens <= 6, "empty text has only specials and the prefix: {}", out[0].tokens);
+    assert!(
+        dot(&vs[0], &vs[1]) > 0.98,
+        "empty and blank texts should be near-identical"
+    );
+    assert!(
+        out[0].tokens <= 6,
+        "empty text has only specials and the prefix: {}",
+        out[0].tokens
+    );
 
     let Some(ml) = minilm() else { return };
     let out = ml.embed_detailed_blocking(&s(&["", "   \n"])).unwrap();
@@ -134,26 +157,42 @@ fn a_megabyte_of_mostly_blank_text_finishes_in_windows() {
         text.push_str(&filler);
         i += 1;
     }
-    let out = m.embed_detailed_blocking(std::slice::from_ref(&text)).unwrap();
+    let out = m
+        .embed_detailed_blocking(std::slice::from_ref(&text))
+        .unwrap();
     let e = &out[0];
     assert!(e.tokens > 1_000, "{} tokens", e.tokens);
-    assert!(e.windows >= 3, "{} tokens in {} windows", e.tokens, e.windows);
-    assert_unit(&[e.vector.clone()], 384);
+    assert!(
+        e.windows >= 3,
+        "{} tokens in {} windows",
+        e.tokens,
+        e.windows
+    );
+    assert_unit(std::slice::from_ref(&e.vector), 384);
 }
 
 #[test]
 fn long_text_windows_cover_every_token() {
     let Some(m) = e5() else { return };
     let text = "Сегодня был длинный день, and I wrote a lot about it. ".repeat(120);
-    let out = m.embed_detailed_blocking(std::slice::from_ref(&text)).unwrap();
+    let out = m
+        .embed_detailed_blocking(std::slice::from_ref(&text))
+        .unwrap();
     let e = &out[0];
     // 510 content tokens per window, 64 shared with the next (the prefix is
     // repeated in later windows): at least ceil((tokens - 2 - 510) / 440) + 1.
     let need = (e.tokens - 2 - 510).div_ceil(510 - 64) + 1;
-    assert!(e.windows as usize >= need, "{} tokens in {} windows", e.tokens, e.windows);
-    assert_unit(&[e.vector.clone()], 384);
+    assert!(
+        e.windows as usize >= need,
+        "{} tokens in {} windows",
+        e.tokens,
+        e.windows
+    );
+    assert_unit(std::slice::from_ref(&e.vector), 384);
     // A repetitive text: the pooled vector is close to one window of it.
-    let one = m.embed_blocking(&["Сегодня был длинный день, and I wrote a lot about it. ".repeat(20)]).unwrap();
+    let one = m
+        .embed_blocking(&["Сегодня был длинный день, and I wrote a lot about it. ".repeat(20)])
+        .unwrap();
     assert!(dot(&e.vector, &one[0]) > 0.95);
 }
 
@@ -167,18 +206,29 @@ fn a_megabyte_of_prose_is_windowed_in_bounded_memory() {
     let unit = "Сегодня был длинный день, and I wrote a lot about it. ";
     let text: String = unit.repeat(1_000_000 / unit.len() + 1);
     let start = std::time::Instant::now();
-    let out = m.embed_detailed_blocking(std::slice::from_ref(&text)).unwrap();
+    let out = m
+        .embed_detailed_blocking(std::slice::from_ref(&text))
+        .unwrap();
     let e = &out[0];
     assert!(e.tokens > 100_000, "{} tokens", e.tokens);
-    assert!(e.windows as usize >= (e.tokens - 2) / 510, "{} windows", e.windows);
-    assert_unit(&[e.vector.clone()], 384);
+    assert!(
+        e.windows as usize >= (e.tokens - 2) / 510,
+        "{} windows",
+        e.windows
+    );
+    assert_unit(std::slice::from_ref(&e.vector), 384);
     if let Some(peak) = peak_rss() {
         // Model (≈ 0.5 GB) + one forward chunk (≈ 0.3 GB) + token ids; not
         // proportional to the number of windows.
         assert!(peak < 2 << 30, "peak RSS {} MB", peak >> 20);
         eprintln!("peak RSS {} MB", peak >> 20);
     }
-    eprintln!("1 MB: {} tokens, {} windows, {:?}", e.tokens, e.windows, start.elapsed());
+    eprintln!(
+        "1 MB: {} tokens, {} windows, {:?}",
+        e.tokens,
+        e.windows,
+        start.elapsed()
+    );
 }
 
 #[test]
@@ -198,7 +248,10 @@ fn batch_results_do_not_depend_on_batch_neighbours() {
     let long = "A much longer entry about many different things that happened. ".repeat(20);
     let alone = m.embed_blocking(std::slice::from_ref(&a)).unwrap();
     let mixed = m.embed_blocking(&[long, a]).unwrap();
-    assert!(dot(&alone[0], &mixed[1]) > 0.9999, "padding leaked into the embedding");
+    assert!(
+        dot(&alone[0], &mixed[1]) > 0.9999,
+        "padding leaked into the embedding"
+    );
 }
 
 #[test]
@@ -208,7 +261,10 @@ fn query_and_passage_prefixes_differ() {
     let p = m.embed_blocking(&t).unwrap();
     let q = m.with_prefix(E5Prefix::Query).embed_blocking(&t).unwrap();
     assert!(dot(&p[0], &q[0]) < 0.999);
-    assert_ne!(m.with_prefix(E5Prefix::Query).token_ids("x"), m.token_ids("x"));
+    assert_ne!(
+        m.with_prefix(E5Prefix::Query).token_ids("x"),
+        m.token_ids("x")
+    );
 }
 
 #[tokio::test]
@@ -257,7 +313,10 @@ fn expect_corrupt(r: Result<E5Embedder, EmbedError>, file: &Path, needle: &str) 
     match r {
         Err(EmbedError::Corrupt { path, reason }) => {
             assert_eq!(path, file);
-            assert!(reason.contains(needle), "reason {reason:?} lacks {needle:?}");
+            assert!(
+                reason.contains(needle),
+                "reason {reason:?} lacks {needle:?}"
+            );
         }
         other => panic!("expected Corrupt({needle}), got {other:?}"),
     }
@@ -268,11 +327,22 @@ fn truncated_e5_files_are_typed_errors() {
     let Some(bytes) = e5_bytes() else { return };
     let d = tmp();
     // Cut in the header, the vocabulary, the directory and the weights.
-    for cut in [0usize, 3, 10, 60, 1_000, 2_000_000, 4_638_000, bytes.len() / 2, bytes.len() - 1] {
+    for cut in [
+        0usize,
+        3,
+        10,
+        60,
+        1_000,
+        2_000_000,
+        4_638_000,
+        bytes.len() / 2,
+        bytes.len() - 1,
+    ] {
         let p = write(d.path(), "cut.bin", &bytes[..cut]);
         let r = E5Embedder::load(&p);
         match r {
-            Err(EmbedError::Corrupt { path, .. }) | Err(EmbedError::WrongArchitecture { path, .. }) => {
+            Err(EmbedError::Corrupt { path, .. })
+            | Err(EmbedError::WrongArchitecture { path, .. }) => {
                 assert_eq!(path, p, "cut at {cut}")
             }
             other => panic!("cut at {cut}: {other:?}"),
@@ -293,10 +363,16 @@ fn corrupt_e5_headers_and_tensors_are_typed_errors() {
     };
     // Bad magic.
     let p = write(d.path(), "m.bin", &patch(0, b"GGUF"));
-    assert!(matches!(E5Embedder::load(&p), Err(EmbedError::WrongArchitecture { .. })));
+    assert!(matches!(
+        E5Embedder::load(&p),
+        Err(EmbedError::WrongArchitecture { .. })
+    ));
     // Unknown version.
     let p = write(d.path(), "v.bin", &patch(4, &7u32.to_le_bytes()));
-    assert!(matches!(E5Embedder::load(&p), Err(EmbedError::WrongArchitecture { .. })));
+    assert!(matches!(
+        E5Embedder::load(&p),
+        Err(EmbedError::WrongArchitecture { .. })
+    ));
     // Negative hidden size.
     let p = write(d.path(), "h.bin", &patch(8, &(-384i32).to_le_bytes()));
     expect_corrupt(E5Embedder::load(&p), &p, "hidden size");
@@ -344,21 +420,34 @@ fn wrong_architecture_directories_are_refused() {
         return skip(&mld);
     }
     // The e5 loader pointed at MiniLM's folder, and at its safetensors file.
-    assert!(matches!(E5Embedder::load(&mld), Err(EmbedError::WrongArchitecture { .. })));
+    assert!(matches!(
+        E5Embedder::load(&mld),
+        Err(EmbedError::WrongArchitecture { .. })
+    ));
     assert!(matches!(
         E5Embedder::load(mld.join("model.safetensors")),
         Err(EmbedError::WrongArchitecture { .. })
     ));
     // The MiniLM loader pointed at e5's folder, and at the E5S1 file.
-    assert!(matches!(MiniLmEmbedder::load(&e5d), Err(EmbedError::WrongArchitecture { .. })));
+    assert!(matches!(
+        MiniLmEmbedder::load(&e5d),
+        Err(EmbedError::WrongArchitecture { .. })
+    ));
     assert!(matches!(
         MiniLmEmbedder::load(e5d.join(MODEL_FILE_E5)),
         Err(EmbedError::WrongArchitecture { .. })
     ));
     // A BERT config of another architecture.
     let d = tmp();
-    write(d.path(), "config.json", br#"{"model_type": "xlm-roberta", "hidden_size": 384}"#);
-    assert!(matches!(MiniLmEmbedder::load(d.path()), Err(EmbedError::WrongArchitecture { .. })));
+    write(
+        d.path(),
+        "config.json",
+        br#"{"model_type": "xlm-roberta", "hidden_size": 384}"#,
+    );
+    assert!(matches!(
+        MiniLmEmbedder::load(d.path()),
+        Err(EmbedError::WrongArchitecture { .. })
+    ));
 }
 
 #[test]
@@ -372,7 +461,11 @@ fn corrupt_minilm_files_are_typed_errors() {
         let d = tmp();
         for f in files {
             let bytes = std::fs::read(mld.join(f)).unwrap();
-            let bytes = if f == broken { bytes[..bytes.len() / 3].to_vec() } else { bytes };
+            let bytes = if f == broken {
+                bytes[..bytes.len() / 3].to_vec()
+            } else {
+                bytes
+            };
             write(d.path(), f, &bytes);
         }
         match MiniLmEmbedder::load(d.path()) {
@@ -385,10 +478,14 @@ fn corrupt_minilm_files_are_typed_errors() {
     for f in files {
         std::fs::copy(mld.join(f), d.path().join(f)).unwrap();
     }
-    let cfg = std::fs::read_to_string(mld.join("config.json")).unwrap().replace("\"hidden_size\": 384", "\"hidden_size\": 512");
+    let cfg = std::fs::read_to_string(mld.join("config.json"))
+        .unwrap()
+        .replace("\"hidden_size\": 384", "\"hidden_size\": 512");
     write(d.path(), "config.json", cfg.as_bytes());
     match MiniLmEmbedder::load(d.path()) {
-        Err(EmbedError::Corrupt { path, .. }) => assert_eq!(path, d.path().join("model.safetensors")),
+        Err(EmbedError::Corrupt { path, .. }) => {
+            assert_eq!(path, d.path().join("model.safetensors"))
+        }
         other => panic!("{other:?}"),
     }
 }

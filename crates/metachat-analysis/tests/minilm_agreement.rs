@@ -21,8 +21,13 @@ print(json.dumps(m.encode(texts, normalize_embeddings=True).tolist()))
 #[test]
 fn minilm_agrees_with_sentence_transformers() {
     let st = model_dir().join("python-st");
-    if !st.join("sentence_transformers").exists() || !minilm_dir().join("model.safetensors").exists() {
-        eprintln!("SKIPPED: {} (optional sentence-transformers) or models/minilm missing", st.display());
+    if !st.join("sentence_transformers").exists()
+        || !minilm_dir().join("model.safetensors").exists()
+    {
+        eprintln!(
+            "SKIPPED: {} (optional sentence-transformers) or models/minilm missing",
+            st.display()
+        );
         return;
     }
     let texts: Vec<String> = [
@@ -44,9 +49,16 @@ fn minilm_agrees_with_sentence_transformers() {
         .env("PYTHONPATH", &st)
         .output()
         .expect("python3");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let reference: Vec<Vec<f32>> = serde_json::from_slice(&out.stdout).expect("JSON");
-    let ours = MiniLmEmbedder::load(minilm_dir()).unwrap().embed_blocking(&texts).unwrap();
+    let ours = MiniLmEmbedder::load(minilm_dir())
+        .unwrap()
+        .embed_blocking(&texts)
+        .unwrap();
     let mut min = f32::MAX;
     for ((t, a), b) in texts.iter().zip(&ours).zip(&reference) {
         let c: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();

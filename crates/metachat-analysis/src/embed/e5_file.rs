@@ -37,7 +37,7 @@ pub struct E5Header {
     /// Token-type vocabulary (2).
     pub type_vocab: usize,
     /// Layer-norm epsilon.
-    pub layer_norm_eps: f64,
+    pub layer_norm_eps: f32,
 }
 
 /// The tokenizer tables embedded in the file.
@@ -147,13 +147,21 @@ impl<'a> Cursor<'a> {
         usize::try_from(v)
             .ok()
             .filter(|&v| v >= 1 && v <= max)
-            .ok_or_else(|| EmbedError::corrupt(self.path, format!("{what} = {v} is out of range 1..={max}")))
+            .ok_or_else(|| {
+                EmbedError::corrupt(self.path, format!("{what} = {v} is out of range 1..={max}"))
+            })
     }
     fn usize_u64(&mut self, what: &str) -> Result<usize> {
         let v = self.u64(what)?;
-        usize::try_from(v).ok().filter(|&v| v <= self.data.len()).ok_or_else(|| {
-            EmbedError::corrupt(self.path, format!("{what} = {v} exceeds the file size {}", self.data.len()))
-        })
+        usize::try_from(v)
+            .ok()
+            .filter(|&v| v <= self.data.len())
+            .ok_or_else(|| {
+                EmbedError::corrupt(
+                    self.path,
+                    format!("{what} = {v} exceeds the file size {}", self.data.len()),
+                )
+            })
     }
 }
 
@@ -202,7 +210,9 @@ impl E5File {
         if !SUPPORTED_VERSIONS.contains(&version) {
             return Err(EmbedError::WrongArchitecture {
                 path: path.to_path_buf(),
-                reason: format!("E5S1 version {version} is not supported (known: {SUPPORTED_VERSIONS:?})"),
+                reason: format!(
+                    "E5S1 version {version} is not supported (known: {SUPPORTED_VERSIONS:?})"
+                ),
             });
         }
         let hidden = c.count("hidden size", 8192)?;
@@ -214,7 +224,10 @@ impl E5File {
         let type_vocab = c.count("token-type vocabulary", 1024)?;
         let eps = c.f32("layer-norm epsilon")?;
         if !(eps.is_finite() && eps > 0.0 && eps < 1.0) {
-            return Err(EmbedError::corrupt(path, format!("layer-norm epsilon {eps} is not in (0, 1)")));
+            return Err(EmbedError::corrupt(
+                path,
+                format!("layer-norm epsilon {eps} is not in (0, 1)"),
+            ));
         }
         let qk = c.i32("quantisation block size")?;
         if qk != 32 {
@@ -223,7 +236,8 @@ impl E5File {
                 reason: format!("quantisation block size {qk}, expected 32 (Q4_0)"),
             });
         }
-        if hidden % heads != 0 || hidden % Q4_BLOCK != 0 || ffn % Q4_BLOCK != 0 || max_positions < 3 {
+        if hidden % heads != 0 || hidden % Q4_BLOCK != 0 || ffn % Q4_BLOCK != 0 || max_positions < 3
+        {
             return Err(EmbedError::corrupt(
                 path,
                 format!("inconsistent shape: hidden {hidden}, heads {heads}, ffn {ffn}, positions {max_positions}"),
@@ -238,18 +252,23 @@ impl E5File {
             vocab,
             max_positions,
             type_vocab,
-            layer_norm_eps: f64::from(eps),
+            layer_norm_eps: eps,
         };
 
         // Tokenizer tables.
         let n = c.count("piece count", vocab)?;
         let mut special = [0u32; 4];
-        for (slot, what) in special.iter_mut().zip(["BOS id", "EOS id", "PAD id", "UNK id"]) {
+        for (slot, what) in special
+            .iter_mut()
+            .zip(["BOS id", "EOS id", "PAD id", "UNK id"])
+        {
             let v = c.i32(what)?;
             *slot = u32::try_from(v)
                 .ok()
                 .filter(|&v| (v as usize) < n)
-                .ok_or_else(|| EmbedError::corrupt(path, format!("{what} {v} is not a piece id (< {n})")))?;
+                .ok_or_else(|| {
+                    EmbedError::corrupt(path, format!("{what} {v} is not a piece id (< {n})"))
+                })?;
         }
         let blob_len = c.usize_u64("piece blob length")?;
         let offs_bytes = c.take((n + 1) * 4, "piece offsets")?;
@@ -260,7 +279,10 @@ impl E5File {
             .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
             .collect();
         if offs[0] != 0 || offs[n] != blob_len || offs.windows(2).any(|w| w[0] > w[1]) {
-            return Err(EmbedError::corrupt(path, "piece offsets are not increasing from 0 to the blob length"));
+            return Err(EmbedError::corrupt(
+                path,
+                "piece offsets are not increasing from 0 to the blob length",
+            ));
         }
         let mut pieces = Vec::with_capacity(n);
         for i in 0..n {
@@ -273,13 +295,17 @@ impl E5File {
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
         if let Some(i) = scores.iter().position(|s| !s.is_finite()) {
-            return Err(EmbedError::corrupt(path, format!("score of piece {i} is not finite")));
+            return Err(EmbedError::corrupt(
+                path,
+                format!("score of piece {i} is not finite"),
+            ));
         }
 
         // Normaliser table: (u32 code point, u8 k, k × u32 code points)*.
         let n_norm = c.i32("normaliser entry count")?;
-        let n_norm = usize::try_from(n_norm)
-            .map_err(|_| EmbedError::corrupt(path, format!("normaliser entry count {n_norm} is negative")))?;
+        let n_norm = usize::try_from(n_norm).map_err(|_| {
+            EmbedError::corrupt(path, format!("normaliser entry count {n_norm} is negative"))
+        })?;
         let norm_len = c.u32("normaliser length")? as usize;
         let norm_bytes = c.take(norm_len, "normaliser table")?;
         let mut nc = Cursor {
@@ -295,7 +321,10 @@ impl E5File {
             for _ in 0..k {
                 let cp = nc.u32("normaliser output")?;
                 to.push(char::from_u32(cp).ok_or_else(|| {
-                    EmbedError::corrupt(path, format!("normaliser output {cp:#x} is not a code point"))
+                    EmbedError::corrupt(
+                        path,
+                        format!("normaliser output {cp:#x} is not a code point"),
+                    )
                 })?);
             }
             if let Some(ch) = char::from_u32(from) {
@@ -303,7 +332,10 @@ impl E5File {
             }
         }
         if nc.pos != norm_bytes.len() {
-            return Err(EmbedError::corrupt(path, "normaliser table length does not match its entries"));
+            return Err(EmbedError::corrupt(
+                path,
+                "normaliser table length does not match its entries",
+            ));
         }
 
         // Tensor directory.
@@ -323,18 +355,33 @@ impl E5File {
             let len = c.usize_u64("tensor length")?;
             let want = match dtype {
                 StoredDType::F32 => elements * 4,
-                StoredDType::Q4_0 if elements % Q4_BLOCK == 0 => elements / Q4_BLOCK * Q4_BLOCK_BYTES,
+                StoredDType::Q4_0 if elements % Q4_BLOCK == 0 => {
+                    elements / Q4_BLOCK * Q4_BLOCK_BYTES
+                }
                 StoredDType::Q4_0 => {
-                    return Err(EmbedError::corrupt(path, format!("Q4_0 tensor {name} has {elements} weights, not a multiple of 32")))
+                    return Err(EmbedError::corrupt(
+                        path,
+                        format!("Q4_0 tensor {name} has {elements} weights, not a multiple of 32"),
+                    ))
                 }
             };
             if len != want {
-                return Err(EmbedError::corrupt(path, format!("tensor {name}: {len} bytes stored, {want} expected for {elements} weights")));
+                return Err(EmbedError::corrupt(
+                    path,
+                    format!(
+                        "tensor {name}: {len} bytes stored, {want} expected for {elements} weights"
+                    ),
+                ));
             }
             let end = offset
                 .checked_add(len)
                 .filter(|&e| e <= data.len())
-                .ok_or_else(|| EmbedError::corrupt(path, format!("tensor {name} ends past the end of the file (truncated?)")))?;
+                .ok_or_else(|| {
+                    EmbedError::corrupt(
+                        path,
+                        format!("tensor {name} ends past the end of the file (truncated?)"),
+                    )
+                })?;
             tensors.insert(
                 name,
                 TensorEntry {
@@ -369,7 +416,11 @@ impl E5File {
         let h = &self.header;
         let mut want: Vec<(String, StoredDType, usize)> = vec![
             ("emb.word".into(), StoredDType::Q4_0, h.vocab * h.hidden),
-            ("emb.pos".into(), StoredDType::F32, h.max_positions * h.hidden),
+            (
+                "emb.pos".into(),
+                StoredDType::F32,
+                h.max_positions * h.hidden,
+            ),
             ("emb.type".into(), StoredDType::F32, h.type_vocab * h.hidden),
             ("emb.ln.w".into(), StoredDType::F32, h.hidden),
             ("emb.ln.b".into(), StoredDType::F32, h.hidden),
@@ -397,14 +448,16 @@ impl E5File {
             }
         }
         for (name, dtype, elements) in want {
-            let t = self
-                .tensors
-                .get(&name)
-                .ok_or_else(|| EmbedError::corrupt(&self.path, format!("tensor {name} is missing")))?;
+            let t = self.tensors.get(&name).ok_or_else(|| {
+                EmbedError::corrupt(&self.path, format!("tensor {name} is missing"))
+            })?;
             if t.dtype != dtype || t.elements != elements {
                 return Err(EmbedError::corrupt(
                     &self.path,
-                    format!("tensor {name} is {:?} × {}, expected {dtype:?} × {elements}", t.dtype, t.elements),
+                    format!(
+                        "tensor {name} is {:?} × {}, expected {dtype:?} × {elements}",
+                        t.dtype, t.elements
+                    ),
                 ));
             }
         }
@@ -429,7 +482,10 @@ impl E5File {
     pub fn f32_tensor(&self, name: &str) -> Result<Vec<f32>> {
         let (t, bytes) = self.tensor(name)?;
         if t.dtype != StoredDType::F32 {
-            return Err(EmbedError::corrupt(&self.path, format!("tensor {name} is not f32")));
+            return Err(EmbedError::corrupt(
+                &self.path,
+                format!("tensor {name} is not f32"),
+            ));
         }
         Ok(bytes
             .chunks_exact(4)
@@ -440,7 +496,10 @@ impl E5File {
 
 /// Dequantises Q4_0 blocks into `out` (`out.len()` = 32 × blocks).
 pub fn dequantize_q4_0(blocks: &[u8], out: &mut [f32]) {
-    for (b, o) in blocks.chunks_exact(Q4_BLOCK_BYTES).zip(out.chunks_exact_mut(Q4_BLOCK)) {
+    for (b, o) in blocks
+        .chunks_exact(Q4_BLOCK_BYTES)
+        .zip(out.chunks_exact_mut(Q4_BLOCK))
+    {
         let d = half::f16::from_le_bytes([b[0], b[1]]).to_f32();
         for j in 0..16 {
             let q = b[2 + j];

@@ -34,12 +34,12 @@ impl Linear {
 struct LayerNorm {
     w: Tensor,
     b: Tensor,
-    eps: f64,
+    eps: f32,
 }
 
 impl LayerNorm {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        candle_nn::ops::layer_norm(x, &self.w, &self.b, self.eps as f32)
+        candle_nn::ops::layer_norm(x, &self.w, &self.b, self.eps)
     }
 }
 
@@ -68,7 +68,9 @@ pub(crate) struct E5Model {
 
 impl std::fmt::Debug for E5Model {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("E5Model").field("header", &self.header).finish_non_exhaustive()
+        f.debug_struct("E5Model")
+            .field("header", &self.header)
+            .finish_non_exhaustive()
     }
 }
 
@@ -158,10 +160,16 @@ impl E5Model {
             for (t, &id) in s.iter().enumerate() {
                 let id = id as usize;
                 if id >= h.vocab {
-                    return Err(EmbedError::Tokenizer(format!("token id {id} outside the vocabulary of {}", h.vocab)));
+                    return Err(EmbedError::Tokenizer(format!(
+                        "token id {id} outside the vocabulary of {}",
+                        h.vocab
+                    )));
                 }
                 let at = (i * l + t) * hid;
-                dequantize_q4_0(&self.word[id * row_bytes..(id + 1) * row_bytes], &mut emb[at..at + hid]);
+                dequantize_q4_0(
+                    &self.word[id * row_bytes..(id + 1) * row_bytes],
+                    &mut emb[at..at + hid],
+                );
                 mask[i * l + t] = 1.0;
             }
         }
@@ -191,7 +199,9 @@ impl E5Model {
             let o = layer.fo.forward(&m)?;
             x = layer.oln.forward(&(o + &x)?)?;
         }
-        Ok(masked_mean(&x, &mask)?.to_dtype(DType::F32)?.to_vec2::<f32>()?)
+        Ok(masked_mean(&x, &mask)?
+            .to_dtype(DType::F32)?
+            .to_vec2::<f32>()?)
     }
 }
 

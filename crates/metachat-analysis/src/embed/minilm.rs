@@ -82,13 +82,18 @@ impl MiniLmEmbedder {
         if !config_path.exists() && dir.join(MODEL_FILE_E5).exists() {
             return Err(EmbedError::WrongArchitecture {
                 path: dir,
-                reason: format!("an E5S1 model directory ({MODEL_FILE_E5}), not a BERT safetensors model"),
+                reason: format!(
+                    "an E5S1 model directory ({MODEL_FILE_E5}), not a BERT safetensors model"
+                ),
             });
         }
         let config_bytes = read(config_path.clone())?;
         let value: serde_json::Value = serde_json::from_slice(&config_bytes)
             .map_err(|e| EmbedError::corrupt(&config_path, format!("not JSON: {e}")))?;
-        let model_type = value.get("model_type").and_then(|v| v.as_str()).unwrap_or("");
+        let model_type = value
+            .get("model_type")
+            .and_then(|v| v.as_str())
+            .unwrap_or("");
         if model_type != "bert" {
             return Err(EmbedError::WrongArchitecture {
                 path: config_path,
@@ -128,8 +133,12 @@ impl MiniLmEmbedder {
         let weights = read(weights_path.clone())?;
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)
             .map_err(|e| EmbedError::corrupt(&weights_path, e.to_string()))?;
-        let model = BertModel::load(vb, &config)
-            .map_err(|e| EmbedError::corrupt(&weights_path, format!("not the BERT weights config.json describes: {e}")))?;
+        let model = BertModel::load(vb, &config).map_err(|e| {
+            EmbedError::corrupt(
+                &weights_path,
+                format!("not the BERT weights config.json describes: {e}"),
+            )
+        })?;
         Ok(MiniLmEmbedder {
             inner: Arc::new(Inner {
                 model,

@@ -107,7 +107,9 @@ pub(crate) fn run_windows<E>(
     let mut at = 0;
     while at < order.len() {
         let longest = flat[order[at]].1.len().max(1);
-        let rows = (TOKEN_BUDGET / longest).clamp(1, MAX_ROWS).min(order.len() - at);
+        let rows = (TOKEN_BUDGET / longest)
+            .clamp(1, MAX_ROWS)
+            .min(order.len() - at);
         let chunk: Vec<Vec<u32>> = order[at..at + rows]
             .iter()
             .map(|&j| std::mem::take(&mut flat[j].1))
@@ -124,7 +126,11 @@ pub(crate) fn run_windows<E>(
         .zip(tokens)
         .map(|(vs, tokens)| Embedding {
             windows: u32::try_from(vs.len()).unwrap_or(u32::MAX),
-            vector: if vs.len() == 1 { vs.into_iter().next().unwrap_or_default() } else { pool_windows(&vs) },
+            vector: if vs.len() == 1 {
+                vs.into_iter().next().unwrap_or_default()
+            } else {
+                pool_windows(&vs)
+            },
             tokens,
         })
         .collect())
