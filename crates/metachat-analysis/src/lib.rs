@@ -6,6 +6,6 @@
 
 pub use metachat_core::analysis::{Embedder, Emotion, Mood, MoodAnalyzer};
 
-pub mod matching;
 pub mod embed;
+pub mod matching;
 pub mod mood;
