@@ -48,6 +48,10 @@ struct Inner {
     session: Arc<Session>,
     ns: String,
     limits: Limits,
+    /// Appends of this process take turns: racing our own tasks on one
+    /// Paxos row would only add failed rounds. Other processes still race
+    /// through the LWT conditions.
+    turn: tokio::sync::Mutex<()>,
     head: PreparedStatement,
     head_serial: PreparedStatement,
     stream_head: PreparedStatement,
@@ -177,6 +181,7 @@ impl CassandraEventStore {
                 serial: c.serial(),
                 ns: config.namespace.clone(),
                 limits: Limits::default(),
+                turn: tokio::sync::Mutex::new(()),
                 session,
             }),
         })
@@ -477,6 +482,7 @@ impl EventAppender for CassandraEventStore {
         // First try on plain reads; after a lost race or a conflict, reread
         // with SERIAL consistency so the decision sees every Paxos round.
         let mut serial = false;
+        let _turn = self.inner.turn.lock().await;
         for _ in 0..MAX_ATTEMPTS {
             let head = self.read_head(serial).await?;
             let (next, committed) = (head.next()?, head.committed()?);

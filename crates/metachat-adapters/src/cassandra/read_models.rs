@@ -285,6 +285,38 @@ impl CassandraReadModels {
         if partitions == 0 {
             return Ok(());
         }
+        // One write alone needs no batch.
+        let writes: usize = plan.values().map(BTreeMap::len).sum();
+        if writes == 1 && checkpoint.is_none() {
+            let first = plan
+                .iter()
+                .find_map(|(c, slots)| slots.iter().next().map(|(k, s)| (c, k, s)));
+            if let Some((collection, key, slot)) = first {
+                let r = match &slot.last {
+                    Final::Put { value, version } => {
+                        i.session
+                            .execute_unpaged(
+                                &i.put,
+                                (
+                                    value,
+                                    i64_of(*version, "document version")?,
+                                    &i.ns,
+                                    collection,
+                                    key,
+                                ),
+                            )
+                            .await
+                    }
+                    Final::Delete => {
+                        i.session
+                            .execute_unpaged(&i.delete, (&i.ns, collection, key))
+                            .await
+                    }
+                };
+                r.map_err(|e| error::execution("commit", e))?;
+                return Ok(());
+            }
+        }
         // A LOGGED batch across partitions: the batch log makes it all or
         // nothing, also if the coordinator fails half-way.
         let mut batch = Batch::new(if partitions > 1 {
