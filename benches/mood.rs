@@ -5,7 +5,7 @@
 //! (≈ 11 words each, English) and a set of Russian diary-like lines from the
 //! development set; one iteration analyzes one text.
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{Criterion, Throughput};
 use metachat_analysis::embed::model_dir::model_dir;
 use metachat_analysis::mood::eval::{dev_set, load_sentiment};
 use metachat_analysis::mood::LexiconAnalyzer;
@@ -51,5 +51,8 @@ fn lexicon(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, lexicon);
-criterion_main!(benches);
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    lexicon(&mut c);
+    c.final_summary();
+}

@@ -9,7 +9,7 @@ use anyhow::Result;
 
 /// Embeds `texts` in batches of 32 with `f`, reusing a cached result for the
 /// same model id and texts.
-pub fn embed_cached(
+pub(crate) fn embed_cached(
     model_dir: &Path,
     model_id: &str,
     texts: &[String],
