@@ -125,8 +125,8 @@
 //!
 //! Driver and server failures are mapped once (see [`CassandraOpError`]):
 //! unreachable nodes, timeouts, `Unavailable`, `Overloaded` and unknown Paxos
-//! outcomes become [`Error::Unavailable`](metachat_core::Error::Unavailable)
-//! (retryable); anything else [`Error::Backend`](metachat_core::Error::Backend).
+//! outcomes become [`Unavailable`](metachat_core::Error::Unavailable)
+//! (retryable); anything else [`Backend`](metachat_core::Error::Backend).
 
 mod config;
 mod error;
