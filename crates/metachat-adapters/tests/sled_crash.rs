@@ -41,7 +41,10 @@ fn config(dir: &Path, periodic: bool) -> SledConfig {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "child process of sigkill_during_appends_loses_nothing_acknowledged"]
 async fn crash_child_appends_until_killed() {
-    let dir = std::env::var(DIR_VAR).expect("run by the crash test only");
+    let Ok(dir) = std::env::var(DIR_VAR) else {
+        eprintln!("crash child: nothing to do outside the parent crash test");
+        return;
+    };
     let seed: u64 = std::env::var(SEED_VAR).unwrap().parse().unwrap();
     let periodic = std::env::var(MODE_VAR).as_deref() == Ok("periodic");
     let store = SledEventStore::open(config(Path::new(&dir), periodic)).unwrap();
