@@ -127,13 +127,16 @@ async fn node_stopped_during_catch_up_then_restarted() {
     );
 
     cassandra_support::script("start");
-    // The driver reconnects on its own; wait until it has.
+    // The driver reconnects on its own, each session separately: wait until
+    // both the store's and the read models' sessions have.
     let mut waited = 0;
-    while store.next_position().await.is_err() {
+    while store.next_position().await.is_err()
+        || read_models.checkpoint("conformance-counter").await.is_err()
+    {
         waited += 1;
         assert!(
             waited < 120,
-            "the store did not reconnect after the restart"
+            "the store or the read models did not reconnect after the restart"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
