@@ -7,13 +7,12 @@ use std::fmt;
 use std::future::Future;
 
 use async_trait::async_trait;
-use futures::StreamExt;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::event::Envelope;
 use crate::read_model::{Commit, DocExpect, Document, ReadModelStore, WriteOp};
-use crate::store::{subscribe_all, EventReader, SubscriptionOptions};
+use crate::store::{self, EventReader};
 
 /// Folds envelopes into read models.
 #[async_trait]
@@ -260,14 +259,8 @@ where
 
     /// Processes everything up to the store's current head; returns the new checkpoint.
     pub async fn catch_up(&self) -> Result<u64> {
-        let mut next = self.checkpoint().await?;
-        loop {
-            let page = self.store.read_all(next, self.batch).await?;
-            if page.is_empty() {
-                return Ok(next);
-            }
-            next = self.apply_batch(&page).await?;
-        }
+        let next = self.checkpoint().await?;
+        store::catch_up(&self.store, next, self.batch, self).await
     }
 
     /// Clears the projection's collections and checkpoint, then catches up from 0.
@@ -284,24 +277,8 @@ where
     /// Catches up, then follows the log until `shutdown` completes; commits
     /// what it handled before returning the checkpoint.
     pub async fn run(&self, shutdown: impl Future<Output = ()> + Send) -> Result<u64> {
-        let mut next = self.catch_up().await?;
-        let opts = SubscriptionOptions {
-            page_size: self.batch,
-            ..Default::default()
-        };
-        let mut sub = subscribe_all(self.store.clone(), next, opts).ready_chunks(self.batch);
-        let mut shutdown = std::pin::pin!(shutdown);
-        loop {
-            tokio::select! {
-                biased;
-                _ = &mut shutdown => return Ok(next),
-                chunk = sub.next() => {
-                    let Some(chunk) = chunk else { return Ok(next) };
-                    let events = chunk.into_iter().collect::<Result<Vec<_>>>()?;
-                    next = self.apply_batch(&events).await?;
-                }
-            }
-        }
+        let next = self.checkpoint().await?;
+        store::follow(&self.store, next, self.batch, shutdown, self).await
     }
 
     async fn apply_batch(&self, events: &[Envelope]) -> Result<u64> {
@@ -322,6 +299,18 @@ where
             .commit(tx.into_commit((name, next)))
             .await?;
         Ok(next)
+    }
+}
+
+#[async_trait]
+impl<S, R, P> store::LogSink for ProjectionRunner<S, R, P>
+where
+    S: EventReader + Clone + Unpin + 'static,
+    R: ReadModelStore,
+    P: Projection,
+{
+    async fn apply(&self, events: &[Envelope]) -> Result<u64> {
+        self.apply_batch(events).await
     }
 }
 

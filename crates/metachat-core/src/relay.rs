@@ -3,13 +3,13 @@
 use std::fmt;
 use std::future::Future;
 
-use futures::StreamExt;
+use async_trait::async_trait;
 
 use crate::bus::{topic_for, EventBus};
 use crate::error::Result;
 use crate::event::Envelope;
 use crate::read_model::{Commit, DocExpect, ReadModelStore, WriteOp};
-use crate::store::{subscribe_all, EventReader, SubscriptionOptions};
+use crate::store::{self, EventReader};
 
 /// Tails the store's global log from a checkpoint and publishes each event to
 /// `{prefix}{category}`. The checkpoint advances only after the bus accepted
@@ -53,36 +53,18 @@ where
 
     /// Publishes everything up to the current head; returns the checkpoint.
     pub async fn catch_up(&self) -> Result<u64> {
-        let mut next = self.checkpoints.checkpoint(&self.name).await?.unwrap_or(0);
-        loop {
-            let page = self.store.read_all(next, self.batch).await?;
-            if page.is_empty() {
-                return Ok(next);
-            }
-            next = self.publish(&page).await?;
-        }
+        let next = self.checkpoint().await?;
+        store::catch_up(&self.store, next, self.batch, self).await
     }
 
     /// Catches up, then relays live until `shutdown` completes.
     pub async fn run(&self, shutdown: impl Future<Output = ()> + Send) -> Result<u64> {
-        let mut next = self.catch_up().await?;
-        let opts = SubscriptionOptions {
-            page_size: self.batch,
-            ..Default::default()
-        };
-        let mut sub = subscribe_all(self.store.clone(), next, opts).ready_chunks(self.batch);
-        let mut shutdown = std::pin::pin!(shutdown);
-        loop {
-            tokio::select! {
-                biased;
-                _ = &mut shutdown => return Ok(next),
-                chunk = sub.next() => {
-                    let Some(chunk) = chunk else { return Ok(next) };
-                    let events = chunk.into_iter().collect::<Result<Vec<_>>>()?;
-                    next = self.publish(&events).await?;
-                }
-            }
-        }
+        let next = self.checkpoint().await?;
+        store::follow(&self.store, next, self.batch, shutdown, self).await
+    }
+
+    async fn checkpoint(&self) -> Result<u64> {
+        Ok(self.checkpoints.checkpoint(&self.name).await?.unwrap_or(0))
     }
 
     async fn publish(&self, events: &[Envelope]) -> Result<u64> {
@@ -148,5 +130,17 @@ impl<R: ReadModelStore> Deduplicator<R> {
             expect: DocExpect::Absent,
         });
         self.store.commit(commit).await
+    }
+}
+
+#[async_trait]
+impl<S, B, R> store::LogSink for Relay<S, B, R>
+where
+    S: EventReader + Clone + Unpin + 'static,
+    B: EventBus,
+    R: ReadModelStore,
+{
+    async fn apply(&self, events: &[Envelope]) -> Result<u64> {
+        self.publish(events).await
     }
 }
