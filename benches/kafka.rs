@@ -156,6 +156,49 @@ fn baseline(brokers: &str, topic: &str, events: u64) -> Option<f64> {
     rate.rsplit(", ").next()?.trim().parse().ok()
 }
 
+/// Wraps the relay's bus and notes, per global position, when the relay
+/// handed the event to Kafka and when the broker acknowledged it.
+struct TimedBus {
+    inner: KafkaEventBus,
+    base: Instant,
+    hops: Arc<std::sync::Mutex<std::collections::HashMap<u64, (u64, u64)>>>,
+}
+
+#[async_trait::async_trait]
+impl EventBus for TimedBus {
+    async fn publish(&self, topic: &str, events: &[Envelope]) -> metachat_core::Result<()> {
+        let start = nanos(self.base);
+        let r = self.inner.publish(topic, events).await;
+        let done = nanos(self.base);
+        let mut hops = self.hops.lock().expect("hops");
+        for e in events {
+            hops.insert(e.position, (start, done));
+        }
+        r
+    }
+
+    async fn subscribe(
+        &self,
+        topic: &str,
+        group: &str,
+    ) -> metachat_core::Result<metachat_core::bus::DeliveryStream> {
+        self.inner.subscribe(topic, group).await
+    }
+}
+
+fn nanos(base: Instant) -> u64 {
+    u64::try_from(base.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Latency quantiles of one hop, in ms: p50, p99, max.
+fn quantiles(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(|a, b| a.total_cmp(b));
+    // Nearest-rank quantile, `permille` of 1,000: the smallest sample with
+    // at least that share of the samples at or below it.
+    let q = |permille: usize| v[(v.len() * permille).div_ceil(1000).max(1) - 1];
+    (q(500), q(990), q(1000))
+}
+
 async fn e2e(bus: KafkaEventBus, prefix: &str) -> (f64, f64, f64, usize) {
     const N: u64 = 5_000;
     let store = Arc::new(InMemoryEventStore::new());
@@ -165,9 +208,15 @@ async fn e2e(bus: KafkaEventBus, prefix: &str) -> (f64, f64, f64, usize) {
     bus.ensure_topic(&topic).await.expect("topic");
     let mut sub = bus.subscribe(&topic, "latency").await.expect("subscribe");
     let base = Instant::now();
+    let hops = Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let relay = {
-        let (store, bus, checkpoints) = (store.clone(), bus.clone(), checkpoints.clone());
+        let (store, checkpoints) = (store.clone(), checkpoints.clone());
+        let bus = TimedBus {
+            inner: bus.clone(),
+            base,
+            hops: hops.clone(),
+        };
         let prefix = prefix.to_owned();
         tokio::spawn(async move {
             Relay::new(store, bus, checkpoints, "relay", &prefix)
@@ -177,8 +226,25 @@ async fn e2e(bus: KafkaEventBus, prefix: &str) -> (f64, f64, f64, usize) {
                 .await
         })
     };
-    // Let the consumer join before the clock starts.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Warm up until the consumer has joined the group and fetched from every
+    // partition: the group's join (the broker's initial rebalance delay) and
+    // the first offset lookups are start-up costs, not steady-state latency.
+    const WARM_UP: u64 = 48;
+    for i in 0..WARM_UP {
+        let payload = vec![b' '; RECORD];
+        store
+            .append(
+                &stream(i),
+                ExpectedVersion::Any,
+                vec![NewEvent::new("WarmUp", payload)],
+            )
+            .await
+            .expect("append");
+    }
+    for _ in 0..WARM_UP {
+        let d = sub.next().await.expect("stream").expect("delivery");
+        d.ack().await.expect("ack");
+    }
     let appender = {
         let store = store.clone();
         tokio::spawn(async move {
@@ -186,7 +252,7 @@ async fn e2e(bus: KafkaEventBus, prefix: &str) -> (f64, f64, f64, usize) {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
             for i in 0..N {
                 tick.tick().await;
-                let t = u64::try_from(base.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                let t = nanos(base);
                 let mut payload = format!("{{\"t\":{t}}}").into_bytes();
                 payload.resize(RECORD, b' ');
                 store
@@ -200,21 +266,50 @@ async fn e2e(bus: KafkaEventBus, prefix: &str) -> (f64, f64, f64, usize) {
             }
         })
     };
-    let mut lat = Vec::with_capacity(5_000);
-    while (lat.len() as u64) < N {
+    // (position, appended, received) per delivery.
+    let mut seen = Vec::with_capacity(N as usize);
+    while (seen.len() as u64) < N {
         let d = sub.next().await.expect("stream").expect("delivery");
-        let now = u64::try_from(base.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let now = nanos(base);
         let v: serde_json::Value = serde_json::from_slice(&d.envelope.payload).expect("json");
         let t = v["t"].as_u64().expect("t");
-        lat.push((now - t) as f64 / 1e6);
+        seen.push((d.envelope.position, t, now));
         d.ack().await.expect("ack");
     }
     appender.await.expect("appender");
     let _ = stop_tx.send(());
     relay.await.expect("relay").expect("relay run");
-    lat.sort_by(|a, b| a.total_cmp(b));
-    // Nearest-rank quantile, `permille` of 1,000: the smallest sample with
-    // at least that share of the samples at or below it.
-    let q = |permille: usize| lat[(lat.len() * permille).div_ceil(1000).max(1) - 1];
-    (q(500), q(990), q(1000), lat.len())
+    let ms = |a: u64, b: u64| b.saturating_sub(a) as f64 / 1e6;
+    let hops = hops.lock().expect("hops").clone();
+    let (mut wait, mut produce, mut deliver, mut total) = (vec![], vec![], vec![], vec![]);
+    for &(pos, t, now) in &seen {
+        total.push(ms(t, now));
+        if let Some(&(start, done)) = hops.get(&pos) {
+            wait.push(ms(t, start));
+            produce.push(ms(start, done));
+            deliver.push(ms(done, now));
+        }
+    }
+    for (name, v) in [
+        ("append -> relay publish", wait),
+        ("publish -> broker ack", produce),
+        ("broker ack -> handler", deliver),
+    ] {
+        let (p50, p99, max) = quantiles(v);
+        println!("  hop {name}: p50 {p50:.2} ms, p99 {p99:.2} ms, max {max:.2} ms");
+    }
+    // When the slowest 1 % happened (seconds into the run): periodic or not.
+    let mut slow: Vec<_> = seen.iter().map(|&(_, t, now)| (ms(t, now), t)).collect();
+    slow.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let when: Vec<String> = slow
+        .iter()
+        .take(seen.len() / 100)
+        .map(|&(l, t)| format!("{:.2}s:{l:.0}", t as f64 / 1e9))
+        .collect();
+    println!(
+        "  slowest 1% (append time s: latency ms): {}",
+        when.join(" ")
+    );
+    let (p50, p99, max) = quantiles(total);
+    (p50, p99, max, seen.len())
 }
