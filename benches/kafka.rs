@@ -267,7 +267,7 @@ async fn e2e(bus: KafkaEventBus, prefix: &str) -> (f64, f64, f64, usize) {
         })
     };
     // (position, appended, received) per delivery.
-    let mut seen = Vec::with_capacity(N as usize);
+    let mut seen = Vec::with_capacity(5_000);
     while (seen.len() as u64) < N {
         let d = sub.next().await.expect("stream").expect("delivery");
         let now = nanos(base);
