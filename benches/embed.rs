@@ -16,6 +16,9 @@
 //! cores). Skip the baselines: `METACHAT_BENCH_BASELINES=0`. The Q4_0 variant
 //! runs on long texts at batch 1 only unless `METACHAT_BENCH_Q4=all`.
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::hint::black_box;
 use std::path::Path;
 use std::process::Command;
