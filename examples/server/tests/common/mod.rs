@@ -9,7 +9,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::collections::HashSet;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::future::Future;
 use std::io::Write as _;
 use std::net::TcpListener;
@@ -210,10 +210,15 @@ impl Server {
                 .expect("write the server log");
             let err = log.try_clone().expect("clone the log handle");
             let mut cmd = Command::new(BIN);
+            // Nothing of the caller's METACHAT_* environment leaks in.
+            for (key, _) in std::env::vars_os() {
+                if key.to_string_lossy().starts_with("METACHAT_") {
+                    cmd.env_remove(key);
+                }
+            }
             cmd.env("METACHAT_DATA_DIR", self.data_dir())
                 .env("METACHAT_ADDR", format!("127.0.0.1:{port}"))
                 .env("METACHAT_MODEL_DIR", model_dir())
-                .env_remove("METACHAT_TOKEN_TTL_SECS")
                 .env(
                     "RUST_LOG",
                     std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
@@ -312,6 +317,16 @@ impl Server {
         self.spawn().await;
     }
 
+    /// Like [`Server::restart`], with extra arguments for this start only.
+    pub async fn restart_with(&mut self, args: &[&str]) {
+        let saved = self.config.args.clone();
+        self.config
+            .args
+            .extend(args.iter().map(|a| (*a).to_owned()));
+        self.restart().await;
+        self.config.args = saved;
+    }
+
     /// Every byte of every file under the data directory, with its path.
     pub fn data_files(&self) -> Vec<(PathBuf, Vec<u8>)> {
         let mut out = Vec::new();
@@ -337,6 +352,15 @@ impl Drop for Server {
             eprintln!("--- server log (tail) ---\n{}", self.log_tail(80));
         }
     }
+}
+
+/// The server's `--help` text.
+pub fn server_help() -> String {
+    let out = Command::new(BIN)
+        .arg("--help")
+        .output()
+        .unwrap_or_else(|e| panic!("run {BIN} --help: {e}"));
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A port nobody listens on right now.
@@ -783,11 +807,4 @@ pub async fn wait_all_moods(api: &Api, token: &str, expected: usize) -> Vec<Valu
 /// A text no other test or entry contains.
 pub fn unique_text(prefix: &str) -> String {
     format!("{prefix} {}", Uuid::new_v4().simple())
-}
-
-/// Writes a file (for debugging a failing test's data).
-pub fn dump(path: &Path, text: &str) {
-    if let Ok(mut f) = File::create(path) {
-        let _ = f.write_all(text.as_bytes());
-    }
 }
