@@ -14,7 +14,9 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use metachat::adapters::sled::{SledConfig, SledDatabase, SledEventStore, SledReadModels};
-use metachat::domain::{Diaries, DiaryTimeline, EntryId, UserDirectory, UserId, Users, UsersError};
+use metachat::domain::{
+    Diaries, DiaryTimeline, EntryId, KeyVault, UserDirectory, UserId, Users, UsersError,
+};
 use metachat::event::Metadata;
 use metachat::projection::ProjectionRunner;
 use metachat::store::EventReader;
@@ -23,7 +25,8 @@ struct App {
     store: SledEventStore,
     read_models: SledReadModels,
     users: Users<SledEventStore>,
-    diaries: Diaries<SledEventStore>,
+    diaries: Diaries<SledEventStore, SledReadModels>,
+    vault: KeyVault<SledReadModels>,
 }
 
 impl App {
@@ -31,10 +34,13 @@ impl App {
         let db = SledDatabase::open(SledConfig::new(dir))
             .with_context(|| format!("opening the database in {}", dir.display()))?;
         let store = db.event_store();
+        let read_models = db.read_models();
+        let vault = KeyVault::new(read_models.clone());
         Ok(App {
             users: Users::new(store.clone()),
-            diaries: Diaries::new(store.clone()),
-            read_models: db.read_models(),
+            diaries: Diaries::new(store.clone(), vault.clone()),
+            vault,
+            read_models,
             store,
         })
     }
@@ -104,7 +110,9 @@ impl App {
         let mut cursor = None;
         println!("timeline of {label}, newest first:");
         loop {
-            let page = DiaryTimeline::page(&self.read_models, user, cursor.as_deref(), 20).await?;
+            let page =
+                DiaryTimeline::page(&self.read_models, &self.vault, user, cursor.as_deref(), 20)
+                    .await?;
             for e in &page.entries {
                 println!("  [rev {}] {}", e.revision, e.text);
             }

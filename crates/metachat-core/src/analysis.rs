@@ -84,6 +84,22 @@ impl Mood {
 pub trait MoodAnalyzer: Send + Sync {
     /// One [`Mood`] per input text, in order.
     async fn analyze(&self, texts: &[String]) -> Result<Vec<Mood>>;
+
+    /// One [`Mood`] per input text, in order, each with the text's
+    /// embedding where the analyzer computes one on the way (so one forward
+    /// pass gives both). The default calls [`analyze`](MoodAnalyzer::analyze)
+    /// and gives no embeddings.
+    async fn analyze_with_embeddings(
+        &self,
+        texts: &[String],
+    ) -> Result<Vec<(Mood, Option<Vec<f32>>)>> {
+        Ok(self
+            .analyze(texts)
+            .await?
+            .into_iter()
+            .map(|m| (m, None))
+            .collect())
+    }
     /// The model id stamped on results.
     fn model_id(&self) -> &str;
 }

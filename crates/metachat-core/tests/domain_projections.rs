@@ -7,8 +7,8 @@ use std::sync::Arc;
 use metachat_core::domain::directory::{USERS, USERS_BY_EMAIL};
 use metachat_core::domain::timeline::{DIARY_ENTRIES, DIARY_TIMELINE};
 use metachat_core::domain::{
-    Diaries, DiaryTimeline, Email, EntryId, TimelineEntry, TimelineError, UserDirectory, UserId,
-    Users,
+    Diaries, DiaryTimeline, Email, EntryId, KeyVault, TimelineEntry, TimelineError, UserDirectory,
+    UserId, Users,
 };
 use metachat_core::event::Metadata;
 use metachat_core::memory::{InMemoryEventStore, InMemoryReadModels};
@@ -36,11 +36,18 @@ async fn dump(rm: &InMemoryReadModels, projection: &impl Projection) -> Docs {
     out
 }
 
-async fn all_pages(rm: &InMemoryReadModels, user: UserId, limit: usize) -> Vec<TimelineEntry> {
+type Vault = KeyVault<Arc<InMemoryReadModels>>;
+
+async fn all_pages(
+    vault: &Vault,
+    rm: &InMemoryReadModels,
+    user: UserId,
+    limit: usize,
+) -> Vec<TimelineEntry> {
     let mut out = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let page = DiaryTimeline::page(rm, user, cursor.as_deref(), limit)
+        let page = DiaryTimeline::page(rm, vault, user, cursor.as_deref(), limit)
             .await
             .expect("page");
         assert!(page.entries.len() <= limit);
@@ -55,15 +62,18 @@ async fn all_pages(rm: &InMemoryReadModels, user: UserId, limit: usize) -> Vec<T
 struct World {
     store: Store,
     users: Users<Store>,
-    diaries: Diaries<Store>,
+    diaries: Diaries<Store, Arc<InMemoryReadModels>>,
+    vault: Vault,
 }
 
 impl World {
     fn new() -> Self {
         let store = Arc::new(InMemoryEventStore::new());
+        let vault = KeyVault::new(Arc::new(InMemoryReadModels::new()));
         World {
             users: Users::new(store.clone()),
-            diaries: Diaries::new(store.clone()),
+            diaries: Diaries::new(store.clone(), vault.clone()),
+            vault,
             store,
         }
     }
@@ -175,12 +185,12 @@ async fn directory_and_timelines_after_catch_up_and_rebuild() {
 
     // Timelines: newest first, edits in place, deletions gone, erased empty.
     for limit in [1, 2, 3, 10] {
-        let got = all_pages(&rm, ada, limit).await;
+        let got = all_pages(&w.vault, &rm, ada, limit).await;
         let ids: Vec<_> = got.iter().map(|e| e.entry_id).collect();
         let want = [4, 2, 1, 0].map(|i| ada_entries[i]).to_vec();
         assert_eq!(ids, want, "limit {limit}");
     }
-    let edited = DiaryTimeline::entry(&*rm, ada, ada_entries[1])
+    let edited = DiaryTimeline::entry(&*rm, &w.vault, ada, ada_entries[1])
         .await
         .expect("entry")
         .expect("present");
@@ -190,30 +200,32 @@ async fn directory_and_timelines_after_catch_up_and_rebuild() {
     );
     assert!(edited.updated_at >= edited.created_at);
     assert_eq!(
-        DiaryTimeline::entry(&*rm, bob, ada_entries[1])
+        DiaryTimeline::entry(&*rm, &w.vault, bob, ada_entries[1])
             .await
             .expect("entry"),
         None
     );
     assert_eq!(
-        DiaryTimeline::entry(&*rm, ada, ada_entries[3])
+        DiaryTimeline::entry(&*rm, &w.vault, ada, ada_entries[3])
             .await
             .expect("entry"),
         None
     );
-    let bob_page = all_pages(&rm, bob, 10).await;
+    let bob_page = all_pages(&w.vault, &rm, bob, 10).await;
     assert_eq!(
         bob_page.iter().map(|e| e.entry_id).collect::<Vec<_>>(),
         [bob_entry]
     );
-    assert!(all_pages(&rm, cy, 10).await.is_empty());
+    assert!(all_pages(&w.vault, &rm, cy, 10).await.is_empty());
     for e in cy_entries {
         assert_eq!(
-            DiaryTimeline::entry(&*rm, cy, e).await.expect("entry"),
+            DiaryTimeline::entry(&*rm, &w.vault, cy, e)
+                .await
+                .expect("entry"),
             None
         );
     }
-    let bad = DiaryTimeline::page(&*rm, ada, Some("../bob"), 10).await;
+    let bad = DiaryTimeline::page(&*rm, &w.vault, ada, Some("../bob"), 10).await;
     assert!(matches!(bad, Err(TimelineError::InvalidCursor)));
 
     // A rebuild from 0 writes the same documents.
@@ -262,15 +274,15 @@ async fn erasure_removes_many_entries_created_in_the_same_batch() {
     let tl = ProjectionRunner::new(w.store.clone(), rm.clone(), DiaryTimeline::new())
         .with_batch_size(120);
     tl.catch_up().await.expect("catch up");
-    assert_eq!(all_pages(&rm, ada, 100).await.len(), 250);
+    assert_eq!(all_pages(&w.vault, &rm, ada, 100).await.len(), 250);
     w.users
         .erase(ada, Metadata::default())
         .await
         .expect("erase");
     w.entry(bob, "after").await;
     tl.catch_up().await.expect("catch up");
-    assert!(all_pages(&rm, ada, 100).await.is_empty());
-    assert_eq!(all_pages(&rm, bob, 100).await.len(), 6);
+    assert!(all_pages(&w.vault, &rm, ada, 100).await.is_empty());
+    assert_eq!(all_pages(&w.vault, &rm, bob, 100).await.len(), 6);
     let entries = rm
         .scan_prefix(DIARY_ENTRIES, "", None, usize::MAX)
         .await
@@ -346,7 +358,7 @@ proptest! {
                 .await
                 .expect("catch up");
             for (u, user) in users.iter().enumerate() {
-                let got: Vec<_> = all_pages(&rm, *user, limit).await
+                let got: Vec<_> = all_pages(&w.vault, &rm, *user, limit).await
                     .into_iter().map(|e| (e.entry_id, e.text, e.revision)).collect();
                 let want: Vec<_> = model[u].iter().rev().filter(|e| e.3)
                     .map(|e| (e.0, e.1.clone(), e.2)).collect();

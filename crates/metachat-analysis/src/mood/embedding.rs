@@ -135,6 +135,24 @@ impl<E: WindowedEmbedder> EmbeddingMoodAnalyzer<E> {
     /// [`MoodError::Embed`] when the embedder fails, [`MoodError::BadEmbedding`]
     /// when it returns the wrong shape.
     pub async fn analyze_batch(&self, texts: &[String]) -> Result<Vec<Mood>> {
+        Ok(self
+            .analyze_batch_with_embeddings(texts)
+            .await?
+            .into_iter()
+            .map(|(m, _)| m)
+            .collect())
+    }
+
+    /// Analyzes a batch and returns each text's embedding with its mood (one
+    /// embedder pass gives both); blank texts are answered without the
+    /// model and have no embedding.
+    ///
+    /// # Errors
+    /// As [`analyze_batch`](Self::analyze_batch).
+    pub async fn analyze_batch_with_embeddings(
+        &self,
+        texts: &[String],
+    ) -> Result<Vec<(Mood, Option<Vec<f32>>)>> {
         let to_embed: Vec<String> = texts.iter().filter(|t| !is_blank(t)).cloned().collect();
         let vecs = if to_embed.is_empty() {
             Vec::new()
@@ -160,13 +178,14 @@ impl<E: WindowedEmbedder> EmbeddingMoodAnalyzer<E> {
         let mut out = Vec::with_capacity(texts.len());
         for text in texts {
             if is_blank(text) {
-                out.push(empty_mood(&self.model_id));
+                out.push((empty_mood(&self.model_id), None));
                 continue;
             }
             let Some((v, windows)) = vecs.next() else {
                 break;
             };
-            out.push(self.mood_of_embedding(&v, windows.max(1)));
+            let mood = self.mood_of_embedding(&v, windows.max(1));
+            out.push((mood, Some(v)));
         }
         Ok(out)
     }
@@ -176,6 +195,13 @@ impl<E: WindowedEmbedder> EmbeddingMoodAnalyzer<E> {
 impl<E: WindowedEmbedder> MoodAnalyzer for EmbeddingMoodAnalyzer<E> {
     async fn analyze(&self, texts: &[String]) -> metachat_core::Result<Vec<Mood>> {
         Ok(self.analyze_batch(texts).await?)
+    }
+
+    async fn analyze_with_embeddings(
+        &self,
+        texts: &[String],
+    ) -> metachat_core::Result<Vec<(Mood, Option<Vec<f32>>)>> {
+        Ok(self.analyze_batch_with_embeddings(texts).await?)
     }
 
     fn model_id(&self) -> &str {

@@ -146,6 +146,16 @@ impl MoodAnalyzer for DefaultMoodAnalyzer {
         }
     }
 
+    async fn analyze_with_embeddings(
+        &self,
+        texts: &[String],
+    ) -> metachat_core::Result<Vec<(Mood, Option<Vec<f32>>)>> {
+        match self {
+            DefaultMoodAnalyzer::E5(a) => a.analyze_with_embeddings(texts).await,
+            DefaultMoodAnalyzer::Lexicon(a) => a.analyze_with_embeddings(texts).await,
+        }
+    }
+
     fn model_id(&self) -> &str {
         match self {
             DefaultMoodAnalyzer::E5(a) => a.model_id(),

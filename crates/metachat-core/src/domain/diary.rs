@@ -6,15 +6,30 @@
 //! creates, so the mood worker can key an analysis by `(entry_id, revision)`
 //! and skip stale ones.
 //!
+//! # The text is sealed
+//!
 //! The diary text is personal data and travels in exactly one field
-//! (`text`) of `EntryCreated` and `EntryEdited`, so that field alone can later
-//! be encrypted with a per-user key (crypto-shredding).
+//! (`text`) of `EntryCreated` and `EntryEdited`, as an [`EntryText`]. Since
+//! schema version 2 that is always [`EntryText::Sealed`]: the text encrypted
+//! with the author's [`DataKey`](super::shred::DataKey) under the associated
+//! data [`text_aad`]`(entry_id)`. Commands therefore carry the sealed text;
+//! [`Diaries`](super::Diaries) validates the plaintext
+//! ([`validate_text`]) and seals it. The aggregate never sees plaintext: it
+//! only checks the sealed size against [`MAX_TEXT_BYTES`].
+//!
+//! Events written with schema version 1 carried the plaintext; the
+//! upcasters of [`codec`] read them as [`EntryText::Plain`]. They stay
+//! plaintext in the log (the log is immutable), so erasing their author
+//! does not make them unreadable there; only the read models drop them.
+//! Always decode diary events with [`codec`] (a plain `JsonCodec::new()`
+//! refuses version 1).
 
 use serde::{Deserialize, Serialize};
 
 use super::ids::{EntryId, UserId};
+use super::shred::{self, DataKey, Sealed, ShredError, TAG_LEN};
 use crate::aggregate::Aggregate;
-use crate::codec::DomainEvent;
+use crate::codec::{DomainEvent, JsonCodec, UnknownTypePolicy, Upcasters};
 
 /// Longest entry text, in bytes of UTF-8 (16 KiB).
 pub const MAX_TEXT_BYTES: usize = 16 * 1024;
@@ -80,6 +95,97 @@ pub fn validate_text(text: &str) -> Result<(), DiaryError> {
     Ok(())
 }
 
+/// The associated data that binds an entry's sealed text to its entry.
+pub fn text_aad(entry_id: EntryId) -> Vec<u8> {
+    format!("metachat/entry/{entry_id}/text").into_bytes()
+}
+
+/// Seals `text` of `entry_id` with its author's `key`.
+///
+/// # Errors
+/// [`ShredError::Seal`] if the cipher refuses.
+pub fn seal_text(key: &DataKey, entry_id: EntryId, text: &str) -> Result<Sealed, ShredError> {
+    shred::seal(key, &text_aad(entry_id), text.as_bytes())
+}
+
+/// An entry's text as an event carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryText {
+    /// Sealed with the author's key (every event of schema version 2).
+    Sealed(Sealed),
+    /// Plaintext, from an event of schema version 1.
+    Plain(String),
+}
+
+impl EntryText {
+    /// The text of `entry_id`, opened with its author's `key` where it is
+    /// sealed (a [`EntryText::Plain`] text needs no key).
+    ///
+    /// # Errors
+    /// [`ShredError::Unreadable`] for a sealed text without a key (shredded
+    /// or never made), with a wrong key, or tampered;
+    /// [`ShredError::Malformed`] if it is not UTF-8.
+    pub fn open(&self, key: Option<&DataKey>, entry_id: EntryId) -> Result<String, ShredError> {
+        match (self, key) {
+            (EntryText::Plain(t), _) => Ok(t.clone()),
+            (EntryText::Sealed(s), Some(key)) => shred::open_text(key, &text_aad(entry_id), s),
+            (EntryText::Sealed(_), None) => Err(ShredError::Unreadable),
+        }
+    }
+
+    /// True for a sealed text.
+    pub fn is_sealed(&self) -> bool {
+        matches!(self, EntryText::Sealed(_))
+    }
+}
+
+/// The upcasters of [`DiaryEvent`]: `EntryCreated` and `EntryEdited` of
+/// schema version 1 (`"text": "<plaintext>"`) become version 2
+/// (`"text": {"plain": "<plaintext>"}`).
+pub fn upcasters() -> Upcasters {
+    fn plain(mut data: serde_json::Value) -> Result<serde_json::Value, crate::error::BoxError> {
+        let text = data
+            .get_mut("text")
+            .map(serde_json::Value::take)
+            .ok_or("EntryCreated/EntryEdited v1 without text")?;
+        if !text.is_string() {
+            return Err("EntryCreated/EntryEdited v1 text is not a string".into());
+        }
+        data["text"] = serde_json::json!({ "plain": text });
+        Ok(data)
+    }
+    Upcasters::new()
+        .register("EntryCreated", 1, plain)
+        .register("EntryEdited", 1, plain)
+}
+
+/// The codec every reader of diary events should use: JSON with
+/// [`upcasters`]; unknown event types fail.
+pub fn codec() -> JsonCodec<DiaryEvent> {
+    JsonCodec::new().with_upcasters(upcasters())
+}
+
+/// [`codec`] that skips unknown event types (for projections and workers).
+pub fn lenient_codec() -> JsonCodec<DiaryEvent> {
+    codec().on_unknown(UnknownTypePolicy::Skip)
+}
+
+/// What the aggregate can check of a sealed text: its size.
+fn check_sealed(text: &Sealed) -> Result<(), DiaryError> {
+    let len = text.plaintext_len();
+    if text.ciphertext.len() < TAG_LEN || len == 0 {
+        return Err(DiaryError::EmptyText);
+    }
+    if len > MAX_TEXT_BYTES {
+        return Err(DiaryError::TextTooLong {
+            len,
+            max: MAX_TEXT_BYTES,
+        });
+    }
+    Ok(())
+}
+
 /// Events of a [`DiaryEntry`] stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data")]
@@ -90,8 +196,8 @@ pub enum DiaryEvent {
         entry_id: EntryId,
         /// Its author, forever.
         author: UserId,
-        /// The text (personal data; the one field to encrypt).
-        text: String,
+        /// The text (personal data), sealed with the author's key.
+        text: EntryText,
         /// The revision this event creates: 1.
         revision: u64,
     },
@@ -101,8 +207,8 @@ pub enum DiaryEvent {
         entry_id: EntryId,
         /// Its author.
         author: UserId,
-        /// The new text (personal data; the one field to encrypt).
-        text: String,
+        /// The new text (personal data), sealed with the author's key.
+        text: EntryText,
         /// The revision this event creates.
         revision: u64,
     },
@@ -120,6 +226,14 @@ pub enum DiaryEvent {
 impl DomainEvent for DiaryEvent {
     fn event_types() -> &'static [&'static str] {
         &["EntryCreated", "EntryEdited", "EntryDeleted"]
+    }
+
+    /// 2 for `EntryCreated` and `EntryEdited` (sealed text), 1 otherwise.
+    fn schema_version(event_type: &str) -> u32 {
+        match event_type {
+            "EntryCreated" | "EntryEdited" => 2,
+            _ => 1,
+        }
     }
 }
 
@@ -142,6 +256,16 @@ impl DiaryEvent {
         }
     }
 
+    /// The text the event sets, if any.
+    pub fn text(&self) -> Option<&EntryText> {
+        match self {
+            DiaryEvent::EntryCreated { text, .. } | DiaryEvent::EntryEdited { text, .. } => {
+                Some(text)
+            }
+            DiaryEvent::EntryDeleted { .. } => None,
+        }
+    }
+
     /// The revision the event creates.
     pub fn revision(&self) -> u64 {
         match self {
@@ -161,15 +285,18 @@ pub enum DiaryCommand {
         entry_id: EntryId,
         /// The author.
         author: UserId,
-        /// The text.
-        text: String,
+        /// The text, validated ([`validate_text`]) and sealed
+        /// ([`seal_text`]) with the author's key.
+        text: Sealed,
     },
-    /// Replace the text. The same text again is accepted without events.
+    /// Replace the text. (The aggregate cannot see that a sealed text equals
+    /// the current one; [`Diaries::edit`](super::Diaries::edit) skips such an
+    /// edit before it gets here.)
     Edit {
         /// Who asks; must be the author.
         author: UserId,
-        /// The new text.
-        text: String,
+        /// The new text, validated and sealed like `Create`'s.
+        text: Sealed,
         /// If set, the edit is refused unless the entry is at this revision
         /// (no lost updates between two editors).
         expected_revision: Option<u64>,
@@ -186,7 +313,7 @@ pub enum DiaryCommand {
 pub struct DiaryEntry {
     entry_id: Option<EntryId>,
     author: Option<UserId>,
-    text: String,
+    text: Option<EntryText>,
     revision: u64,
     deleted: bool,
 }
@@ -200,9 +327,10 @@ impl DiaryEntry {
     pub fn author(&self) -> Option<UserId> {
         self.author
     }
-    /// The current text (empty once deleted).
-    pub fn text(&self) -> &str {
-        &self.text
+    /// The current text as stored (sealed, or plain from schema version 1);
+    /// `None` before creation and once deleted.
+    pub fn text(&self) -> Option<&EntryText> {
+        self.text.as_ref()
     }
     /// Number of events applied.
     pub fn revision(&self) -> u64 {
@@ -249,12 +377,12 @@ impl Aggregate for DiaryEntry {
             } => {
                 self.entry_id = Some(*entry_id);
                 self.author = Some(*author);
-                self.text = text.clone();
+                self.text = Some(text.clone());
             }
-            DiaryEvent::EntryEdited { text, .. } => self.text = text.clone(),
+            DiaryEvent::EntryEdited { text, .. } => self.text = Some(text.clone()),
             DiaryEvent::EntryDeleted { .. } => {
                 self.deleted = true;
-                self.text = String::new();
+                self.text = None;
             }
         }
     }
@@ -269,11 +397,11 @@ impl Aggregate for DiaryEntry {
                 if self.exists() {
                     return Err(DiaryError::AlreadyExists);
                 }
-                validate_text(text)?;
+                check_sealed(text)?;
                 Ok(vec![DiaryEvent::EntryCreated {
                     entry_id: *entry_id,
                     author: *author,
-                    text: text.clone(),
+                    text: EntryText::Sealed(text.clone()),
                     revision: self.revision + 1,
                 }])
             }
@@ -291,14 +419,11 @@ impl Aggregate for DiaryEntry {
                         });
                     }
                 }
-                validate_text(text)?;
-                if *text == self.text {
-                    return Ok(vec![]);
-                }
+                check_sealed(text)?;
                 Ok(vec![DiaryEvent::EntryEdited {
                     entry_id,
                     author,
-                    text: text.clone(),
+                    text: EntryText::Sealed(text.clone()),
                     revision: self.revision + 1,
                 }])
             }

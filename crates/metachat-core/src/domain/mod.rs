@@ -75,23 +75,35 @@
 //! fields and removes the address lookup; the timeline removes every entry.
 //! The address is stored in the directory only as its hash.
 
+pub mod date;
 pub mod diaries;
 pub mod diary;
 pub mod directory;
 pub mod email;
 pub mod ids;
+pub mod mood;
+pub mod mood_timeline;
+pub mod mood_worker;
+pub mod shred;
 pub mod timeline;
 pub mod user;
 pub mod users;
+pub mod vault;
 
+pub use date::{Date, DateError};
 pub use diaries::{Diaries, DiariesError};
-pub use diary::{DiaryCommand, DiaryEntry, DiaryError, DiaryEvent, MAX_TEXT_BYTES};
+pub use diary::{DiaryCommand, DiaryEntry, DiaryError, DiaryEvent, EntryText, MAX_TEXT_BYTES};
 pub use directory::{UserDirectory, UserProfile};
 pub use email::{
     Email, EmailError, EmailHash, EmailReservation, ReservationCommand, ReservationError,
     ReservationEvent,
 };
 pub use ids::{EntryId, UserId};
+pub use mood::MoodEvent;
+pub use mood_timeline::{AnalysedMood, MoodDay, MoodTimeline};
+pub use mood_worker::{MoodWorker, MoodWorkerStats};
+pub use shred::{DataKey, Sealed, ShredError};
 pub use timeline::{DiaryTimeline, TimelineEntry, TimelineError, TimelinePage};
 pub use user::{FieldError, User, UserCommand, UserError, UserEvent, UserStatus};
 pub use users::{Credentials, Users, UsersError};
+pub use vault::{KeyState, KeyVault};

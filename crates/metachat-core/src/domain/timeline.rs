@@ -8,13 +8,22 @@
 //! same keys. Edits update the document in place; deletions remove it. When
 //! the author is erased, all their entries are removed and later events of
 //! theirs are ignored.
+//!
+//! The documents hold the text as the events carry it, sealed
+//! ([`EntryText`]); [`DiaryTimeline::page`] and [`DiaryTimeline::entry`]
+//! open it with the author's key from a [`KeyVault`] at read time. Once the
+//! key is shredded they return nothing for that user (never ciphertext, never
+//! an error); an entry that does not open (tampered) is left out with a
+//! warning.
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::diary::{DiaryEntry, DiaryEvent};
+use super::diary::{self, DiaryEntry, DiaryEvent, EntryText};
 use super::ids::{EntryId, UserId};
+use super::shred::DataKey;
 use super::user::{User, UserEvent};
+use super::vault::{KeyState, KeyVault};
 use crate::aggregate::Aggregate;
 use crate::codec::{Codec, JsonCodec, UnknownTypePolicy};
 use crate::error::{Error, Result};
@@ -31,14 +40,14 @@ pub const DIARY_ERASED_AUTHORS: &str = "diary_erased_authors";
 /// Most entries one [`DiaryTimeline::page`] returns.
 pub const MAX_PAGE_SIZE: usize = 100;
 
-/// One entry as the timeline shows it.
+/// One entry as the timeline shows it, its text opened.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimelineEntry {
     /// The entry.
     pub entry_id: EntryId,
     /// Its author.
     pub author: UserId,
-    /// The current text (personal data).
+    /// The current text (personal data), opened.
     pub text: String,
     /// The entry's revision (1 when created, +1 per edit).
     pub revision: u64,
@@ -48,6 +57,54 @@ pub struct TimelineEntry {
     pub updated_at: Timestamp,
     /// The cursor that pages on after this entry.
     pub cursor: String,
+}
+
+/// A document of [`DIARY_TIMELINE`]: an entry with its text as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct TimelineDoc {
+    entry_id: EntryId,
+    author: UserId,
+    text: DocText,
+    revision: u64,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    cursor: String,
+}
+
+/// The text of a document; documents written before the text was sealed
+/// held a bare string.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+enum DocText {
+    Text(EntryText),
+    Legacy(String),
+}
+
+impl TimelineDoc {
+    /// The entry with its text opened; `None` if it does not open.
+    fn open(self, key: Option<&DataKey>) -> Option<TimelineEntry> {
+        let text = match &self.text {
+            DocText::Text(t) => match t.open(key, self.entry_id) {
+                Ok(t) => t,
+                Err(err) => {
+                    if key.is_some() {
+                        tracing::warn!(entry = %self.entry_id, %err, "timeline entry does not open");
+                    }
+                    return None;
+                }
+            },
+            DocText::Legacy(t) => t.clone(),
+        };
+        Some(TimelineEntry {
+            entry_id: self.entry_id,
+            author: self.author,
+            text,
+            revision: self.revision,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            cursor: self.cursor,
+        })
+    }
 }
 
 /// Where an entry lives in [`DIARY_TIMELINE`].
@@ -116,16 +173,20 @@ impl DiaryTimeline {
     /// The projection.
     pub fn new() -> Self {
         DiaryTimeline {
-            entries: JsonCodec::new().on_unknown(UnknownTypePolicy::Skip),
+            entries: diary::lenient_codec(),
             users: JsonCodec::new().on_unknown(UnknownTypePolicy::Skip),
         }
     }
 
     /// Up to `limit` (clamped to `1..=`[`MAX_PAGE_SIZE`]) of `user`'s
     /// entries, newest first, after `after` (a `next_cursor` or an entry's
-    /// `cursor`; `None`: from the newest).
-    pub async fn page<R: ReadModelStore + ?Sized>(
+    /// `cursor`; `None`: from the newest), their text opened with `user`'s
+    /// key from `vault`. Empty once the key is shredded. A page can hold
+    /// fewer than `limit` entries while `next_cursor` is set (entries that
+    /// did not open are left out).
+    pub async fn page<R: ReadModelStore + ?Sized, V: ReadModelStore>(
         store: &R,
+        vault: &KeyVault<V>,
         user: UserId,
         after: Option<&str>,
         limit: usize,
@@ -137,28 +198,44 @@ impl DiaryTimeline {
             Some(_) => return Err(TimelineError::InvalidCursor),
             None => None,
         };
+        let key = match vault.state(user).await? {
+            KeyState::Active(k) => Some(k),
+            KeyState::Missing => None,
+            KeyState::Shredded => {
+                return Ok(TimelinePage {
+                    entries: Vec::new(),
+                    next_cursor: None,
+                })
+            }
+        };
         let mut docs = store
             .scan_prefix(DIARY_TIMELINE, &prefix, after.as_deref(), limit + 1)
             .await?;
         let more = docs.len() > limit;
         docs.truncate(limit);
-        let entries = docs
+        let docs = docs
             .into_iter()
-            .map(|(_, d)| d.json::<TimelineEntry>())
+            .map(|(_, d)| d.json::<TimelineDoc>())
             .collect::<Result<Vec<_>>>()?;
         let next_cursor = more
-            .then(|| entries.last().map(|e| e.cursor.clone()))
+            .then(|| docs.last().map(|e| e.cursor.clone()))
             .flatten();
+        let entries = docs
+            .into_iter()
+            .filter_map(|d| d.open(key.as_ref()))
+            .collect();
         Ok(TimelinePage {
             entries,
             next_cursor,
         })
     }
 
-    /// `author`'s live entry `entry_id`; `None` if it does not exist, was
-    /// deleted, or belongs to someone else.
-    pub async fn entry<R: ReadModelStore + ?Sized>(
+    /// `author`'s live entry `entry_id`, its text opened; `None` if it does
+    /// not exist, was deleted, belongs to someone else, or does not open
+    /// (the key was shredded).
+    pub async fn entry<R: ReadModelStore + ?Sized, V: ReadModelStore>(
         store: &R,
+        vault: &KeyVault<V>,
         author: UserId,
         entry_id: EntryId,
     ) -> Result<Option<TimelineEntry>> {
@@ -171,10 +248,18 @@ impl DiaryTimeline {
         if loc.author != author {
             return Ok(None);
         }
-        Ok(store
-            .get_json::<TimelineEntry>(DIARY_TIMELINE, &loc.key)
+        let Some((doc, _)) = store
+            .get_json::<TimelineDoc>(DIARY_TIMELINE, &loc.key)
             .await?
-            .map(|(e, _)| e))
+        else {
+            return Ok(None);
+        };
+        let key = match vault.state(author).await? {
+            KeyState::Active(k) => Some(k),
+            KeyState::Missing => None,
+            KeyState::Shredded => return Ok(None),
+        };
+        Ok(doc.open(key.as_ref()))
     }
 
     async fn apply_entry(
@@ -201,10 +286,10 @@ impl DiaryTimeline {
             } => {
                 let cursor = cursor_of(env.position, entry_id);
                 let key = format!("{author}/{cursor}");
-                let doc = TimelineEntry {
+                let doc = TimelineDoc {
                     entry_id,
                     author,
-                    text,
+                    text: DocText::Text(text),
                     revision,
                     created_at: env.recorded_at,
                     updated_at: env.recorded_at,
@@ -217,13 +302,11 @@ impl DiaryTimeline {
                 let Some(loc) = tx.get_json::<EntryLocation>(DIARY_ENTRIES, &id_key).await? else {
                     return Ok(());
                 };
-                let Some(mut doc) = tx
-                    .get_json::<TimelineEntry>(DIARY_TIMELINE, &loc.key)
-                    .await?
+                let Some(mut doc) = tx.get_json::<TimelineDoc>(DIARY_TIMELINE, &loc.key).await?
                 else {
                     return Ok(());
                 };
-                doc.text = text;
+                doc.text = DocText::Text(text);
                 doc.revision = revision;
                 doc.updated_at = env.recorded_at;
                 tx.put_json(DIARY_TIMELINE, &loc.key, &doc)?;
@@ -250,7 +333,7 @@ impl DiaryTimeline {
                 return Ok(());
             }
             for (key, doc) in page {
-                let entry = doc.json::<TimelineEntry>()?;
+                let entry = doc.json::<TimelineDoc>()?;
                 tx.delete(DIARY_ENTRIES, &entry.entry_id.to_string());
                 tx.delete(DIARY_TIMELINE, &key);
             }
