@@ -55,6 +55,12 @@ pub enum MatchError {
     /// The user is not in the index.
     #[error("user {0} is not in the index")]
     UnknownUser(UserId),
+    /// The approximate index's graph (usearch) failed.
+    #[error("approximate index: {reason}")]
+    Ann {
+        /// What failed, with usearch's message.
+        reason: String,
+    },
     /// A deserialised index or profile whose parts do not fit together.
     #[error("invalid snapshot: {reason}")]
     InvalidSnapshot {

@@ -385,7 +385,7 @@ impl MatchIndex {
     }
 
     /// Encodes `v` as a row (unweighted), checking dimensions.
-    fn encode(&self, v: &MatchVectors) -> Result<Vec<f32>> {
+    pub(crate) fn encode(&self, v: &MatchVectors) -> Result<Vec<f32>> {
         let dim = self.config.theme_dim;
         let mut row = vec![0.0f32; self.config.stride()];
         if let Some(t) = v.theme() {
@@ -514,6 +514,68 @@ impl MatchIndex {
         query[dim..].iter_mut().for_each(|x| *x *= w.mood());
         let k = k.min(self.users.len());
         let heap = self.best(&query, k, exclude);
+        let mut best = heap.into_vec();
+        best.sort();
+        best.into_iter()
+            .map(|c| self.explain(row, recent, c))
+            .collect()
+    }
+
+    /// The slot of an indexed user.
+    pub(crate) fn slot(&self, user: UserId) -> Option<usize> {
+        self.slot_of.get(&user).copied()
+    }
+
+    /// The (unweighted) row of `slot`, or `None` past the end.
+    pub(crate) fn row(&self, slot: usize) -> Option<&[f32]> {
+        let stride = self.config.stride();
+        self.rows.get(slot * stride..(slot + 1) * stride)
+    }
+
+    /// The recent entries kept for `slot`.
+    pub(crate) fn recent_of(&self, slot: usize) -> &[RecentEntry] {
+        self.recent.get(slot).map_or(&[][..], Vec::as_slice)
+    }
+
+    /// `row` scaled by the similarity weights: its dot product with a stored
+    /// row is the score.
+    pub(crate) fn weighted(&self, row: &[f32]) -> Vec<f32> {
+        let dim = self.config.theme_dim;
+        let w = self.config.weights;
+        let mut query = row.to_vec();
+        query[..dim].iter_mut().for_each(|x| *x *= w.theme());
+        query[dim..].iter_mut().for_each(|x| *x *= w.mood());
+        query
+    }
+
+    /// Exact scores of the candidate `slots` (duplicates, out-of-range slots
+    /// and `exclude` skipped), best `k` first, explained: the re-ranking step
+    /// of an approximate search.
+    pub(crate) fn rank_slots(
+        &self,
+        row: &[f32],
+        recent: &[RecentEntry],
+        k: usize,
+        exclude: Option<usize>,
+        slots: impl IntoIterator<Item = usize>,
+    ) -> Vec<Match> {
+        let query = self.weighted(row);
+        let mut heap = BinaryHeap::with_capacity(k + 1);
+        let mut seen = std::collections::HashSet::new();
+        if k > 0 {
+            for slot in slots {
+                if exclude == Some(slot) || !seen.insert(slot) {
+                    continue;
+                }
+                let (Some(r), Some(&user)) = (self.row(slot), self.users.get(slot)) else {
+                    continue;
+                };
+                let score = dot(r, &query);
+                if !score.is_nan() {
+                    offer(&mut heap, k, Cand { score, user, slot });
+                }
+            }
+        }
         let mut best = heap.into_vec();
         best.sort();
         best.into_iter()

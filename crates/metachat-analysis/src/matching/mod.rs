@@ -64,12 +64,18 @@
 //! # }
 //! ```
 
+mod ann;
 mod error;
 mod index;
 mod kernel;
 mod profile;
 mod quant;
+pub mod synthetic;
 
+pub use ann::{
+    AnnConfig, AnnIndex, AnnPrecision, DEFAULT_CANDIDATES, DEFAULT_CONNECTIVITY, DEFAULT_EF,
+    DEFAULT_EF_CONSTRUCTION,
+};
 pub use error::{MatchError, Result};
 pub use index::{
     Explanation, IndexConfig, Match, MatchIndex, SharedEmotion, ThemePair,
