@@ -39,8 +39,22 @@
 //! erased users) is a typed [`MatchError`]; `k = 0`, `k > n` and an empty
 //! index are answered, not refused.
 //!
-//! Everything here is pure (no I/O) and serde-serialisable, so a server can
+//! Everything above is pure (no I/O) and serde-serialisable, so a server can
 //! snapshot it from a projection.
+//!
+//! # Approximate index
+//!
+//! [`AnnIndex`] ([`ann`]) wraps a [`MatchIndex`] with an HNSW graph
+//! (usearch) for 1,000,000 users, where the exact scan misses 50 ms: the
+//! graph proposes candidates, the exact rows re-rank them, the same
+//! exclusions hold. [`synthetic`] generates the uniform and clustered users
+//! its recall is measured on.
+//!
+//! # Projection
+//!
+//! [`MatchingProjection`] ([`projection`]) keeps every user's profile from
+//! the log (`MoodAnalyzed`, `EntryDeleted`, `UserErased`) in read models and
+//! a [`SharedMatchIndex`] over them, for a server to query.
 //!
 //! ```
 //! use metachat_analysis::matching::{IndexConfig, MatchIndex, MatchProfile, ProfileConfig};
@@ -64,11 +78,12 @@
 //! # }
 //! ```
 
-mod ann;
+pub mod ann;
 mod error;
 mod index;
 mod kernel;
 mod profile;
+pub mod projection;
 mod quant;
 pub mod synthetic;
 
@@ -85,6 +100,10 @@ pub use profile::{
     emotion_index, mood_distribution, mood_similarity, similarity, MatchProfile, MatchVectors,
     MoodHistory, ProfileConfig, RecentEntry, Similarity, SimilarityWeights, ThemeVector,
     DEFAULT_HALF_LIFE, DEFAULT_RECENT_ENTRIES, MAX_THEME_DIM, MOOD_DIMS,
+};
+pub use projection::{
+    top_k_shared, MatchingProjection, SharedMatchIndex, MATCH_ENTRIES, MATCH_ERASED_USERS,
+    MATCH_PROFILES,
 };
 
 #[cfg(test)]
