@@ -6,13 +6,16 @@
 //! | [`user`] | [`User`] (`user`) | `UserRegistered`, `ProfileUpdated`, `UserErased` |
 //! | [`email`] | [`EmailReservation`] (`email`) | `EmailReserved`, `EmailReleased` |
 //! | [`diary`] | [`DiaryEntry`] (`entry`) | `EntryCreated`, `EntryEdited`, `EntryDeleted` |
+//! | [`mood`] | none (stream `mood-{entry_id}`) | `MoodAnalyzed` |
 //!
 //! Services that span aggregates: [`Users`] (registration with a unique
 //! address, profile, erasure, lookups by address) and [`Diaries`] (entries
 //! whose author must be an active user). Read models, as
 //! [`Projection`](crate::projection::Projection)s with typed queries over
 //! any [`ReadModelStore`](crate::read_model::ReadModelStore):
-//! [`UserDirectory`] and [`DiaryTimeline`].
+//! [`UserDirectory`], [`DiaryTimeline`] and [`MoodTimeline`]. The
+//! [`MoodWorker`] turns new entry revisions into `MoodAnalyzed` events
+//! (entry created/edited → analysis → mood timeline and matching).
 //!
 //! Ids ([`UserId`], [`EntryId`]) are UUIDs chosen by the caller, so a command
 //! can be retried with the same id after a failure whose outcome is unknown.
@@ -63,17 +66,49 @@
 //! user id. A failure between the two is repaired by calling `erase` again:
 //! the tombstone keeps the address's hash for that.
 //!
-//! # Personal data
+//! # Personal data: crypto-shredding
 //!
-//! The log is immutable, so erasure cannot delete `UserRegistered` (address,
-//! password hash, display name) nor the diary text. Each such value sits in
-//! its own event field — the diary text in exactly one field, `text`, of
-//! `EntryCreated` and `EntryEdited` — so that crypto-shredding (fields
-//! encrypted with a per-user key that erasure destroys) can be added by the
-//! server without changing the events' shape. The read models already drop
-//! an erased user's data: the directory keeps a tombstone without personal
-//! fields and removes the address lookup; the timeline removes every entry.
-//! The address is stored in the directory only as its hash.
+//! The log is immutable, so erasure cannot delete events. What it can do is
+//! destroy the key that personal fields are encrypted with.
+//!
+//! **What is encrypted.** The diary text (the one field `text` of
+//! `EntryCreated`/`EntryEdited`, an [`EntryText::Sealed`]) and the entry's
+//! embedding (`theme` of [`MoodEvent::MoodAnalyzed`]), each sealed with
+//! XChaCha20-Poly1305 under the author's [`DataKey`] and bound to its place
+//! by associated data ([`shred`]). Not encrypted: ids, revisions, times, the
+//! mood label (valence, emotions) and, in `UserRegistered`, the address,
+//! password hash and display name (the read models drop those on erasure;
+//! sealing them too is left for a later schema version).
+//!
+//! **Where keys live.** In the [`KeyVault`], a read-model collection
+//! ([`vault::DATA_KEYS`]) keyed by user id, never in the log. A key is made
+//! on the user's first sealed write and is durable before that write is
+//! appended. Read models hold sealed text too ([`DiaryTimeline`]); it is
+//! opened at read time.
+//!
+//! **The erasure sequence** (the server's `DELETE /v1/me`):
+//!
+//! 1. [`Users::erase`] appends `UserErased` (durable when it returns) and
+//!    releases the address. It does not know the vault.
+//! 2. The caller then calls [`KeyVault::shred`]: the key is replaced by a
+//!    permanent tombstone, so it can never be re-created, and every value it
+//!    sealed, in the log, in read models and in backups of the log, is
+//!    unreadable from then on.
+//! 3. The projections see `UserErased` and delete the user's documents
+//!    ([`UserDirectory`] keeps a tombstone without personal fields,
+//!    [`DiaryTimeline`] and [`MoodTimeline`] remove everything of the user).
+//!
+//! A crash between 1 and 2 leaves the key alive; [`KeyVault::shred_erased`]
+//! repairs it (it follows the log from its own checkpoint and shreds the key
+//! of every erased user): run it at start-up. Readers never depend on that
+//! order: [`DiaryTimeline::page`]/[`DiaryTimeline::entry`] return nothing for
+//! a user whose key is shredded, and the [`MoodWorker`] skips their entries.
+//!
+//! **What remains in the log** after erasure: the events themselves, with
+//! their ids, stream ids, times, revisions and moods, and the ciphertexts,
+//! which without the key are noise. Events written before sealing existed
+//! (schema version 1 of `EntryCreated`/`EntryEdited`) hold plaintext and
+//! keep it; only the read models forget it.
 
 pub mod date;
 pub mod diaries;
