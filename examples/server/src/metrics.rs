@@ -1,0 +1,85 @@
+//! Prometheus metrics: requests by route and status, latency histogram,
+//! events appended, projection lag, mood analyses.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use metachat_core::store::EventReader;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio::task::JoinHandle;
+
+use crate::state::{Stop, Store};
+
+/// Requests served, by method, route and status.
+pub(crate) const REQUESTS: &str = "metachat_http_requests_total";
+/// Request latency in seconds, by method and route.
+pub(crate) const LATENCY: &str = "metachat_http_request_duration_seconds";
+/// Events appended to the log (all writers).
+pub(crate) const EVENTS_APPENDED: &str = "metachat_events_appended_total";
+/// Events between the log's head and a projection's checkpoint.
+pub(crate) const PROJECTION_LAG: &str = "metachat_projection_lag_events";
+/// The log's head (next position).
+pub(crate) const LOG_HEAD: &str = "metachat_log_head";
+
+/// Installs the global recorder.
+pub(crate) fn install() -> anyhow::Result<PrometheusHandle> {
+    let buckets = [
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    ];
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &buckets)?
+        .install_recorder()?;
+    metrics::describe_counter!(REQUESTS, "HTTP requests served");
+    metrics::describe_histogram!(LATENCY, metrics::Unit::Seconds, "HTTP request latency");
+    metrics::describe_counter!(EVENTS_APPENDED, "events appended to the log");
+    metrics::describe_gauge!(PROJECTION_LAG, "events a projection is behind the head");
+    metrics::describe_gauge!(LOG_HEAD, "next position of the global log");
+    Ok(handle)
+}
+
+/// Middleware: counts and times each request by its route template.
+pub(crate) async fn track(req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().as_str().to_owned();
+    let res = next.run(req).await;
+    let status = res.status().as_u16().to_string();
+    let elapsed = start.elapsed().as_secs_f64();
+    metrics::counter!(REQUESTS, "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!(LATENCY, "method" => method, "route" => route).record(elapsed);
+    res
+}
+
+/// Counts appended events by following the store's head.
+pub(crate) fn spawn_head_counter(store: Store, stop: Stop) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let Some(watch) = store.head_watch() else {
+            return;
+        };
+        let mut rx = watch.0;
+        let mut last = *rx.borrow_and_update();
+        metrics::gauge!(LOG_HEAD).set(last as f64);
+        let stopped = stop.wait();
+        tokio::pin!(stopped);
+        loop {
+            tokio::select! {
+                _ = &mut stopped => return,
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let head = *rx.borrow_and_update();
+                    metrics::counter!(EVENTS_APPENDED).increment(head.saturating_sub(last));
+                    metrics::gauge!(LOG_HEAD).set(head as f64);
+                    last = last.max(head);
+                }
+            }
+        }
+    })
+}
