@@ -208,3 +208,73 @@ impl<E: WindowedEmbedder> MoodAnalyzer for EmbeddingMoodAnalyzer<E> {
         &self.model_id
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metachat_core::analysis::Embedder;
+
+    /// Bag of letters, normalised: a different unit vector for most texts.
+    struct Letters;
+
+    #[async_trait]
+    impl Embedder for Letters {
+        async fn embed(&self, texts: &[String]) -> metachat_core::Result<Vec<Vec<f32>>> {
+            Ok(texts
+                .iter()
+                .map(|t| {
+                    let mut v = [0.1f32; 8];
+                    for b in t.bytes() {
+                        v[usize::from(b) % 8] += 1.0;
+                    }
+                    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+                    v.iter().map(|x| x / n).collect()
+                })
+                .collect())
+        }
+        fn dimensions(&self) -> usize {
+            8
+        }
+    }
+
+    #[async_trait]
+    impl WindowedEmbedder for Letters {
+        async fn embed_windowed(
+            &self,
+            texts: &[String],
+        ) -> metachat_core::Result<Vec<(Vec<f32>, u32)>> {
+            Ok(self
+                .embed(texts)
+                .await?
+                .into_iter()
+                .map(|v| (v, 1))
+                .collect())
+        }
+    }
+
+    #[tokio::test]
+    async fn one_pass_gives_the_mood_and_the_embedding() {
+        let mut head = ValenceHead::builtin_e5().expect("head");
+        head.weights = (0..8).map(|i| i as f32 / 8.0 - 0.4).collect();
+        let a = EmbeddingMoodAnalyzer::new(Letters, head, "letters")
+            .await
+            .expect("analyzer");
+        let texts: Vec<String> = ["a good day", "  ", "zzz, awful"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let both = a.analyze_with_embeddings(&texts).await.expect("analyze");
+        let moods = a.analyze(&texts).await.expect("analyze");
+        let vecs = Letters.embed(&texts).await.expect("embed");
+        assert_eq!(both.len(), 3);
+        for (i, (mood, emb)) in both.iter().enumerate() {
+            assert_eq!(*mood, moods[i]);
+            if i == 1 {
+                assert_eq!(*emb, None, "a blank text has no embedding");
+            } else {
+                assert_eq!(emb.as_ref(), Some(&vecs[i]));
+                assert_eq!(*mood, a.mood_of_embedding(&vecs[i], 1));
+            }
+        }
+    }
+}
