@@ -45,6 +45,11 @@ pub(crate) struct Config {
     #[arg(long, env = "METACHAT_DURABILITY", value_enum, default_value_t = DurabilityChoice::Sync)]
     pub(crate) durability: DurabilityChoice,
 
+    /// Rebuild every projection from position 0 before serving (the read
+    /// models are cleared first; the log is untouched).
+    #[arg(long, env = "METACHAT_REBUILD_PROJECTIONS")]
+    pub(crate) rebuild_projections: bool,
+
     /// The fsync interval of `--durability periodic`, in milliseconds.
     #[arg(long, env = "METACHAT_SYNC_INTERVAL_MS", default_value_t = 100,
           value_parser = clap::value_parser!(u64).range(1..=60_000))]

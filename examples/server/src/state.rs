@@ -30,10 +30,11 @@ pub(crate) type Store = SledEventStore;
 pub(crate) const MOOD_WORKER: &str = MoodWorker::<Store, ReadModels, DefaultMoodAnalyzer>::NAME;
 
 /// The names of the projections (and the worker) whose progress is tracked.
-pub(crate) const PROJECTIONS: [&str; 4] = [
+pub(crate) const PROJECTIONS: [&str; 5] = [
     UserDirectory::NAME,
     DiaryTimeline::NAME,
     MoodTimeline::NAME,
+    crate::matching::NAME,
     MOOD_WORKER,
 ];
 
@@ -65,6 +66,8 @@ pub(crate) struct Inner {
     pub(crate) metrics: PrometheusHandle,
     /// The mood worker's counters (`None` when mood analysis is off).
     pub(crate) mood_stats: Option<crate::mood_worker::WorkerHandle>,
+    /// The matching projection's index.
+    pub(crate) match_index: metachat_analysis::matching::SharedMatchIndex,
 }
 
 /// A stop signal for background tasks.
@@ -103,11 +106,21 @@ pub(crate) struct Started {
     pub(crate) stop: watch::Sender<bool>,
 }
 
-/// Opens the database, starts the projections.
+/// Opens the database, starts the projections and the mood worker.
 pub(crate) async fn start(config: &Config, metrics: PrometheusHandle) -> anyhow::Result<Started> {
     let db = SledDatabase::open(SledConfig::new(&config.data_dir).durability(config.durability()))?;
     let store = db.event_store();
     let raw_read_models = db.read_models();
+
+    // Repairs an erasure interrupted between `UserErased` and the shred.
+    let swept = KeyVault::new(raw_read_models.clone())
+        .shred_erased(&store)
+        .await?;
+    tracing::debug!(next = swept, "key vault sweep done");
+
+    if config.rebuild_projections {
+        rebuild(&store, &raw_read_models).await?;
+    }
 
     let mut start = Vec::new();
     for name in PROJECTIONS {
@@ -116,6 +129,7 @@ pub(crate) async fn start(config: &Config, metrics: PrometheusHandle) -> anyhow:
     }
     let progress = Progress::new(start);
     let read_models = NotifyingReadModels::new(raw_read_models, progress.clone());
+    let vault = KeyVault::new(read_models.clone());
 
     let (stop_tx, stop) = Stop::new();
     let mut tasks = Vec::new();
@@ -137,15 +151,20 @@ pub(crate) async fn start(config: &Config, metrics: PrometheusHandle) -> anyhow:
         MoodTimeline::new(),
         stop.clone(),
     ));
+    let matching = crate::matching::projection(vault.clone())?;
+    let indexed = matching.load_index(&read_models).await?;
+    tracing::info!(users = indexed, "matching index loaded");
+    let match_index = matching.index();
+    tasks.push(spawn_runner(
+        store.clone(),
+        read_models.clone(),
+        matching,
+        stop.clone(),
+    ));
     tasks.push(crate::metrics::spawn_head_counter(
         store.clone(),
         stop.clone(),
     ));
-
-    let vault = KeyVault::new(read_models.clone());
-    // Repairs an erasure interrupted between `UserErased` and the shred.
-    let swept = vault.shred_erased(&store).await?;
-    tracing::debug!(next = swept, "key vault sweep done");
 
     let mood_stats = match crate::mood_worker::analyzer(config).await {
         Some(analyzer) => {
@@ -173,6 +192,7 @@ pub(crate) async fn start(config: &Config, metrics: PrometheusHandle) -> anyhow:
         dummy_hash,
         metrics,
         mood_stats,
+        match_index,
     };
     Ok(Started {
         state: AppState {
@@ -181,6 +201,30 @@ pub(crate) async fn start(config: &Config, metrics: PrometheusHandle) -> anyhow:
         tasks,
         stop: stop_tx,
     })
+}
+
+/// Rebuilds every projection from position 0 (`--rebuild-projections`).
+/// The mood worker is not rebuilt: it writes events, and its checkpoint
+/// keeps it from analysing an entry revision twice.
+async fn rebuild(store: &Store, read_models: &SledReadModels) -> anyhow::Result<()> {
+    async fn one<P: Projection>(
+        store: &Store,
+        read_models: &SledReadModels,
+        projection: P,
+    ) -> anyhow::Result<()> {
+        let name = projection.name().to_owned();
+        let runner = ProjectionRunner::new(store.clone(), read_models.clone(), projection);
+        let next = runner.rebuild().await?;
+        tracing::info!(projection = %name, next, "projection rebuilt from 0");
+        Ok(())
+    }
+    tracing::warn!("rebuilding every projection from position 0");
+    one(store, read_models, UserDirectory::new()).await?;
+    one(store, read_models, DiaryTimeline::new()).await?;
+    one(store, read_models, MoodTimeline::new()).await?;
+    let vault = KeyVault::new(read_models.clone());
+    one(store, read_models, crate::matching::projection(vault)?).await?;
+    Ok(())
 }
 
 /// Runs `projection` live until `stop`; after an error, logs it and starts
