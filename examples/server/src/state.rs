@@ -8,7 +8,7 @@ use std::time::Duration;
 use metachat_adapters::sled::{SledConfig, SledDatabase, SledEventStore, SledReadModels};
 use metachat_analysis::mood::DefaultMoodAnalyzer;
 use metachat_core::domain::{
-    Diaries, DiaryTimeline, KeyVault, MoodTimeline, MoodWorker, UserDirectory, Users,
+    Diaries, DiaryTimeline, KeyVault, MoodTimeline, MoodWorker, UserDirectory, UserId, Users,
 };
 use metachat_core::projection::{Projection, ProjectionRunner};
 use metachat_core::read_model::ReadModelStore;
@@ -68,6 +68,8 @@ pub(crate) struct Inner {
     pub(crate) mood_stats: Option<crate::mood_worker::WorkerHandle>,
     /// The matching projection's index.
     pub(crate) match_index: metachat_analysis::matching::SharedMatchIndex,
+    /// Each user's last write position in this process (read-your-writes).
+    pub(crate) last_writes: parking_lot::Mutex<std::collections::HashMap<UserId, u64>>,
 }
 
 /// A stop signal for background tasks.
@@ -193,6 +195,7 @@ pub(crate) async fn start(config: &Config, metrics: PrometheusHandle) -> anyhow:
         metrics,
         mood_stats,
         match_index,
+        last_writes: Default::default(),
     };
     Ok(Started {
         state: AppState {
@@ -260,6 +263,18 @@ pub(crate) fn spawn_runner<P: Projection + 'static>(
 }
 
 impl Inner {
+    /// Records that `user` wrote at `position`.
+    pub(crate) fn wrote(&self, user: UserId, position: u64) {
+        let mut map = self.last_writes.lock();
+        let p = map.entry(user).or_insert(position);
+        *p = (*p).max(position);
+    }
+
+    /// `user`'s last write position in this process.
+    pub(crate) fn last_write(&self, user: UserId) -> Option<u64> {
+        self.last_writes.lock().get(&user).copied()
+    }
+
     /// The store's head (next position) and each projection's lag behind it.
     pub(crate) async fn lags(&self) -> metachat_core::Result<(u64, Vec<(String, u64)>)> {
         let head = self.store.next_position().await?;

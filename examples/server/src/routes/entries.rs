@@ -219,6 +219,7 @@ pub(crate) async fn create(
         .await
         .map_err(diaries_error)?;
     let (position, recorded) = written_event(&state, &root).await?;
+    state.inner.wrote(auth.user_id, position);
     Ok(written(
         StatusCode::CREATED,
         position,
@@ -272,7 +273,7 @@ pub(crate) async fn list(
         )));
     }
     let names = mood_worker::entry_projections();
-    let position = wait_read(&state, &names, q.min_position, q.wait_ms).await?;
+    let position = wait_read(&state, auth.user_id, &names, q.min_position, q.wait_ms).await?;
     let page = DiaryTimeline::page(
         &state.inner.read_models,
         state.inner.diaries.vault(),
@@ -327,7 +328,7 @@ pub(crate) async fn get_one(
     ApiQuery(q): ApiQuery<super::ReadQuery>,
 ) -> Result<Json<EntryRead>, ApiError> {
     let names = mood_worker::entry_projections();
-    let position = wait_read(&state, &names, q.min_position, q.wait_ms).await?;
+    let position = wait_read(&state, auth.user_id, &names, q.min_position, q.wait_ms).await?;
     let found = DiaryTimeline::entry(
         &state.inner.read_models,
         state.inner.diaries.vault(),
@@ -380,6 +381,7 @@ pub(crate) async fn edit(
         .await
         .map_err(diaries_error)?;
     let (position, _) = written_event(&state, &root).await?;
+    state.inner.wrote(auth.user_id, position);
     Ok(written(
         StatusCode::OK,
         position,
@@ -477,5 +479,6 @@ pub(crate) async fn delete_one(
             }
         }
     };
+    state.inner.wrote(auth.user_id, position);
     Ok(written(StatusCode::OK, position, Position { position }))
 }

@@ -80,7 +80,7 @@ pub(crate) async fn matches(
         return Err(ApiError::InvalidQuery("k must be 1 to 50".into()));
     }
     let names = crate::matching::projections();
-    let position = wait_read(&state, &names, q.min_position, q.wait_ms).await?;
+    let position = wait_read(&state, auth.user_id, &names, q.min_position, q.wait_ms).await?;
     let matches = crate::matching::top_k(&state, &state.inner.match_index, auth.user_id, k).await?;
     Ok(Json(Matches { matches, position }))
 }

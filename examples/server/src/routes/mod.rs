@@ -14,6 +14,7 @@ use axum::http::{HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::Router;
+use metachat_core::domain::UserId;
 use metachat_core::event::Timestamp;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -77,9 +78,15 @@ pub(crate) struct ReadQuery {
     pub(crate) wait_ms: Option<u64>,
 }
 
-/// Validates `wait_ms` and waits for `names` to reach `min_position`.
+/// Validates `wait_ms` and waits for `names` to reach `min_position`
+/// (else 503 `not_caught_up`).
+///
+/// A read also waits for the caller's own last write in this process (the
+/// target is the larger of the two; without `min_position` a miss is not an
+/// error): a client reads its own writes without asking.
 pub(crate) async fn wait_read(
     state: &AppState,
+    user: UserId,
     names: &[&str],
     min_position: Option<u64>,
     wait_ms: Option<u64>,
@@ -90,11 +97,21 @@ pub(crate) async fn wait_read(
             "wait_ms must be at most {MAX_WAIT_MS}"
         )));
     }
-    state
-        .inner
-        .progress
-        .wait_for(names, min_position, Duration::from_millis(wait))
-        .await
+    let progress = &state.inner.progress;
+    let wait = Duration::from_millis(wait);
+    let own = state.inner.last_write(user);
+    match (min_position, own) {
+        // Asked for: at least that, and the caller's own writes too.
+        (Some(min), _) => {
+            let target = own.map_or(min, |o| o.max(min));
+            progress.wait_for(names, Some(target), wait).await
+        }
+        (None, Some(own)) => match progress.wait_for(names, Some(own), wait).await {
+            Err(ApiError::NotCaughtUp { position }) => Ok(position),
+            other => other,
+        },
+        (None, None) => Ok(progress.position(names)),
+    }
 }
 
 /// A successful write: its status and JSON body, with the position header.

@@ -84,7 +84,7 @@ pub(crate) async fn timeline(
     let from = date(q.from.as_deref(), "from")?;
     let to = date(q.to.as_deref(), "to")?;
     let names = crate::mood_worker::timeline_projections();
-    let position = wait_read(&state, &names, q.min_position, q.wait_ms).await?;
+    let position = wait_read(&state, auth.user_id, &names, q.min_position, q.wait_ms).await?;
     let days = crate::mood_worker::days(&state, auth.user_id, from, to).await?;
     Ok(Json(Timeline { days, position }))
 }

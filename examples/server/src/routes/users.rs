@@ -265,7 +265,14 @@ pub(crate) async fn me(
     auth: AuthUser,
     ApiQuery(q): ApiQuery<ReadQuery>,
 ) -> Result<Json<Me>, ApiError> {
-    let position = wait_read(&state, &[UserDirectory::NAME], q.min_position, q.wait_ms).await?;
+    let position = wait_read(
+        &state,
+        auth.user_id,
+        &[UserDirectory::NAME],
+        q.min_position,
+        q.wait_ms,
+    )
+    .await?;
     let user = state
         .inner
         .users
