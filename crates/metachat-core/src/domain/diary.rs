@@ -11,7 +11,7 @@
 //! The diary text is personal data and travels in exactly one field
 //! (`text`) of `EntryCreated` and `EntryEdited`, as an [`EntryText`]. Since
 //! schema version 2 that is always [`EntryText::Sealed`]: the text encrypted
-//! with the author's [`DataKey`](super::shred::DataKey) under the associated
+//! with the author's [`DataKey`] under the associated
 //! data [`text_aad`]`(entry_id)`. Commands therefore carry the sealed text;
 //! [`Diaries`](super::Diaries) validates the plaintext
 //! ([`validate_text`]) and seals it. The aggregate never sees plaintext: it

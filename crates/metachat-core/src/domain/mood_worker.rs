@@ -53,7 +53,9 @@ const PAGE: usize = 256;
 /// Counters of a [`MoodWorker`] since it was made.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MoodWorkerStats {
-    /// Entry revisions analysed and recorded.
+    /// Entry revisions analysed and recorded (appends the store
+    /// acknowledged; a byte-identical re-append after a crash, possible only
+    /// for a mood without a theme, counts again).
     pub analysed: u64,
     /// Entry revisions skipped: the author's key is shredded or the text
     /// does not open.
