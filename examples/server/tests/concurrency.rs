@@ -102,17 +102,21 @@ async fn concurrent_edits_of_one_entry_have_exactly_one_winner() {
         });
     }
     let mut ok = 0;
+    let mut deleted_at = 0;
     while let Some(done) = tasks.join_next().await {
         let r = done.expect("client task");
         match r.status.as_u16() {
-            200 => ok += 1,
+            200 => {
+                ok += 1;
+                deleted_at = r.position();
+            }
             409 => assert_eq!(r.code(), Some("revision_conflict"), "{}", r.text),
             410 => assert_eq!(r.code(), Some("entry_deleted"), "{}", r.text),
             _ => panic!("unexpected {} {}", r.status, r.text),
         }
     }
     assert_eq!(ok, 1, "exactly one delete wins");
-    let left = api.list_all(&user.token, 100, 0).await;
+    let left = api.list_all(&user.token, 100, deleted_at).await;
     assert!(left.is_empty(), "the entry is deleted: {left:?}");
 }
 

@@ -157,6 +157,12 @@ async fn check_after_restart(
         assert!(texts.insert(text), "a write stored twice: {text}");
     }
     assert!(listed.len() >= acked.len() && listed.len() <= attempted.len());
+    println!(
+        "after the restart: {} acknowledged, {} sent, {} listed",
+        acked.len(),
+        attempted.len(),
+        listed.len()
+    );
 
     // Each acknowledged entry also reads back by id.
     for c in acked.iter().step_by(7) {

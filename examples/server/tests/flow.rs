@@ -255,9 +255,11 @@ async fn two_users_full_flow() {
             "A joyful walk in the sun, I feel happy and grateful.",
         )
         .await;
-    api.create_entry(&b.token, "Nervous about tomorrow's exam, a little afraid.")
+    let b2 = api
+        .create_entry(&b.token, "Nervous about tomorrow's exam, a little afraid.")
         .await;
-    let b_list = api.list_all(&b.token, 100, b1.position).await;
+    assert!(b2.position > b1.position);
+    let b_list = api.list_all(&b.token, 100, b2.position).await;
     assert_eq!(b_list.len(), 2, "B sees only B's entries");
 
     // Moods after the worker caught up: the edited entry's mood is of its new text.
