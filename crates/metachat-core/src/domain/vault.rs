@@ -280,7 +280,9 @@ impl<R: ReadModelStore> KeyVault<R> {
 
     /// Destroys `user`'s key for good (a tombstone replaces it, durably).
     /// Idempotent; also works for a user who never had a key (none will be
-    /// made).
+    /// made). The key reads as shredded in this vault from the call on, even
+    /// if the write then fails: retry until it returns `Ok` (or let
+    /// [`shred_erased`](KeyVault::shred_erased) finish it).
     pub async fn shred(&self, user: UserId) -> Result<()> {
         self.forget_as_shredded(user);
         self.inner
