@@ -16,6 +16,7 @@ use axum::routing::{delete, get, post};
 use axum::Router;
 use metachat_core::domain::UserId;
 use metachat_core::event::Timestamp;
+use metachat_core::store::EventReader;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -96,6 +97,21 @@ pub(crate) async fn wait_read(
         return Err(ApiError::InvalidQuery(format!(
             "wait_ms must be at most {MAX_WAIT_MS}"
         )));
+    }
+    if let Some(min) = min_position {
+        // Every position a write answered is below the head: one beyond it
+        // names no write (a client error, not something to wait for).
+        let head = state
+            .inner
+            .store
+            .next_position()
+            .await
+            .map_err(ApiError::store)?;
+        if min >= head {
+            return Err(ApiError::InvalidQuery(format!(
+                "min_position {min} is beyond the log's last position"
+            )));
+        }
     }
     let progress = &state.inner.progress;
     let wait = Duration::from_millis(wait);
