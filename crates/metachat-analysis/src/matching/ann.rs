@@ -47,6 +47,27 @@
 //! Larger is slower and more accurate; usearch raises it to the number of
 //! candidates asked for when lower.
 //!
+//! # Measured recall (benches/matching.rs, 2 shared cores, f16 graph, M 16,
+//! ef_construction 128, candidates re-scored = ef, 1,000 requesters)
+//!
+//! | users | data | ef 32 | ef 64 | ef 128 | ef 256 |
+//! |---|---|---|---|---|---|
+//! | 100,000 | clustered | 1.000 | 1.000 | 1.000 | 1.000 |
+//! | 1,000,000 | clustered | 0.912 | 0.978 | 0.998 | 0.999 |
+//! | 100,000 | uniform | 0.466 | 0.499 | 0.551 | 0.646 |
+//! | 1,000,000 | uniform | 0.095 | 0.129 | 0.167 | 0.219 |
+//!
+//! On clustered users (see [`synthetic`](super::synthetic)) `ef` 64 reaches
+//! the 0.95 target among 1M users (p99 0.84 ms wall, against 53 ms for the
+//! exact scan on the same data); the default 128 leaves a margin (0.998,
+//! p99 1.3 ms). On uniform random vectors the graph is of
+//! little use (the 10 nearest are barely nearer than the rest): do not
+//! expect the 0.95 target there at any `ef` that is cheaper than the exact
+//! scan. Build time: 100,000 users ≈ 1 minute, 1,000,000 ≈ 9 (clustered) to 21
+//! (uniform) minutes on 2 shared cores (hence [`AnnIndex::build_cached`]); the graph takes
+//! ≈ 1.3 GB for 1M users beside the exact index's 1.56 GB (+ 0.4 GB of i8
+//! codes).
+//!
 //! # Keys
 //!
 //! A graph key is a `u64` handed out once per inserted row; an upsert of a
