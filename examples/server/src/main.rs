@@ -31,6 +31,9 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{Config, LogFormat};
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
@@ -44,6 +47,7 @@ fn init_logging(format: LogFormat) {
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     init_logging(config.log_format);
+    mood_worker::init_compute_pool();
     let handle = metrics::install()?;
     let started = state::start(&config, handle).await?;
     let app = routes::router(started.state.clone());

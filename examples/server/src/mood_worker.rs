@@ -169,40 +169,109 @@ impl WorkerHandle {
     }
 }
 
-/// Starts the mood worker; returns its task and a way to read its counters.
-pub(crate) fn spawn(
+/// Loads the analyzer the configuration asks for and starts the mood
+/// worker; returns its task and a way to read its counters, or `None` when
+/// no analyzer could be loaded (see [`analyzer`]).
+///
+/// The model is loaded and the worker runs on its own OS thread
+/// (`mood-worker`, with a current-thread runtime) at the lowest CPU priority
+/// (nice 19), and [`init_compute_pool`] puts rayon's threads, where the
+/// model's matrix products run, at the same priority: on a small machine the
+/// model would otherwise take the cores from the HTTP threads and the
+/// durable writes (the API comes first; the worker catches up when requests
+/// leave CPU idle, and `/metrics` reports its lag). Threads inherit the
+/// priority of the thread that creates them, so the worker's blocking
+/// threads and candle's own pool, created on first use there, are
+/// background threads too.
+pub(crate) async fn spawn(
+    config: &Config,
     store: Store,
     read_models: ReadModels,
     vault: KeyVault<ReadModels>,
-    analyzer: DefaultMoodAnalyzer,
     stop: Stop,
-) -> (JoinHandle<()>, WorkerHandle) {
-    let worker = Arc::new(MoodWorker::new(store, read_models, vault, analyzer).with_batch_size(32));
-    let stats: WorkerHandle = {
-        let w = worker.clone();
-        WorkerHandle(Arc::new(move || w.stats()))
+) -> anyhow::Result<Option<(JoinHandle<()>, WorkerHandle)>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_name("mood-worker-blocking")
+        .build()?;
+    let config = config.clone();
+    let (ready, on_ready) = tokio::sync::oneshot::channel::<Option<WorkerHandle>>();
+    let (finished, on_finish) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("mood-worker".into())
+        .spawn(move || {
+            background_priority();
+            runtime.block_on(async move {
+                let Some(analyzer) = analyzer(&config).await else {
+                    let _ = ready.send(None);
+                    return;
+                };
+                let worker = Arc::new(
+                    MoodWorker::new(store, read_models, vault, analyzer).with_batch_size(32),
+                );
+                let stats = {
+                    let w = worker.clone();
+                    WorkerHandle(Arc::new(move || w.stats()))
+                };
+                if ready.send(Some(stats)).is_ok() {
+                    run(worker, stop).await;
+                }
+            });
+            let _ = finished.send(());
+        })?;
+    let Some(stats) = on_ready
+        .await
+        .map_err(|_| anyhow::anyhow!("the mood worker thread ended before it was ready"))?
+    else {
+        return Ok(None);
     };
     let task = tokio::spawn(async move {
-        loop {
-            match worker.run(stop.wait()).await {
-                Ok(next) => {
-                    tracing::info!(next, "mood worker stopped");
-                    return;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "mood worker failed; restarting in 1 s");
-                    tokio::select! {
-                        _ = stop.wait() => return,
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    }
-                }
-            }
-            if stop.requested() {
+        let _ = on_finish.await;
+    });
+    Ok(Some((task, stats)))
+}
+
+async fn run(worker: Arc<MoodWorker<Store, ReadModels, DefaultMoodAnalyzer>>, stop: Stop) {
+    loop {
+        match worker.run(stop.wait()).await {
+            Ok(next) => {
+                tracing::info!(next, "mood worker stopped");
                 return;
             }
+            Err(e) => {
+                tracing::error!(error = %e, "mood worker failed; restarting in 1 s");
+                tokio::select! {
+                    _ = stop.wait() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
         }
-    });
-    (task, stats)
+        if stop.requested() {
+            return;
+        }
+    }
+}
+
+/// Lowers the calling thread to the lowest CPU priority (on Linux, nice is
+/// per thread); a failure is logged and ignored (the worker still runs).
+fn background_priority() {
+    use thread_priority::{set_current_thread_priority, ThreadPriority};
+    if let Err(e) = set_current_thread_priority(ThreadPriority::Min) {
+        tracing::warn!(error = ?e, "could not lower the mood worker's CPU priority");
+    }
+}
+
+/// Builds rayon's global pool (where candle's matrix products run) with
+/// threads at background priority; see [`spawn`]. Call it before anything
+/// uses rayon; a second call is a no-op.
+pub(crate) fn init_compute_pool() {
+    let built = rayon::ThreadPoolBuilder::new()
+        .thread_name(|i| format!("compute-{i}"))
+        .start_handler(|_| background_priority())
+        .build_global();
+    if let Err(e) = built {
+        tracing::debug!(error = %e, "rayon's global pool already exists");
+    }
 }
 
 /// Publishes the worker's counters and lag as metrics.

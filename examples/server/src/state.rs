@@ -168,15 +168,16 @@ pub(crate) async fn start(config: &Config, metrics: PrometheusHandle) -> anyhow:
         stop.clone(),
     ));
 
-    let mood_stats = match crate::mood_worker::analyzer(config).await {
-        Some(analyzer) => {
-            let (task, stats) = crate::mood_worker::spawn(
-                store.clone(),
-                read_models.clone(),
-                vault.clone(),
-                analyzer,
-                stop.clone(),
-            );
+    let mood_stats = match crate::mood_worker::spawn(
+        config,
+        store.clone(),
+        read_models.clone(),
+        vault.clone(),
+        stop.clone(),
+    )
+    .await?
+    {
+        Some((task, stats)) => {
             tasks.push(task);
             Some(stats)
         }

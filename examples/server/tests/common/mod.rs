@@ -534,7 +534,7 @@ impl Api {
         let what = format!("{method} {path}");
         self.try_raw(method, path, headers, body)
             .await
-            .unwrap_or_else(|e| panic!("{what}: transport error: {e}"))
+            .unwrap_or_else(|e| panic!("{what}: transport error: {e:?}"))
     }
 
     /// Like [`Api::raw`], with the transport error as a value.
