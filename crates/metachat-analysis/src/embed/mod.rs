@@ -14,6 +14,7 @@
 //! Model files come from `scripts/fetch-models` into `models/`
 //! ([`model_dir`](model_dir::model_dir)).
 
+pub(crate) mod bert;
 pub mod e5;
 pub mod e5_file;
 pub(crate) mod e5_model;
