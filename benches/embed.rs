@@ -1,6 +1,6 @@
 //! Embedding speed: sentences/s for multilingual-e5-small (ours, candle, with
 //! the Q4_0 weights dequantised to f32 and kept as Q4_0) and all-MiniLM-L6-v2
-//! (ours, candle-transformers' BERT), at batch 1, 8 and 32, on short (≈15
+//! (ours, the same BERT encoder on its safetensors), at batch 1, 8 and 32, on short (≈15
 //! words) and long (≈200 words) texts.
 //!
 //! Baselines, timed in the same run by `scripts/e5_reference.py bench` with
