@@ -71,12 +71,9 @@
 use std::sync::{Arc, PoisonError, RwLock};
 
 use async_trait::async_trait;
-use metachat_core::aggregate::Aggregate;
 use metachat_core::analysis::Mood;
-use metachat_core::codec::{Codec, JsonCodec, UnknownTypePolicy};
-use metachat_core::domain::diary::{self, DiaryEntry, DiaryEvent};
-use metachat_core::domain::mood::{self, open_theme, MoodEvent, MOOD_KIND};
-use metachat_core::domain::{EntryId, KeyVault, Sealed, User, UserEvent, UserId};
+use metachat_core::domain::mood::{open_theme, MoodEvent};
+use metachat_core::domain::{EntryId, KeyVault, MoodChange, MoodRouter, Sealed, UserId};
 use metachat_core::event::{Envelope, Timestamp};
 use metachat_core::projection::{Projection, ProjectionTx};
 use metachat_core::read_model::{ReadModelStore, ReadModelStoreExt};
@@ -118,9 +115,7 @@ pub struct MatchingProjection<R> {
     vault: KeyVault<R>,
     profiles: ProfileConfig,
     index: SharedMatchIndex,
-    moods: JsonCodec<MoodEvent>,
-    entries: JsonCodec<DiaryEvent>,
-    users: JsonCodec<UserEvent>,
+    router: MoodRouter,
 }
 
 impl<R> std::fmt::Debug for MatchingProjection<R> {
@@ -175,9 +170,7 @@ impl<R: ReadModelStore> MatchingProjection<R> {
             vault,
             profiles,
             index: Arc::new(RwLock::new(MatchIndex::new(index))),
-            moods: mood::lenient_codec(),
-            entries: diary::lenient_codec(),
-            users: JsonCodec::new().on_unknown(UnknownTypePolicy::Skip),
+            router: MoodRouter::new(),
         })
     }
 
@@ -454,48 +447,40 @@ impl<R: ReadModelStore> Projection for MatchingProjection<R> {
     }
 
     async fn apply(&self, env: &Envelope, tx: &mut ProjectionTx<'_>) -> metachat_core::Result<()> {
-        let category = env.stream_id.category();
-        if category == MOOD_KIND {
-            if let Some(MoodEvent::MoodAnalyzed {
+        let Some(change) = self.router.route(env)? else {
+            return Ok(());
+        };
+        if let Some(author) = change.author() {
+            if Self::is_erased(tx, author).await? {
+                return Ok(());
+            }
+        }
+        match change {
+            MoodChange::Analysed(MoodEvent::MoodAnalyzed {
                 entry_id,
                 author,
                 entry_revision,
                 entry_created_at,
                 mood,
                 theme,
-            }) = self.moods.decode(env)?
-            {
-                if !Self::is_erased(tx, author).await? {
-                    self.analysed(
-                        tx,
-                        author,
-                        entry_id,
-                        entry_revision,
-                        entry_created_at,
-                        mood,
-                        theme.as_ref(),
-                    )
-                    .await?;
-                }
+            }) => {
+                self.analysed(
+                    tx,
+                    author,
+                    entry_id,
+                    entry_revision,
+                    entry_created_at,
+                    mood,
+                    theme.as_ref(),
+                )
+                .await?;
             }
-        } else if category == DiaryEntry::KIND {
-            if env.event_type != "EntryDeleted" {
-                return Ok(());
-            }
-            if let Some(DiaryEvent::EntryDeleted {
+            MoodChange::EntryDeleted {
                 entry_id,
                 author,
                 revision,
-            }) = self.entries.decode(env)?
-            {
-                if !Self::is_erased(tx, author).await? {
-                    self.deleted(tx, author, entry_id, revision).await?;
-                }
-            }
-        } else if category == User::KIND {
-            if let Some(UserEvent::UserErased { user_id }) = self.users.decode(env)? {
-                self.erase(tx, user_id).await?;
-            }
+            } => self.deleted(tx, author, entry_id, revision).await?,
+            MoodChange::UserErased { user_id } => self.erase(tx, user_id).await?,
         }
         Ok(())
     }

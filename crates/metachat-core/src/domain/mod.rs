@@ -117,6 +117,7 @@ pub mod directory;
 pub mod email;
 pub mod ids;
 pub mod mood;
+pub mod mood_route;
 pub mod mood_timeline;
 pub mod mood_worker;
 pub mod shred;
@@ -135,6 +136,7 @@ pub use email::{
 };
 pub use ids::{EntryId, UserId};
 pub use mood::MoodEvent;
+pub use mood_route::{MoodChange, MoodRouter};
 pub use mood_timeline::{AnalysedMood, MoodDay, MoodTimeline};
 pub use mood_worker::{MoodWorker, MoodWorkerStats};
 pub use shred::{DataKey, Sealed, ShredError};

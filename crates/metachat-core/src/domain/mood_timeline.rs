@@ -20,13 +20,10 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::date::Date;
-use super::diary::{self, DiaryEntry, DiaryEvent};
 use super::ids::{EntryId, UserId};
-use super::mood::{self, MoodEvent, MOOD_KIND};
-use super::user::{User, UserEvent};
-use crate::aggregate::Aggregate;
+use super::mood::MoodEvent;
+use super::mood_route::{MoodChange, MoodRouter};
 use crate::analysis::{Emotion, Mood};
-use crate::codec::{Codec, JsonCodec, UnknownTypePolicy};
 use crate::error::Result;
 use crate::event::{Envelope, Timestamp};
 use crate::projection::{Projection, ProjectionTx};
@@ -144,9 +141,7 @@ impl DayDoc {
 /// [`MOOD_DAYS`] and [`MOOD_ERASED_USERS`] (see the [module docs](self)).
 #[derive(Debug)]
 pub struct MoodTimeline {
-    moods: JsonCodec<MoodEvent>,
-    entries: JsonCodec<DiaryEvent>,
-    users: JsonCodec<UserEvent>,
+    router: MoodRouter,
 }
 
 impl Default for MoodTimeline {
@@ -170,9 +165,7 @@ impl MoodTimeline {
     /// The projection.
     pub fn new() -> Self {
         MoodTimeline {
-            moods: mood::lenient_codec(),
-            entries: diary::lenient_codec(),
-            users: JsonCodec::new().on_unknown(UnknownTypePolicy::Skip),
+            router: MoodRouter::new(),
         }
     }
 
@@ -369,40 +362,32 @@ impl Projection for MoodTimeline {
     }
 
     async fn apply(&self, env: &Envelope, tx: &mut ProjectionTx<'_>) -> Result<()> {
-        let category = env.stream_id.category();
-        if category == MOOD_KIND {
-            if let Some(MoodEvent::MoodAnalyzed {
+        let Some(change) = self.router.route(env)? else {
+            return Ok(());
+        };
+        if let Some(author) = change.author() {
+            if Self::is_erased(tx, author).await? {
+                return Ok(());
+            }
+        }
+        match change {
+            MoodChange::Analysed(MoodEvent::MoodAnalyzed {
                 entry_id,
                 author,
                 entry_revision,
                 entry_created_at,
                 mood,
                 ..
-            }) = self.moods.decode(env)?
-            {
-                if !Self::is_erased(tx, author).await? {
-                    self.analysed(tx, author, entry_id, entry_revision, entry_created_at, mood)
-                        .await?;
-                }
+            }) => {
+                self.analysed(tx, author, entry_id, entry_revision, entry_created_at, mood)
+                    .await?;
             }
-        } else if category == DiaryEntry::KIND {
-            if env.event_type != "EntryDeleted" {
-                return Ok(());
-            }
-            if let Some(DiaryEvent::EntryDeleted {
+            MoodChange::EntryDeleted {
                 entry_id,
                 author,
                 revision,
-            }) = self.entries.decode(env)?
-            {
-                if !Self::is_erased(tx, author).await? {
-                    self.deleted(tx, author, entry_id, revision).await?;
-                }
-            }
-        } else if category == User::KIND {
-            if let Some(UserEvent::UserErased { user_id }) = self.users.decode(env)? {
-                self.erase(tx, user_id).await?;
-            }
+            } => self.deleted(tx, author, entry_id, revision).await?,
+            MoodChange::UserErased { user_id } => self.erase(tx, user_id).await?,
         }
         Ok(())
     }
