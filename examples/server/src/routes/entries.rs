@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
-use metachat_core::aggregate::{Aggregate, CommandError, Root};
+use metachat_core::aggregate::{Aggregate, CommandError};
 use metachat_core::codec::Codec;
 use metachat_core::domain::diary;
 use metachat_core::domain::{
@@ -13,12 +13,12 @@ use metachat_core::domain::{
     UserId, MAX_TEXT_BYTES,
 };
 use metachat_core::event::{Metadata, NewEvent};
-use metachat_core::store::{Direction, EventAppender, EventReader, ExpectedVersion};
+use metachat_core::store::{EventAppender, ExpectedVersion};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::users::Position;
-use super::{rfc3339, wait_read, written};
+use super::{rfc3339, wait_read, written, written_event};
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery, EntryPath};
@@ -242,25 +242,6 @@ pub(crate) async fn create(
             position,
         },
     ))
-}
-
-/// The position and time of the event at the version a command left the
-/// entry at.
-async fn written_event<A>(
-    state: &AppState,
-    root: &Root<A>,
-) -> Result<(u64, metachat_core::event::Timestamp), ApiError> {
-    let version = root.version.unwrap_or(0);
-    let events = state
-        .inner
-        .store
-        .read_stream(&root.stream, version, Direction::Forward, 1)
-        .await
-        .map_err(ApiError::store)?;
-    let env = events
-        .first()
-        .ok_or_else(|| ApiError::internal("a written event is missing"))?;
-    Ok((env.position, env.recorded_at))
 }
 
 /// Lists the caller's entries, newest first.

@@ -171,6 +171,30 @@ pub(crate) fn written<T: serde::Serialize>(
     res
 }
 
+/// The global position and time of the event at the version a command left
+/// the aggregate at (one stream read: what a write answers with).
+pub(crate) async fn written_event<A>(
+    state: &AppState,
+    root: &metachat_core::aggregate::Root<A>,
+) -> Result<(u64, metachat_core::event::Timestamp), ApiError> {
+    let version = root.version.unwrap_or(0);
+    let events = state
+        .inner
+        .store
+        .read_stream(
+            &root.stream,
+            version,
+            metachat_core::store::Direction::Forward,
+            1,
+        )
+        .await
+        .map_err(ApiError::store)?;
+    let env = events
+        .first()
+        .ok_or_else(|| ApiError::internal("a written event is missing"))?;
+    Ok((env.position, env.recorded_at))
+}
+
 /// RFC 3339 UTC text of a stored timestamp.
 pub(crate) fn rfc3339(t: Timestamp) -> String {
     let micros = i64::try_from(t.0).unwrap_or(i64::MAX);

@@ -11,7 +11,7 @@ use metachat_core::store::EventReader;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{wait_read, written, ReadQuery};
+use super::{wait_read, written, written_event, ReadQuery};
 use crate::auth::{hash_password, verify_password, AuthUser};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery};
@@ -153,33 +153,12 @@ pub(crate) async fn register(
         )
         .await
         .map_err(user_error)?;
-    let position = last_position(&state, &root.stream).await?;
+    let (position, _) = written_event(&state, &root).await?;
     Ok(written(
         StatusCode::CREATED,
         position,
         Registered { user_id, position },
     ))
-}
-
-/// The global position of the last event of `stream`.
-pub(crate) async fn last_position(
-    state: &AppState,
-    stream: &metachat_core::event::StreamId,
-) -> Result<u64, ApiError> {
-    let last = state
-        .inner
-        .store
-        .read_stream(
-            stream,
-            u64::MAX,
-            metachat_core::store::Direction::Backward,
-            1,
-        )
-        .await
-        .map_err(ApiError::store)?;
-    last.first()
-        .map(|e| e.position)
-        .ok_or_else(|| ApiError::internal("a written stream is empty"))
 }
 
 /// Logs in: a bearer token for the user.
