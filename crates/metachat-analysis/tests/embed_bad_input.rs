@@ -489,3 +489,29 @@ fn corrupt_minilm_files_are_typed_errors() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_bert_with_another_activation_is_refused() {
+    let mld = minilm_dir();
+    let files = ["config.json", "tokenizer.json", "model.safetensors"];
+    if files.iter().any(|f| !mld.join(f).exists()) {
+        return skip(&mld);
+    }
+    let d = tmp();
+    for f in files {
+        std::fs::copy(mld.join(f), d.path().join(f)).unwrap();
+    }
+    // The encoder runs the exact GELU only; a ReLU BERT must not load as if
+    // it were one.
+    let cfg = std::fs::read_to_string(mld.join("config.json")).unwrap();
+    assert!(cfg.contains("\"hidden_act\": \"gelu\""), "{cfg}");
+    let cfg = cfg.replace("\"hidden_act\": \"gelu\"", "\"hidden_act\": \"relu\"");
+    write(d.path(), "config.json", cfg.as_bytes());
+    match MiniLmEmbedder::load(d.path()) {
+        Err(EmbedError::WrongArchitecture { path, reason }) => {
+            assert_eq!(path, d.path().join("config.json"));
+            assert!(reason.contains("hidden_act"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
