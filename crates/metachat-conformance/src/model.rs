@@ -407,7 +407,7 @@ fn resolve(expect: Expect, current: Option<u64>) -> ExpectedVersion {
 
 fn new_event(n: u64) -> NewEvent {
     let mut e = crate::fixture::event(n);
-    if n % 5 == 0 {
+    if n.is_multiple_of(5) {
         e.metadata = Metadata::default().with_header("n", n.to_string());
     }
     e

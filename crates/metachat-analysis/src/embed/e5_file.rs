@@ -355,7 +355,7 @@ impl E5File {
             let len = c.usize_u64("tensor length")?;
             let want = match dtype {
                 StoredDType::F32 => elements * 4,
-                StoredDType::Q4_0 if elements % Q4_BLOCK == 0 => {
+                StoredDType::Q4_0 if elements.is_multiple_of(Q4_BLOCK) => {
                     elements / Q4_BLOCK * Q4_BLOCK_BYTES
                 }
                 StoredDType::Q4_0 => {
