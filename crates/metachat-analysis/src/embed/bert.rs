@@ -3,94 +3,191 @@
 //! weights come from the `E5S1` file ([`super::e5_model`]), MiniLM's from
 //! safetensors ([`super::minilm`]).
 //!
-//! Our own rather than candle-transformers' `BertModel` for one reason that
-//! was measured: candle's GEMM leaves the second core idle on the small
-//! products of short texts, so products of fewer than [`SPLIT_BELOW_ROWS`]
-//! rows run as two column halves on two threads.
+//! Written on plain slices rather than candle tensors, for reasons that were
+//! measured (`benches/README.md`, *Embeddings*):
+//! - **No padding.** The tokens of every sequence of a batch are packed into
+//!   one `[T, H]` matrix, so the dense layers run on the real tokens only
+//!   and attention runs per sequence; nothing is masked.
+//! - **Both cores on small products.** The `gemm` crate's own split leaves
+//!   the second core idle on products of few rows, so products of fewer
+//!   than [`SPLIT_BELOW_ROWS`] rows run as column ranges side by side
+//!   ([`super::gemm::matmul`]).
+//! - **No per-op tensors.** Buffers are allocated once per forward pass;
+//!   bias, GELU and the residual LayerNorm are applied in place.
 
 use candle_core::quantized::QMatMul;
-use candle_core::{DType, Device, Module, Tensor, D};
+use candle_core::{DType, Device, Module, Tensor};
+use rayon::prelude::*;
 
 use super::e5_file::{dequantize_q4_0, Q4_BLOCK, Q4_BLOCK_BYTES};
 use super::error::{EmbedError, Result};
+use super::gemm::{matmul, View};
+use super::ops::{add_layer_norm, gelu_in_place, simd, softmax_in_place};
+use super::q8::{self, Q4Packed, Q8Rows};
 
-/// Below this many input rows (tokens in the batch) an f32 product runs as
-/// two column halves on two threads. Measured on the 2-core machine (e5,
-/// sentences/s): one short text +19–23 %, 8 short texts +13 %, one long
-/// text +9 %; for 8 or 32 long texts splitting cost 6–12 %, hence the bound.
-/// MiniLM: one short text +15 %, one long text (256 rows) −8 %; a bound of
-/// 256 lost e5's gains on 8 short and 1 long text, so e5, the default,
-/// decides.
+/// Below this many tokens in a batch, an f32 product runs as column ranges
+/// side by side, one per rayon thread; from it on, the `gemm` crate splits
+/// the work itself.
 pub(crate) const SPLIT_BELOW_ROWS: usize = 1024;
+
+/// Element-wise work below this many values stays on the calling thread.
+const PAR_MIN_VALUES: usize = 1 << 15;
 
 /// A dense layer `x·Wᵀ + b`.
 pub(crate) struct Linear {
     w: Weight,
-    b: Tensor,
+    b: Vec<f32>,
+    inp: usize,
+    out: usize,
 }
 
 enum Weight {
-    /// Q4_0 blocks in a candle quantized tensor.
+    /// Q4_0 blocks in a candle quantized tensor (CPUs without AVX-512 VNNI).
     Quantized(QMatMul),
-    /// f32 `Wᵀ`, contiguous [in, out], and its two column halves (views of
-    /// the same storage) for inputs of fewer than [`SPLIT_BELOW_ROWS`] rows.
-    F32 {
-        wt: Tensor,
-        halves: (Tensor, Tensor),
-    },
+    /// Q4_0 packed for the AVX-512 VNNI kernel, activations quantised to
+    /// int8 on the fly.
+    Q8(Q4Packed),
+    /// f32 `Wᵀ`, contiguous `[in, out]`.
+    F32(Vec<f32>),
 }
 
 impl Linear {
-    /// `w` [out, in] (f32 or quantized), `b` [out].
-    pub(crate) fn new(w: QMatMul, b: Tensor) -> candle_core::Result<Self> {
-        let w = match w {
-            QMatMul::Tensor(t) => {
-                let wt = t.t()?.contiguous()?;
-                let cols = wt.dim(1)?;
-                let half = cols / 2;
-                let halves = (wt.narrow(1, 0, half)?, wt.narrow(1, half, cols - half)?);
-                Weight::F32 { wt, halves }
+    /// `w` `[out, in]` (f32 or quantized), `b` `[out]`.
+    pub(crate) fn new(w: QMatMul, b: &Tensor) -> candle_core::Result<Self> {
+        let b = b.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let (w, (out, inp)) = match w {
+            QMatMul::Tensor(t) | QMatMul::TensorF16(t) => {
+                let dims = t.dims2()?;
+                let wt = t.to_dtype(DType::F32)?.t()?.contiguous()?;
+                (Weight::F32(wt.flatten_all()?.to_vec1::<f32>()?), dims)
             }
-            q => Weight::Quantized(q),
+            QMatMul::QTensor(q) => {
+                let dims = q.shape().dims2()?;
+                (Weight::Quantized(QMatMul::QTensor(q)), dims)
+            }
         };
-        Ok(Linear { w, b })
+        if b.len() != out {
+            candle_core::bail!("bias of {} values for {out} outputs", b.len());
+        }
+        Ok(Linear { w, b, inp, out })
     }
 
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let (b, l, h) = x.dims3()?;
-        let y = match &self.w {
-            Weight::Quantized(q) => return q.forward(x)?.broadcast_add(&self.b),
-            Weight::F32 {
-                halves: (w0, w1), ..
-            } if b * l < SPLIT_BELOW_ROWS => {
-                let x2 = x.reshape((b * l, h))?;
-                let (y0, y1) = rayon::join(|| x2.matmul(w0), || x2.matmul(w1));
-                Tensor::cat(&[y0?, y1?], 1)?
-            }
-            Weight::F32 { wt, .. } => x.reshape((b * l, h))?.matmul(wt)?,
+    /// Q4_0 `blocks` of `[out, in]` for the VNNI kernel; `None` when the CPU
+    /// lacks it or the shape does not fit it.
+    pub(crate) fn q4(
+        blocks: &[u8],
+        out: usize,
+        inp: usize,
+        b: &Tensor,
+    ) -> candle_core::Result<Option<Self>> {
+        if !q8::available() {
+            return Ok(None);
+        }
+        let Some(w) = Q4Packed::new(blocks, out, inp) else {
+            return Ok(None);
         };
-        y.broadcast_add(&self.b)?.reshape((b, l, ()))
+        let b = b.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        if b.len() != out {
+            candle_core::bail!("bias of {} values for {out} outputs", b.len());
+        }
+        Ok(Some(Linear {
+            inp: w.inp(),
+            out: w.out(),
+            w: Weight::Q8(w),
+            b,
+        }))
+    }
+
+    /// `y[t, out] := x[t, in] · Wᵀ + b`.
+    fn forward(&self, x: &[f32], t: usize, y: &mut [f32]) -> candle_core::Result<()> {
+        let (inp, out) = (self.inp, self.out);
+        let y = &mut y[..t * out];
+        match &self.w {
+            Weight::F32(wt) => {
+                for row in y.chunks_exact_mut(out) {
+                    row.copy_from_slice(&self.b);
+                }
+                let threads = if t < SPLIT_BELOW_ROWS {
+                    rayon::current_num_threads()
+                } else {
+                    0
+                };
+                matmul(
+                    y,
+                    out,
+                    true,
+                    View::rows(&x[..t * inp], t, inp),
+                    View::rows(wt, inp, out),
+                    1.0,
+                    threads,
+                );
+            }
+            Weight::Q8(w) => {
+                let mut a = Q8Rows::default();
+                a.quantize(x, t, inp);
+                q8::matmul(y, &a, t, w, &self.b, rayon::current_num_threads());
+            }
+            Weight::Quantized(q) => {
+                let xt = Tensor::from_slice(&x[..t * inp], (1, t, inp), &Device::Cpu)?;
+                let r = q.forward(&xt)?.flatten_all()?.to_vec1::<f32>()?;
+                for (yr, rr) in y.chunks_exact_mut(out).zip(r.chunks_exact(out)) {
+                    for ((o, v), b) in yr.iter_mut().zip(rr).zip(&self.b) {
+                        *o = v + b;
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }
 
-/// LayerNorm over the last dimension.
+/// LayerNorm over the hidden dimension.
 pub(crate) struct LayerNorm {
-    pub(crate) w: Tensor,
-    pub(crate) b: Tensor,
-    pub(crate) eps: f32,
+    w: Vec<f32>,
+    b: Vec<f32>,
+    eps: f32,
 }
 
 impl LayerNorm {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        candle_nn::ops::layer_norm(x, &self.w, &self.b, self.eps)
+    /// Weight and bias `[hidden]`.
+    pub(crate) fn new(w: &Tensor, b: &Tensor, eps: f32) -> candle_core::Result<Self> {
+        let v = |t: &Tensor| t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>();
+        Ok(LayerNorm {
+            w: v(w)?,
+            b: v(b)?,
+            eps,
+        })
+    }
+
+    /// Each row of `x` `[t, hidden]` := LayerNorm(row + the row of `add`);
+    /// `add` empty: no residual.
+    fn forward(&self, x: &mut [f32], add: &[f32]) {
+        let h = self.w.len();
+        let per = (PAR_MIN_VALUES / 4 / h).max(1);
+        let norm = |(c, rows): (usize, &mut [f32])| {
+            simd(
+                #[inline(always)]
+                || {
+                    for (i, r) in rows.chunks_exact_mut(h).enumerate() {
+                        let at = (c * per + i) * h;
+                        let a = add.get(at..at + h).unwrap_or(&[]);
+                        add_layer_norm(r, a, &self.w, &self.b, self.eps);
+                    }
+                },
+            );
+        };
+        if x.len() >= PAR_MIN_VALUES {
+            x.par_chunks_mut(per * h).enumerate().for_each(norm);
+        } else {
+            x.chunks_mut(per * h).enumerate().for_each(norm);
+        }
     }
 }
 
 /// One encoder layer.
 pub(crate) struct Layer {
-    pub(crate) q: Linear,
-    pub(crate) k: Linear,
-    pub(crate) v: Linear,
+    /// Query, key and value stacked: `[3·hidden]` outputs in that order.
+    pub(crate) qkv: Linear,
     pub(crate) ao: Linear,
     pub(crate) aln: LayerNorm,
     pub(crate) fi: Linear,
@@ -110,13 +207,14 @@ pub(crate) enum WordTable {
 pub(crate) struct Encoder {
     pub(crate) hidden: usize,
     pub(crate) heads: usize,
+    pub(crate) ffn: usize,
     pub(crate) vocab: usize,
     pub(crate) max_positions: usize,
     pub(crate) word: WordTable,
-    /// Position embeddings [max_positions, hidden].
-    pub(crate) pos: Tensor,
-    /// Token-type 0 embedding [hidden].
-    pub(crate) type0: Tensor,
+    /// Position embeddings `[max_positions, hidden]`.
+    pub(crate) pos: Vec<f32>,
+    /// Token-type 0 embedding `[hidden]`.
+    pub(crate) type0: Vec<f32>,
     pub(crate) eln: LayerNorm,
     pub(crate) layers: Vec<Layer>,
 }
@@ -124,78 +222,132 @@ pub(crate) struct Encoder {
 impl Encoder {
     /// Mean-pooled (not yet normalised) embeddings of a batch of full token
     /// sequences (special tokens included), each at most `max_positions`
-    /// long; shorter ones are padded and masked.
+    /// long. An empty sequence gives an empty vector.
     pub(crate) fn forward(&self, seqs: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
-        let b = seqs.len();
-        let l = seqs.iter().map(Vec::len).max().unwrap_or(0);
-        if b == 0 || l == 0 {
-            return Ok(vec![Vec::new(); b]);
-        }
-        if l > self.max_positions {
-            return Err(EmbedError::Tokenizer(format!(
-                "sequence of {l} tokens exceeds the model's {} positions",
-                self.max_positions
-            )));
-        }
         let hid = self.hidden;
-        let mut emb = vec![0f32; b * l * hid];
-        let mut mask = vec![0f32; b * l];
-        for (i, s) in seqs.iter().enumerate() {
-            for (t, &id) in s.iter().enumerate() {
-                let id = id as usize;
-                if id >= self.vocab {
-                    return Err(EmbedError::Tokenizer(format!(
-                        "token id {id} outside the vocabulary of {}",
-                        self.vocab
-                    )));
+        let mut segs = Vec::with_capacity(seqs.len());
+        let mut t = 0;
+        for s in seqs {
+            if s.len() > self.max_positions {
+                return Err(EmbedError::Tokenizer(format!(
+                    "sequence of {} tokens exceeds the model's {} positions",
+                    s.len(),
+                    self.max_positions
+                )));
+            }
+            if let Some(&id) = s.iter().find(|&&id| id as usize >= self.vocab) {
+                return Err(EmbedError::Tokenizer(format!(
+                    "token id {id} outside the vocabulary of {}",
+                    self.vocab
+                )));
+            }
+            segs.push((t, s.len()));
+            t += s.len();
+        }
+        if t == 0 {
+            return Ok(vec![Vec::new(); seqs.len()]);
+        }
+
+        let mut x = vec![0f32; t * hid];
+        let ids = seqs.iter().flat_map(|s| s.iter().enumerate());
+        for (out, (p, &id)) in x.chunks_exact_mut(hid).zip(ids) {
+            let id = id as usize;
+            match &self.word {
+                WordTable::Q4(bytes) => {
+                    let row = hid / Q4_BLOCK * Q4_BLOCK_BYTES;
+                    dequantize_q4_0(&bytes[id * row..(id + 1) * row], out);
                 }
-                let at = (i * l + t) * hid;
-                let out = &mut emb[at..at + hid];
-                match &self.word {
-                    WordTable::Q4(bytes) => {
-                        let row = hid / Q4_BLOCK * Q4_BLOCK_BYTES;
-                        dequantize_q4_0(&bytes[id * row..(id + 1) * row], out);
-                    }
-                    WordTable::F32(rows) => out.copy_from_slice(&rows[id * hid..(id + 1) * hid]),
-                }
-                mask[i * l + t] = 1.0;
+                WordTable::F32(rows) => out.copy_from_slice(&rows[id * hid..(id + 1) * hid]),
+            }
+            let pos = &self.pos[p * hid..(p + 1) * hid];
+            for ((o, p), ty) in out.iter_mut().zip(pos).zip(&self.type0) {
+                *o += p + ty;
             }
         }
-        let device = Device::Cpu;
-        let x = Tensor::from_vec(emb, (b, l, hid), &device)?;
-        let x = x
-            .broadcast_add(&self.pos.narrow(0, 0, l)?)?
-            .broadcast_add(&self.type0)?;
-        let mut x = self.eln.forward(&x)?;
-        let mask = Tensor::from_vec(mask, (b, l), &device)?;
-        // Additive attention bias: 0 for tokens, -1e9 for padding.
-        let bias = ((mask.clone() - 1.0)? * 1e9)?.reshape((b, 1, 1, l))?;
-        let (nh, hd) = (self.heads, hid / self.heads);
-        let scale = 1.0 / (hd as f64).sqrt();
-        let heads = |t: Tensor| -> candle_core::Result<Tensor> {
-            t.reshape((b, l, nh, hd))?.transpose(1, 2)?.contiguous()
-        };
-        for layer in &self.layers {
-            let q = heads(layer.q.forward(&x)?)?;
-            let k = heads(layer.k.forward(&x)?)?;
-            let v = heads(layer.v.forward(&x)?)?;
-            let att = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&bias)?;
-            let att = candle_nn::ops::softmax_last_dim(&att)?;
-            let ctx = att.matmul(&v)?.transpose(1, 2)?.reshape((b, l, hid))?;
-            let a = layer.ao.forward(&ctx)?;
-            x = layer.aln.forward(&(a + &x)?)?;
-            let m = layer.fi.forward(&x)?.gelu_erf()?;
-            let o = layer.fo.forward(&m)?;
-            x = layer.oln.forward(&(o + &x)?)?;
-        }
-        Ok(masked_mean(&x, &mask)?
-            .to_dtype(DType::F32)?
-            .to_vec2::<f32>()?)
-    }
-}
+        self.eln.forward(&mut x, &[]);
 
-/// Mean over the sequence dimension of `x` [B, L, H] where `mask` [B, L] is 1.
-pub(crate) fn masked_mean(x: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
-    let m3 = mask.to_dtype(x.dtype())?.unsqueeze(D::Minus1)?;
-    x.broadcast_mul(&m3)?.sum(1)?.broadcast_div(&m3.sum(1)?)
+        let mut qkv = vec![0f32; t * 3 * hid];
+        let mut ctx = vec![0f32; t * hid];
+        let mut tmp = vec![0f32; t * hid];
+        let mut mid = vec![0f32; t * self.ffn];
+        for layer in &self.layers {
+            layer.qkv.forward(&x, t, &mut qkv)?;
+            self.attention(&qkv, &segs, &mut ctx);
+            layer.ao.forward(&ctx, t, &mut tmp)?;
+            layer.aln.forward(&mut x, &tmp);
+            layer.fi.forward(&x, t, &mut mid)?;
+            if mid.len() >= PAR_MIN_VALUES {
+                mid.par_chunks_mut(PAR_MIN_VALUES / 4).for_each(|c| {
+                    simd(
+                        #[inline(always)]
+                        || gelu_in_place(c),
+                    )
+                });
+            } else {
+                simd(
+                    #[inline(always)]
+                    || gelu_in_place(&mut mid),
+                );
+            }
+            layer.fo.forward(&mid, t, &mut tmp)?;
+            layer.oln.forward(&mut x, &tmp);
+        }
+
+        Ok(segs
+            .iter()
+            .map(|&(a, l)| {
+                let mut v = vec![0f32; if l == 0 { 0 } else { hid }];
+                for row in x[a * hid..(a + l) * hid].chunks_exact(hid) {
+                    for (o, r) in v.iter_mut().zip(row) {
+                        *o += r;
+                    }
+                }
+                #[allow(clippy::cast_precision_loss)]
+                let inv = 1.0 / l.max(1) as f32;
+                v.iter_mut().for_each(|o| *o *= inv);
+                v
+            })
+            .collect())
+    }
+
+    /// Scaled dot-product attention of each sequence over its own tokens,
+    /// one task per (sequence, head): `ctx[T, H]` from `qkv[T, 3H]`.
+    fn attention(&self, qkv: &[f32], segs: &[(usize, usize)], ctx: &mut [f32]) {
+        let hid = self.hidden;
+        let hd = hid / self.heads;
+        #[allow(clippy::cast_precision_loss)]
+        let scale = 1.0 / (hd as f32).sqrt();
+        let tasks: Vec<(usize, usize, usize)> = segs
+            .iter()
+            .filter(|&&(_, l)| l > 0)
+            .flat_map(|&(a, l)| (0..self.heads).map(move |h| (a, l, h)))
+            .collect();
+        let outs: Vec<Vec<f32>> = tasks
+            .par_iter()
+            .map(|&(a, l, h)| {
+                let head = |part: usize| View {
+                    data: &qkv[a * 3 * hid + part * hid + h * hd..],
+                    rows: l,
+                    cols: hd,
+                    rs: 3 * hid,
+                    cs: 1,
+                };
+                let mut p = vec![0f32; l * l];
+                matmul(&mut p, l, false, head(0), head(1).t(), scale, 1);
+                simd(
+                    #[inline(always)]
+                    || p.chunks_exact_mut(l).for_each(softmax_in_place),
+                );
+                let mut o = vec![0f32; l * hd];
+                matmul(&mut o, hd, false, View::rows(&p, l, l), head(2), 1.0, 1);
+                o
+            })
+            .collect();
+        for (&(a, l, h), o) in tasks.iter().zip(&outs) {
+            for (i, r) in o.chunks_exact(hd).enumerate().take(l) {
+                let at = (a + i) * hid + h * hd;
+                ctx[at..at + hd].copy_from_slice(r);
+            }
+        }
+    }
 }

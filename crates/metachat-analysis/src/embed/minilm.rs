@@ -276,41 +276,53 @@ fn encoder(
             config.num_attention_heads
         ));
     }
-    let linear = |name: &str, rows: usize, cols: usize| -> std::result::Result<Linear, String> {
-        Linear::new(
-            QMatMul::Tensor(get(&format!("{name}.weight"), &[rows, cols])?),
-            get(&format!("{name}.bias"), &[rows])?,
-        )
-        .map_err(|e| e.to_string())
-    };
+    let err = |e: candle_core::Error| e.to_string();
+    // Several [rows × cols] layers stacked in order into one (Q, K and V).
+    let linear =
+        |names: &[String], rows: usize, cols: usize| -> std::result::Result<Linear, String> {
+            let mut ws = Vec::with_capacity(names.len());
+            let mut bs = Vec::with_capacity(names.len());
+            for name in names {
+                ws.push(get(&format!("{name}.weight"), &[rows, cols])?);
+                bs.push(get(&format!("{name}.bias"), &[rows])?);
+            }
+            let w = Tensor::cat(&ws, 0).map_err(err)?;
+            let b = Tensor::cat(&bs, 0).map_err(err)?;
+            Linear::new(QMatMul::Tensor(w), &b).map_err(err)
+        };
     // LayerNorm runs in f32; an epsilon like 1e-12 is representable there.
     #[allow(clippy::cast_possible_truncation)]
     let eps = config.layer_norm_eps as f32;
     let ln = |name: &str| -> std::result::Result<LayerNorm, String> {
-        Ok(LayerNorm {
-            w: get(&format!("{name}.weight"), &[h])?,
-            b: get(&format!("{name}.bias"), &[h])?,
+        LayerNorm::new(
+            &get(&format!("{name}.weight"), &[h])?,
+            &get(&format!("{name}.bias"), &[h])?,
             eps,
-        })
+        )
+        .map_err(err)
     };
     let mut layers = Vec::with_capacity(config.num_hidden_layers);
     for l in 0..config.num_hidden_layers {
         let p = format!("encoder.layer.{l}");
+        let att = |n: &str| format!("{p}.attention.self.{n}");
         layers.push(Layer {
-            q: linear(&format!("{p}.attention.self.query"), h, h)?,
-            k: linear(&format!("{p}.attention.self.key"), h, h)?,
-            v: linear(&format!("{p}.attention.self.value"), h, h)?,
-            ao: linear(&format!("{p}.attention.output.dense"), h, h)?,
+            qkv: linear(&[att("query"), att("key"), att("value")], h, h)?,
+            ao: linear(&[format!("{p}.attention.output.dense")], h, h)?,
             aln: ln(&format!("{p}.attention.output.LayerNorm"))?,
-            fi: linear(&format!("{p}.intermediate.dense"), f, h)?,
-            fo: linear(&format!("{p}.output.dense"), h, f)?,
+            fi: linear(&[format!("{p}.intermediate.dense")], f, h)?,
+            fo: linear(&[format!("{p}.output.dense")], h, f)?,
             oln: ln(&format!("{p}.output.LayerNorm"))?,
         });
     }
-    let word = get("embeddings.word_embeddings.weight", &[config.vocab_size, h])?
-        .flatten_all()
-        .and_then(|t| t.to_vec1::<f32>())
-        .map_err(|e| e.to_string())?;
+    let flat = |t: Tensor| {
+        t.flatten_all()
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(err)
+    };
+    let word = flat(get(
+        "embeddings.word_embeddings.weight",
+        &[config.vocab_size, h],
+    )?)?;
     let types = get(
         "embeddings.token_type_embeddings.weight",
         &[config.type_vocab_size, h],
@@ -318,14 +330,15 @@ fn encoder(
     Ok(Encoder {
         hidden: h,
         heads: config.num_attention_heads,
+        ffn: f,
         vocab: config.vocab_size,
         max_positions: config.max_position_embeddings,
         word: WordTable::F32(word),
-        pos: get(
+        pos: flat(get(
             "embeddings.position_embeddings.weight",
             &[config.max_position_embeddings, h],
-        )?,
-        type0: types.get(0).map_err(|e| e.to_string())?,
+        )?)?,
+        type0: flat(types.get(0).map_err(err)?)?,
         eln: ln("embeddings.LayerNorm")?,
         layers,
     })

@@ -20,8 +20,11 @@ pub mod e5_file;
 pub(crate) mod e5_model;
 pub mod e5_tokenizer;
 pub mod error;
+pub(crate) mod gemm;
 pub mod minilm;
 pub mod model_dir;
+pub(crate) mod ops;
+pub(crate) mod q8;
 pub mod window;
 
 pub use e5::{E5Embedder, E5Prefix};
