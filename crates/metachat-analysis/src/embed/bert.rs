@@ -17,6 +17,8 @@
 
 use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Module, Tensor};
+use std::sync::{Mutex, PoisonError};
+
 use rayon::prelude::*;
 
 use super::e5_file::{dequantize_q4_0, Q4_BLOCK, Q4_BLOCK_BYTES};
@@ -99,7 +101,13 @@ impl Linear {
     }
 
     /// `y[t, out] := x[t, in] · Wᵀ + b`.
-    fn forward(&self, x: &[f32], t: usize, y: &mut [f32]) -> candle_core::Result<()> {
+    fn forward(
+        &self,
+        x: &[f32],
+        t: usize,
+        y: &mut [f32],
+        q8: &mut Q8Rows,
+    ) -> candle_core::Result<()> {
         let (inp, out) = (self.inp, self.out);
         let y = &mut y[..t * out];
         match &self.w {
@@ -123,9 +131,8 @@ impl Linear {
                 );
             }
             Weight::Q8(w) => {
-                let mut a = Q8Rows::default();
-                a.quantize(x, t, inp);
-                q8::matmul(y, &a, t, w, &self.b, rayon::current_num_threads());
+                q8.quantize(x, t, inp);
+                q8::matmul(y, q8, t, w, &self.b, rayon::current_num_threads());
             }
             Weight::Quantized(q) => {
                 let xt = Tensor::from_slice(&x[..t * inp], (1, t, inp), &Device::Cpu)?;
@@ -217,6 +224,51 @@ pub(crate) struct Encoder {
     pub(crate) type0: Vec<f32>,
     pub(crate) eln: LayerNorm,
     pub(crate) layers: Vec<Layer>,
+    /// Buffers of finished passes, reused by the next ones.
+    pub(crate) scratch: ScratchPool,
+}
+
+/// The activation buffers of one forward pass.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    x: Vec<f32>,
+    qkv: Vec<f32>,
+    ctx: Vec<f32>,
+    tmp: Vec<f32>,
+    mid: Vec<f32>,
+    q8: Q8Rows,
+}
+
+/// Buffers kept between forward passes: fresh multi-megabyte buffers per
+/// pass cost page faults and zeroing (≈ 5 % of a profile). Holds as many
+/// sets as passes ran at once.
+#[derive(Default)]
+pub(crate) struct ScratchPool(Mutex<Vec<Scratch>>);
+
+impl ScratchPool {
+    fn take(&self) -> Scratch {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()
+            .unwrap_or_default()
+    }
+
+    fn give(&self, s: Scratch) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(s);
+    }
+}
+
+/// The first `n` values of `v`, grown (never shrunk) to hold them; what
+/// they held is stale: every user overwrites all of them.
+fn sized(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
+    if v.len() < n {
+        v.resize(n, 0.0);
+    }
+    &mut v[..n]
 }
 
 impl Encoder {
@@ -248,7 +300,16 @@ impl Encoder {
             return Ok(vec![Vec::new(); seqs.len()]);
         }
 
-        let mut x = vec![0f32; t * hid];
+        let mut scratch = self.scratch.take();
+        let Scratch {
+            x,
+            qkv,
+            ctx,
+            tmp,
+            mid,
+            q8,
+        } = &mut scratch;
+        let x = sized(x, t * hid);
         let ids = seqs.iter().flat_map(|s| s.iter().enumerate());
         for (out, (p, &id)) in x.chunks_exact_mut(hid).zip(ids) {
             let id = id as usize;
@@ -264,18 +325,18 @@ impl Encoder {
                 *o += p + ty;
             }
         }
-        self.eln.forward(&mut x, &[]);
+        self.eln.forward(x, &[]);
 
-        let mut qkv = vec![0f32; t * 3 * hid];
-        let mut ctx = vec![0f32; t * hid];
-        let mut tmp = vec![0f32; t * hid];
-        let mut mid = vec![0f32; t * self.ffn];
+        let qkv = sized(qkv, t * 3 * hid);
+        let ctx = sized(ctx, t * hid);
+        let tmp = sized(tmp, t * hid);
+        let mid = sized(mid, t * self.ffn);
         for layer in &self.layers {
-            layer.qkv.forward(&x, t, &mut qkv)?;
-            self.attention(&qkv, &segs, &mut ctx);
-            layer.ao.forward(&ctx, t, &mut tmp)?;
-            layer.aln.forward(&mut x, &tmp);
-            layer.fi.forward(&x, t, &mut mid)?;
+            layer.qkv.forward(x, t, qkv, q8)?;
+            self.attention(qkv, &segs, ctx);
+            layer.ao.forward(ctx, t, tmp, q8)?;
+            layer.aln.forward(x, tmp);
+            layer.fi.forward(x, t, mid, q8)?;
             if mid.len() >= PAR_MIN_VALUES {
                 mid.par_chunks_mut(PAR_MIN_VALUES / 4).for_each(|c| {
                     simd(
@@ -286,14 +347,14 @@ impl Encoder {
             } else {
                 simd(
                     #[inline(always)]
-                    || gelu_in_place(&mut mid),
+                    || gelu_in_place(mid),
                 );
             }
-            layer.fo.forward(&mid, t, &mut tmp)?;
-            layer.oln.forward(&mut x, &tmp);
+            layer.fo.forward(mid, t, tmp, q8)?;
+            layer.oln.forward(x, tmp);
         }
 
-        Ok(segs
+        let pooled = segs
             .iter()
             .map(|&(a, l)| {
                 let mut v = vec![0f32; if l == 0 { 0 } else { hid }];
@@ -307,7 +368,9 @@ impl Encoder {
                 v.iter_mut().for_each(|o| *o *= inv);
                 v
             })
-            .collect())
+            .collect();
+        self.scratch.give(scratch);
+        Ok(pooled)
     }
 
     /// Scaled dot-product attention of each sequence over its own tokens,
@@ -334,9 +397,15 @@ impl Encoder {
                 };
                 let mut p = vec![0f32; l * l];
                 matmul(&mut p, l, false, head(0), head(1).t(), scale, 1);
+                // A plain loop: `for_each` would leave the row loop (and
+                // the kernel in it) out of line, compiled without AVX-512.
                 simd(
                     #[inline(always)]
-                    || p.chunks_exact_mut(l).for_each(softmax_in_place),
+                    || {
+                        for row in p.chunks_exact_mut(l) {
+                            softmax_in_place(row);
+                        }
+                    },
                 );
                 let mut o = vec![0f32; l * hd];
                 matmul(&mut o, hd, false, View::rows(&p, l, l), head(2), 1.0, 1);

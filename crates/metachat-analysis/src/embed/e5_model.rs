@@ -6,7 +6,7 @@
 use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul};
 use candle_core::{Device, Tensor};
 
-use super::bert::{Encoder, Layer, LayerNorm, Linear, WordTable};
+use super::bert::{Encoder, Layer, LayerNorm, Linear, ScratchPool, WordTable};
 use super::e5_file::{dequantize_q4_0, E5File, E5Header};
 use super::error::Result;
 use super::q8;
@@ -131,6 +131,7 @@ impl E5Model {
             type0,
             eln: ln("emb.ln.w", "emb.ln.b")?,
             layers,
+            scratch: ScratchPool::default(),
         };
         Ok(E5Model { header: h, encoder })
     }

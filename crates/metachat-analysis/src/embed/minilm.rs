@@ -13,7 +13,7 @@ use candle_transformers::models::bert::{Config, HiddenAct};
 use metachat_core::analysis::Embedder;
 use tokenizers::Tokenizer;
 
-use super::bert::{Encoder, Layer, LayerNorm, Linear, WordTable};
+use super::bert::{Encoder, Layer, LayerNorm, Linear, ScratchPool, WordTable};
 use super::error::{EmbedError, Result};
 use super::window::{run_windows, Embedding, WindowPlan};
 use super::{run_blocking, MODEL_FILE_E5};
@@ -341,5 +341,6 @@ fn encoder(
         type0: flat(types.get(0).map_err(err)?)?,
         eln: ln("embeddings.LayerNorm")?,
         layers,
+        scratch: ScratchPool::default(),
     })
 }
