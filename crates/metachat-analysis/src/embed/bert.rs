@@ -29,7 +29,8 @@ use super::q8::{self, Q4Packed, Q8Rows};
 
 /// Below this many tokens in a batch, an f32 product runs as column ranges
 /// side by side, one per rayon thread; from it on, the `gemm` crate splits
-/// the work itself.
+/// the work itself (splitting every size measured 4–10 % slower on MiniLM's
+/// batches of 8 and 32 long texts, 1,816 and 7,264 tokens).
 pub(crate) const SPLIT_BELOW_ROWS: usize = 1024;
 
 /// Element-wise work below this many values stays on the calling thread.
