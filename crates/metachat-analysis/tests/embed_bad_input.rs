@@ -254,6 +254,44 @@ fn batch_results_do_not_depend_on_batch_neighbours() {
     );
 }
 
+/// Texts of every kind the packed batches mix: empty, one token, Russian,
+/// English, emoji, a long one (several hundred tokens, one e5 window).
+const POOL: &[&str] = &[
+    "",
+    "ok",
+    "Мне грустно сегодня, и я не знаю почему.",
+    "Ran my first marathon today and I am proud of it!",
+    "🙂🙂 fine, I guess",
+    "Long day. Work, then the hospital, then the long ride home in the rain. Long day. Work, then the hospital, then the long ride home in the rain. Long day. Work, then the hospital, then the long ride home in the rain. Long day. Work, then the hospital, then the long ride home in the rain. Long day. Work, then the hospital, then the long ride home in the rain.",
+];
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+    /// The encoder packs a batch's tokens into one matrix: whatever the
+    /// batch holds and in whatever order, each text embeds as it does alone.
+    #[test]
+    fn packed_batches_embed_each_text_as_alone(
+        picks in proptest::collection::vec(0..POOL.len(), 1..7),
+    ) {
+        let texts: Vec<String> = picks.iter().map(|&i| POOL[i].to_string()).collect();
+        if let Some(m) = e5() {
+            let batch = m.embed_blocking(&texts).unwrap();
+            for (t, v) in texts.iter().zip(&batch) {
+                let alone = m.embed_blocking(std::slice::from_ref(t)).unwrap();
+                proptest::prop_assert!(dot(&alone[0], v) > 0.9999, "e5: {t:?} differs in a batch");
+            }
+        }
+        if let Some(m) = minilm() {
+            let batch = m.embed_blocking(&texts).unwrap();
+            for (t, v) in texts.iter().zip(&batch) {
+                let alone = m.embed_blocking(std::slice::from_ref(t)).unwrap();
+                proptest::prop_assert!(dot(&alone[0], v) > 0.9999, "MiniLM: {t:?} differs in a batch");
+            }
+        }
+    }
+}
+
 #[test]
 fn query_and_passage_prefixes_differ() {
     let Some(m) = e5() else { return };
