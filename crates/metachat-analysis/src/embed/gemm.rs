@@ -221,24 +221,17 @@ mod tests {
 
     #[test]
     fn strided_transposed_views_accumulate_and_scale() {
-        // lhs: rows 0..4 of a [4, 10] buffer, columns 2..6; rhs: the
-        // transpose of rows 0..5 of the same columns (like Q·Kᵀ of one head).
+        // lhs: columns 2..6 of a [4, 10] buffer; rhs: the transpose of its
+        // columns 5..9 (like Q·Kᵀ of one head in the stacked QKV rows).
         let buf = data(40, 3);
-        let q = View {
-            data: &buf[2..],
+        let cols = |from: usize| View {
+            data: &buf[from..],
             rows: 4,
             cols: 4,
             rs: 10,
             cs: 1,
         };
-        let k = View {
-            data: &buf[2..],
-            rows: 4,
-            cols: 4,
-            rs: 10,
-            cs: 1,
-        }
-        .t();
+        let (q, k) = (cols(2), cols(5).t());
         let want = naive(q, k);
         let mut got = vec![1f32; 4 * 6];
         matmul(&mut got, 6, true, q, k, 0.5, 2);
