@@ -174,7 +174,7 @@ impl LayerNorm {
     fn forward(&self, x: &mut [f32], add: &[f32]) {
         let h = self.w.len();
         let per = (PAR_MIN_VALUES / 4 / h).max(1);
-        let norm = |(c, rows): (usize, &mut [f32])| {
+        chunked(x, per * h, |c, rows| {
             simd(
                 #[inline(always)]
                 || {
@@ -185,12 +185,19 @@ impl LayerNorm {
                     }
                 },
             );
-        };
-        if x.len() >= PAR_MIN_VALUES {
-            x.par_chunks_mut(per * h).enumerate().for_each(norm);
-        } else {
-            x.chunks_mut(per * h).enumerate().for_each(norm);
-        }
+        });
+    }
+}
+
+/// `f(i, chunk i)` over `chunk`-value pieces of `xs`: on rayon's pool when
+/// `xs` holds at least [`PAR_MIN_VALUES`], else on the calling thread.
+fn chunked(xs: &mut [f32], chunk: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    if xs.len() >= PAR_MIN_VALUES {
+        xs.par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(i, c)| f(i, c));
+    } else {
+        xs.chunks_mut(chunk).enumerate().for_each(|(i, c)| f(i, c));
     }
 }
 
@@ -341,19 +348,12 @@ impl Encoder {
             layer.ao.forward(ctx, t, tmp, q8)?;
             layer.aln.forward(x, tmp);
             layer.fi.forward(x, t, mid, q8)?;
-            if mid.len() >= PAR_MIN_VALUES {
-                mid.par_chunks_mut(PAR_MIN_VALUES / 4).for_each(|c| {
-                    simd(
-                        #[inline(always)]
-                        || gelu_in_place(c),
-                    )
-                });
-            } else {
+            chunked(mid, PAR_MIN_VALUES / 4, |_, c| {
                 simd(
                     #[inline(always)]
-                    || gelu_in_place(mid),
+                    || gelu_in_place(c),
                 );
-            }
+            });
             layer.fo.forward(mid, t, tmp, q8)?;
             layer.oln.forward(x, tmp);
         }
