@@ -55,7 +55,12 @@ pub(crate) fn max(xs: &[f32]) -> f32 {
 }
 
 /// `e^x` for `x` in f32's range (below −87.3 it returns 0's neighbourhood,
-/// above 88.7 it saturates at f32's largest power of two region).
+/// above 88 it saturates near 2¹²⁷).
+///
+/// No float-to-int conversion: `as i32` saturates and maps NaN to 0, and
+/// that check kept LLVM from vectorising the loops that call this. The
+/// integer `n` is read from the low mantissa bits of `x·log₂e + 1.5·2²³`
+/// instead.
 #[inline(always)]
 pub(crate) fn exp(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
@@ -64,8 +69,9 @@ pub(crate) fn exp(x: f32) -> f32 {
     const LN2_LO: f32 = -2.121_944_4e-4;
     // 1.5 · 2²³: adding and subtracting it rounds to the nearest integer.
     const ROUND: f32 = 12_582_912.0;
-    let x = x.clamp(-87.3, 88.7);
-    let n = (x * LOG2E + ROUND) - ROUND;
+    let x = x.clamp(-87.3, 88.0);
+    let t = x * LOG2E + ROUND;
+    let n = t - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO;
     // e^r on [-ln2/2, ln2/2]: Cephes' expf polynomial.
     let p = 1.987_569_1e-4_f32;
@@ -75,9 +81,10 @@ pub(crate) fn exp(x: f32) -> f32 {
     let p = p * r + 1.666_666_5e-1;
     let p = p * r + 0.5;
     let er = p * r * r + r + 1.0;
-    // 2ⁿ from its exponent bits; n ∈ [-126, 128] after the clamp.
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let bits = ((n as i32 + 127).clamp(1, 254) as u32) << 23;
+    // 2ⁿ from its exponent bits: `t`'s bits are those of 1.5·2²³ plus `n`
+    // (its unit in the last place is 1), and the shift keeps the low 9 of
+    // them, `n + 127` ∈ [1, 254] after the clamp.
+    let bits = t.to_bits().wrapping_add(127) << 23;
     er * f32::from_bits(bits)
 }
 
