@@ -24,7 +24,7 @@ use rayon::prelude::*;
 use super::e5_file::{dequantize_q4_0, Q4_BLOCK, Q4_BLOCK_BYTES};
 use super::error::{EmbedError, Result};
 use super::gemm::{matmul, View};
-use super::ops::{add_layer_norm, gelu_in_place, simd, softmax_in_place};
+use super::ops::{add_bias, add_layer_norm, bias_gelu_in_place, simd, softmax_in_place};
 use super::q8::{self, Q4Packed, Q8Rows};
 
 /// Below this many tokens in a batch, an f32 product runs as column ranges
@@ -94,21 +94,23 @@ impl Linear {
         }))
     }
 
-    /// `y[t, out] := x[t, in] · Wᵀ + b`.
+    /// `y[t, out] := x[t, in] · Wᵀ (+ b)`; returns the bias still to add,
+    /// empty when `y` already holds it. The f32 product leaves it to the
+    /// caller, which adds it in the pass that follows (GELU, LayerNorm):
+    /// copying it into `y` first was a serial pass of its own (4 % of a
+    /// MiniLM profile).
+    #[must_use = "the returned bias is still to be added"]
     fn forward(
         &self,
         x: &[f32],
         t: usize,
         y: &mut [f32],
         q8: &mut Q8Rows,
-    ) -> candle_core::Result<()> {
+    ) -> candle_core::Result<&[f32]> {
         let (inp, out) = (self.inp, self.out);
         let y = &mut y[..t * out];
         match &self.w {
             Weight::F32(wt) => {
-                for row in y.chunks_exact_mut(out) {
-                    row.copy_from_slice(&self.b);
-                }
                 let threads = if t < SPLIT_BELOW_ROWS {
                     rayon::current_num_threads()
                 } else {
@@ -117,12 +119,13 @@ impl Linear {
                 matmul(
                     y,
                     out,
-                    true,
+                    false,
                     View::rows(&x[..t * inp], t, inp),
                     View::rows(wt, inp, out),
                     1.0,
                     threads,
                 );
+                return Ok(&self.b);
             }
             Weight::Q8(w) => {
                 q8.quantize(x, t, inp);
@@ -138,7 +141,7 @@ impl Linear {
                 }
             }
         }
-        Ok(())
+        Ok(&[])
     }
 }
 
@@ -169,19 +172,18 @@ impl LayerNorm {
         })
     }
 
-    /// Each row of `x` `[t, hidden]` := LayerNorm(row + the row of `add`);
-    /// `add` empty: no residual.
-    fn forward(&self, x: &mut [f32], add: &[f32]) {
+    /// Each row of `x` `[t, hidden]` := LayerNorm(row + the row of `add` +
+    /// `add_bias`); `add` empty: no residual, `add_bias` empty: no bias.
+    fn forward(&self, x: &mut [f32], add: &[f32], add_bias: &[f32]) {
         let h = self.w.len();
-        let per = (PAR_MIN_VALUES / 4 / h).max(1);
-        chunked(x, per * h, |c, rows| {
+        rows_chunked(x, h, |first, rows| {
             simd(
                 #[inline(always)]
                 || {
                     for (i, r) in rows.chunks_exact_mut(h).enumerate() {
-                        let at = (c * per + i) * h;
+                        let at = (first + i) * h;
                         let a = add.get(at..at + h).unwrap_or(&[]);
-                        add_layer_norm(r, a, &self.w, &self.b, self.eps);
+                        add_layer_norm(r, a, add_bias, &self.w, &self.b, self.eps);
                     }
                 },
             );
@@ -199,6 +201,13 @@ fn chunked(xs: &mut [f32], chunk: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
     } else {
         xs.chunks_mut(chunk).enumerate().for_each(|(i, c)| f(i, c));
     }
+}
+
+/// [`chunked`] in pieces of whole `row`-value rows, about
+/// `PAR_MIN_VALUES / 4` values each: `f(index of the piece's first row, piece)`.
+fn rows_chunked(xs: &mut [f32], row: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    let per = (PAR_MIN_VALUES / 4 / row).max(1);
+    chunked(xs, per * row, |i, c| f(i * per, c));
 }
 
 /// One encoder layer.
@@ -336,26 +345,34 @@ impl Encoder {
                 *o += p + ty;
             }
         }
-        self.eln.forward(x, &[]);
+        self.eln.forward(x, &[], &[]);
 
         let qkv = sized(qkv, t * 3 * hid);
         let ctx = sized(ctx, t * hid);
         let tmp = sized(tmp, t * hid);
         let mid = sized(mid, t * self.ffn);
         for layer in &self.layers {
-            layer.qkv.forward(x, t, qkv, q8)?;
+            let b = layer.qkv.forward(x, t, qkv, q8)?;
+            if !b.is_empty() {
+                rows_chunked(qkv, b.len(), |_, c| {
+                    simd(
+                        #[inline(always)]
+                        || add_bias(c, b),
+                    );
+                });
+            }
             self.attention(qkv, &segs, ctx);
-            layer.ao.forward(ctx, t, tmp, q8)?;
-            layer.aln.forward(x, tmp);
-            layer.fi.forward(x, t, mid, q8)?;
-            chunked(mid, PAR_MIN_VALUES / 4, |_, c| {
+            let b = layer.ao.forward(ctx, t, tmp, q8)?;
+            layer.aln.forward(x, tmp, b);
+            let b = layer.fi.forward(x, t, mid, q8)?;
+            rows_chunked(mid, self.ffn, |_, c| {
                 simd(
                     #[inline(always)]
-                    || gelu_in_place(c),
+                    || bias_gelu_in_place(c, b),
                 );
             });
-            layer.fo.forward(mid, t, tmp, q8)?;
-            layer.oln.forward(x, tmp);
+            let b = layer.fo.forward(mid, t, tmp, q8)?;
+            layer.oln.forward(x, tmp, b);
         }
 
         let pooled = segs

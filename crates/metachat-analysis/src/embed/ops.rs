@@ -100,11 +100,29 @@ pub(crate) fn erf(x: f32) -> f32 {
     y.copysign(x)
 }
 
-/// The exact GELU, `x · Φ(x)`, in place.
+/// The exact GELU, `x · Φ(x)`, of `x + bias` in place: `xs` holds whole
+/// rows of `bias.len()` values (`bias` empty: none added).
 #[inline(always)]
-pub(crate) fn gelu_in_place(xs: &mut [f32]) {
+pub(crate) fn bias_gelu_in_place(xs: &mut [f32], bias: &[f32]) {
+    if !bias.is_empty() {
+        for row in xs.chunks_exact_mut(bias.len()) {
+            for (x, b) in row.iter_mut().zip(bias) {
+                *x += b;
+            }
+        }
+    }
     for x in xs {
         *x = 0.5 * *x * (1.0 + erf(*x * std::f32::consts::FRAC_1_SQRT_2));
+    }
+}
+
+/// `xs += bias` over whole rows of `bias.len()` values.
+#[inline(always)]
+pub(crate) fn add_bias(xs: &mut [f32], bias: &[f32]) {
+    for row in xs.chunks_exact_mut(bias.len()) {
+        for (x, b) in row.iter_mut().zip(bias) {
+            *x += b;
+        }
     }
 }
 
@@ -121,11 +139,24 @@ pub(crate) fn softmax_in_place(row: &mut [f32]) {
     }
 }
 
-/// `x := LayerNorm(x + add)` for one row (`add` may be empty: no residual).
+/// `x := LayerNorm(x + add + add_bias)` for one row (`add` empty: no
+/// residual; `add_bias` empty: no bias).
 #[inline(always)]
-pub(crate) fn add_layer_norm(x: &mut [f32], add: &[f32], w: &[f32], b: &[f32], eps: f32) {
+pub(crate) fn add_layer_norm(
+    x: &mut [f32],
+    add: &[f32],
+    add_bias: &[f32],
+    w: &[f32],
+    b: &[f32],
+    eps: f32,
+) {
     if !add.is_empty() {
         for (v, a) in x.iter_mut().zip(add) {
+            *v += a;
+        }
+    }
+    if !add_bias.is_empty() {
+        for (v, a) in x.iter_mut().zip(add_bias) {
             *v += a;
         }
     }
@@ -207,9 +238,28 @@ mod tests {
     }
 
     #[test]
+    fn bias_gelu_adds_the_bias_of_each_column_first() {
+        let bias = [0.5f32, -1.0, 2.0];
+        let x0: Vec<f32> = (0..12).map(|i| i as f32 * 0.37 - 2.0).collect();
+        let mut x = x0.clone();
+        bias_gelu_in_place(&mut x, &bias);
+        for (i, (&got, &v)) in x.iter().zip(&x0).enumerate() {
+            let z = f64::from(v + bias[i % 3]);
+            let want = 0.5 * z * (1.0 + erf64(z / std::f64::consts::SQRT_2));
+            assert!((f64::from(got) - want).abs() < 1e-5, "{i}: {got} vs {want}");
+        }
+        let mut y = x0.clone();
+        bias_gelu_in_place(&mut y, &[]);
+        let mut z = x0.clone();
+        add_bias(&mut z, &[0.0; 3]);
+        bias_gelu_in_place(&mut z, &[0.0; 3]);
+        assert_eq!(y, z);
+    }
+
+    #[test]
     fn layer_norm_and_softmax() {
         let mut x = vec![1.0, 2.0, 3.0, 4.0];
-        add_layer_norm(&mut x, &[1.0, 1.0, 1.0, 1.0], &[1.0; 4], &[0.5; 4], 0.0);
+        add_layer_norm(&mut x, &[0.5; 4], &[0.5; 4], &[1.0; 4], &[0.5; 4], 0.0);
         let mean: f32 = x.iter().sum::<f32>() / 4.0;
         let var: f32 = x.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / 4.0;
         assert!((mean - 0.5).abs() < 1e-6 && (var - 1.0).abs() < 1e-5);
@@ -224,7 +274,7 @@ mod tests {
         assert!((total - 1.0).abs() < 1e-6, "{total}");
         assert!((long[4] / long[0] - 4f32.exp()).abs() < 1e-3);
         let mut x: Vec<f32> = (0..37).map(|i| i as f32).collect();
-        add_layer_norm(&mut x, &[], &[2.0; 37], &[0.0; 37], 0.0);
+        add_layer_norm(&mut x, &[], &[], &[2.0; 37], &[0.0; 37], 0.0);
         let mean: f32 = x.iter().sum::<f32>() / 37.0;
         let var: f32 = x.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / 37.0;
         assert!(
