@@ -17,6 +17,7 @@
 
 use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Module, Tensor};
+use std::cell::RefCell;
 use std::sync::{Mutex, PoisonError};
 
 use rayon::prelude::*;
@@ -253,6 +254,7 @@ pub(crate) struct Scratch {
     x: Vec<f32>,
     qkv: Vec<f32>,
     ctx: Vec<f32>,
+    heads: Vec<f32>,
     tmp: Vec<f32>,
     mid: Vec<f32>,
     q8: Q8Rows,
@@ -325,6 +327,7 @@ impl Encoder {
             x,
             qkv,
             ctx,
+            heads,
             tmp,
             mid,
             q8,
@@ -349,6 +352,7 @@ impl Encoder {
 
         let qkv = sized(qkv, t * 3 * hid);
         let ctx = sized(ctx, t * hid);
+        let heads = sized(heads, t * hid);
         let tmp = sized(tmp, t * hid);
         let mid = sized(mid, t * self.ffn);
         for layer in &self.layers {
@@ -361,7 +365,7 @@ impl Encoder {
                     );
                 });
             }
-            self.attention(qkv, &segs, ctx);
+            self.attention(qkv, &segs, heads, ctx);
             let b = layer.ao.forward(ctx, t, tmp, q8)?;
             layer.aln.forward(x, tmp, b);
             let b = layer.fi.forward(x, t, mid, q8)?;
@@ -396,28 +400,41 @@ impl Encoder {
 
     /// Scaled dot-product attention of each sequence over its own tokens,
     /// one task per (sequence, head): `ctx[T, H]` from `qkv[T, 3H]`.
-    fn attention(&self, qkv: &[f32], segs: &[(usize, usize)], ctx: &mut [f32]) {
+    ///
+    /// Each task writes its `[l, head_dim]` result into its own piece of
+    /// `heads`, which holds every sequence's rows head by head (piece order
+    /// = task order); a pass per sequence then interleaves the heads into
+    /// `ctx`. The score matrix of a task lives in a per-thread buffer.
+    fn attention(&self, qkv: &[f32], segs: &[(usize, usize)], heads: &mut [f32], ctx: &mut [f32]) {
+        thread_local! {
+            static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+        }
         let hid = self.hidden;
         let hd = hid / self.heads;
         #[allow(clippy::cast_precision_loss)]
         let scale = 1.0 / (hd as f32).sqrt();
-        let tasks: Vec<(usize, usize, usize)> = segs
-            .iter()
-            .filter(|&&(_, l)| l > 0)
-            .flat_map(|&(a, l)| (0..self.heads).map(move |h| (a, l, h)))
-            .collect();
-        let outs: Vec<Vec<f32>> = tasks
-            .par_iter()
-            .map(|&(a, l, h)| {
-                let head = |part: usize| View {
-                    data: &qkv[a * 3 * hid + part * hid + h * hd..],
-                    rows: l,
-                    cols: hd,
-                    rs: 3 * hid,
-                    cs: 1,
-                };
-                let mut p = vec![0f32; l * l];
-                matmul(&mut p, l, false, head(0), head(1).t(), scale, 1);
+        let mut tasks = Vec::with_capacity(segs.len() * self.heads);
+        let mut rest = &mut heads[..];
+        for &(a, l) in segs {
+            for h in 0..self.heads {
+                let (piece, r) = rest.split_at_mut(l * hd);
+                rest = r;
+                if l > 0 {
+                    tasks.push((a, l, h, piece));
+                }
+            }
+        }
+        tasks.into_par_iter().for_each(|(a, l, h, out)| {
+            let head = |part: usize| View {
+                data: &qkv[a * 3 * hid + part * hid + h * hd..],
+                rows: l,
+                cols: hd,
+                rs: 3 * hid,
+                cs: 1,
+            };
+            SCORES.with_borrow_mut(|p| {
+                let p = sized(p, l * l);
+                matmul(p, l, false, head(0), head(1).t(), scale, 1);
                 // A plain loop: `for_each` would leave the row loop (and
                 // the kernel in it) out of line, compiled without AVX-512.
                 simd(
@@ -428,16 +445,25 @@ impl Encoder {
                         }
                     },
                 );
-                let mut o = vec![0f32; l * hd];
-                matmul(&mut o, hd, false, View::rows(&p, l, l), head(2), 1.0, 1);
-                o
-            })
-            .collect();
-        for (&(a, l, h), o) in tasks.iter().zip(&outs) {
-            for (i, r) in o.chunks_exact(hd).enumerate().take(l) {
-                let at = (a + i) * hid + h * hd;
-                ctx[at..at + hd].copy_from_slice(r);
+                matmul(out, hd, false, View::rows(p, l, l), head(2), 1.0, 1);
+            });
+        });
+        let mut pairs = Vec::with_capacity(segs.len());
+        let (mut c_rest, mut h_rest) = (&mut ctx[..], &heads[..]);
+        for &(_, l) in segs {
+            let (c, cr) = c_rest.split_at_mut(l * hid);
+            let (h, hr) = h_rest.split_at(l * hid);
+            (c_rest, h_rest) = (cr, hr);
+            if l > 0 {
+                pairs.push((c, h, l));
             }
         }
+        pairs.into_par_iter().for_each(|(c, hs, l)| {
+            for (h, piece) in hs.chunks_exact(l * hd).enumerate() {
+                for (row, r) in c.chunks_exact_mut(hid).zip(piece.chunks_exact(hd)) {
+                    row[h * hd..(h + 1) * hd].copy_from_slice(r);
+                }
+            }
+        });
     }
 }
