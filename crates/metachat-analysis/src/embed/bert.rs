@@ -263,7 +263,7 @@ pub(crate) struct Scratch {
 /// Buffers kept between forward passes: fresh multi-megabyte buffers per
 /// pass cost page faults and zeroing (≈ 5 % of a profile). Holds as many
 /// sets as passes ran at once, each as large as the largest pass it served
-/// (≈ 70 MB for e5 at the 4,096-token budget of `window::TOKEN_BUDGET`).
+/// (≈ 76 MB for e5 at the 4,096-token budget of `window::TOKEN_BUDGET`).
 #[derive(Default)]
 pub(crate) struct ScratchPool(Mutex<Vec<Scratch>>);
 
