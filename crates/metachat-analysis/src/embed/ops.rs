@@ -4,11 +4,13 @@
 //! Written so that the compiler vectorises them: `exp` and `erf` are
 //! polynomial approximations in straight-line f32 arithmetic (libm's `expf`
 //! and `erff` are opaque calls, one value at a time: `erff` alone was 8 % of
-//! a profile of the encoder), and every reduction keeps [`LANES`] partial
-//! results (a strict left-to-right f32 sum cannot be vectorised). Callers run
-//! them inside [`simd`], which compiles them for the widest instruction set
-//! the CPU has (AVX-512, AVX2, else SSE2). Errors, checked by the tests below
-//! against f64: `exp` relative ≤ 2e-7, `erf` absolute ≤ 1e-6.
+//! a profile of the encoder); every reduction keeps [`LANES`] partial
+//! results (a strict left-to-right f32 sum cannot be vectorised); and no
+//! kernel converts f32 to an integer type (Rust's saturating `as` cast was
+//! checked one value at a time, which left softmax and GELU scalar). Callers
+//! run them inside [`simd`], which compiles them for the widest instruction
+//! set the CPU has (AVX-512, AVX2, else SSE2). Errors, checked by the tests
+//! below against f64: `exp` relative ≤ 2e-7, `erf` absolute ≤ 1e-6.
 
 /// Partial results a reduction keeps: one AVX-512 register of f32.
 const LANES: usize = 16;
