@@ -37,7 +37,18 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 /// `Σ a[i]·b[i]` of two i8 code vectors, exact in i32 (|sum| ≤ 127²·len;
 /// fine for every length below 133,000). Same lane layout as [`dot`].
+///
+/// With AVX-512 BW it runs [`super::simd_i8::dot`] (same result).
+#[inline]
 pub(crate) fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
+    if let Some(d) = super::simd_i8::dot(a, b) {
+        return d;
+    }
+    dot_i8_portable(a, b)
+}
+
+/// [`dot_i8`] in portable code.
+pub(crate) fn dot_i8_portable(a: &[i8], b: &[i8]) -> i32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     let mut acc = [0i32; LANES];
@@ -114,8 +125,10 @@ mod tests {
                 .map(|(&x, &y)| i32::from(x) * i32::from(y))
                 .sum();
             assert_eq!(dot_i8(&a, &b), naive, "n = {n}");
+            assert_eq!(dot_i8_portable(&a, &b), naive, "n = {n}");
         }
         assert_eq!(dot_i8(&[-128; 40], &[-128; 40]), 40 * 128 * 128);
+        assert_eq!(dot_i8(&[1, 2, 3], &[1, 1]), 3);
     }
 
     #[test]

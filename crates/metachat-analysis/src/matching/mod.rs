@@ -85,6 +85,7 @@ mod kernel;
 mod profile;
 pub mod projection;
 mod quant;
+mod simd_i8;
 pub mod synthetic;
 
 pub use ann::{
