@@ -331,7 +331,7 @@ impl MatchIndex {
         MatchIndex {
             config,
             rows: Vec::new(),
-            codes: Codes::default(),
+            codes: Codes::new(config.theme_dim),
             users: Vec::new(),
             recent: Vec::new(),
             slot_of: HashMap::new(),
@@ -731,7 +731,7 @@ impl TryFrom<Snapshot> for MatchIndex {
                 return Err(bad(format!("user {u} appears twice")));
             }
         }
-        let mut codes = Codes::default();
+        let mut codes = Codes::new(s.config.theme_dim);
         codes.reserve(s.users.len(), stride);
         for row in s.rows.chunks_exact(stride) {
             codes.push(row);
