@@ -210,9 +210,10 @@ pub struct Match {
 /// Ties rank by user id.
 ///
 /// With [`IndexConfig::with_prefilter`] (the default) the index also keeps
-/// an i8 copy of each row with its scale. A query first reads the codes (a
-/// quarter of the bytes), bounds every row's score from below and above
-/// with a rigorous bound on the quantisation error, and scores in f32 only
+/// an i8 copy of each row, with one scale for its theme part and one for
+/// its mood part. A query first reads the codes (a quarter of the bytes),
+/// bounds every row's score from below and above with a rigorous bound on
+/// the quantisation error, and scores in f32 only
 /// the rows whose upper bound reaches the k-th best lower bound. The
 /// answer is identical to the full f32 scan (a property test checks it);
 /// only the work changes.
