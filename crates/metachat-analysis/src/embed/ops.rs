@@ -107,11 +107,7 @@ pub(crate) fn erf(x: f32) -> f32 {
 #[inline(always)]
 pub(crate) fn bias_gelu_in_place(xs: &mut [f32], bias: &[f32]) {
     if !bias.is_empty() {
-        for row in xs.chunks_exact_mut(bias.len()) {
-            for (x, b) in row.iter_mut().zip(bias) {
-                *x += b;
-            }
-        }
+        add_bias(xs, bias);
     }
     for x in xs {
         *x = 0.5 * *x * (1.0 + erf(*x * std::f32::consts::FRAC_1_SQRT_2));
