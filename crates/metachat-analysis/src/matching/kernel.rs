@@ -35,19 +35,18 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc[0] + tail
 }
 
-/// `Σ a[i]·b[i]` of two i8 code vectors, exact in i32 (|sum| ≤ 127²·len;
-/// fine for every length below 133,000). Same lane layout as [`dot`].
-///
-/// With AVX-512 BW it runs [`super::simd_i8::dot`] (same result).
-#[inline]
-pub(crate) fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
-    if let Some(d) = super::simd_i8::dot(a, b) {
-        return d;
-    }
-    dot_i8_portable(a, b)
+/// An i8 dot product: `Σ a[i]·b[i]` over the shorter slice, exact in i32
+/// (|sum| ≤ 127²·len; fine for every length below 133,000).
+pub(crate) type DotI8 = fn(&[i8], &[i8]) -> i32;
+
+/// The fastest [`DotI8`] this CPU runs: [`super::simd_i8`]'s AVX-512 BW
+/// kernel where available, else [`dot_i8_portable`] (same results). Loops
+/// over many rows take it once, not per row.
+pub(crate) fn dot_i8_for_cpu() -> DotI8 {
+    super::simd_i8::dot_for_cpu().unwrap_or(dot_i8_portable)
 }
 
-/// [`dot_i8`] in portable code.
+/// A [`DotI8`] in portable code, with the same lane layout as [`dot`].
 pub(crate) fn dot_i8_portable(a: &[i8], b: &[i8]) -> i32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
@@ -124,11 +123,12 @@ mod tests {
                 .zip(&b)
                 .map(|(&x, &y)| i32::from(x) * i32::from(y))
                 .sum();
-            assert_eq!(dot_i8(&a, &b), naive, "n = {n}");
+            assert_eq!(dot_i8_for_cpu()(&a, &b), naive, "n = {n}");
             assert_eq!(dot_i8_portable(&a, &b), naive, "n = {n}");
         }
-        assert_eq!(dot_i8(&[-128; 40], &[-128; 40]), 40 * 128 * 128);
-        assert_eq!(dot_i8(&[1, 2, 3], &[1, 1]), 3);
+        assert_eq!(dot_i8_for_cpu()(&[-128; 40], &[-128; 40]), 40 * 128 * 128);
+        assert_eq!(dot_i8_for_cpu()(&[1, 2, 3], &[1, 1]), 3);
+        assert_eq!(dot_i8_portable(&[1, 2, 3], &[1, 1]), 3);
     }
 
     #[test]

@@ -28,7 +28,7 @@ use std::collections::BinaryHeap;
 
 use rayon::prelude::*;
 
-use super::kernel::dot_i8;
+use super::kernel::dot_i8_for_cpu;
 
 /// Slack on the quantisation error bound of one code (½ plus float rounding
 /// in the division).
@@ -193,6 +193,7 @@ impl Codes {
         #[allow(clippy::cast_precision_loss)] // d ≤ 65,543
         let quarter_d = [HALF * HALF * split as f32, HALF * HALF * (d - split) as f32];
         let (qa, qb) = query.codes.split_at(split);
+        let dot_i8 = dot_i8_for_cpu();
         let mut pass = Pass {
             lows: BinaryHeap::with_capacity(k + 1),
             candidates: Vec::new(),

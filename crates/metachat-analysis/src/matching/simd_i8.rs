@@ -2,32 +2,40 @@
 //! BW intrinsics: 32 codes widened to i16 and multiplied in pairs into i32
 //! (`vpmaddwd`) per step, the tail read with a masked load.
 //!
-//! The portable version in [`super::kernel::dot_i8`] left the products to
-//! the auto-vectoriser, which multiplied one i32 a lane (`vpmulld`). Integer
-//! sums are exact, so both give the same result.
+//! The portable version, [`super::kernel::dot_i8_portable`], left the
+//! products to the auto-vectoriser, which multiplied one i32 a lane
+//! (`vpmulld`). Integer sums are exact, so both give the same result.
 //!
 //! The module's only `unsafe` is the call into the `#[target_feature]`
-//! function, made after the run-time check of those features, and the
-//! loads, which stay inside both slices (asserted lengths, masked tail).
+//! function, reachable only after the run-time check of those features, and
+//! the loads, which stay inside both slices (asserted lengths, masked tail).
 #![allow(unsafe_code)]
 
-/// `Σ a[i]·b[i]` over the shorter slice; `None` when this CPU lacks AVX-512
-/// F, BW and VL.
-#[inline]
-pub(crate) fn dot(a: &[i8], b: &[i8]) -> Option<i32> {
+use super::kernel::DotI8;
+
+/// The AVX-512 dot product (`Σ a[i]·b[i]` over the shorter slice), or
+/// `None` when this CPU lacks AVX-512 F, BW and VL. Callers look it up once
+/// per pass, not once per row.
+pub(crate) fn dot_for_cpu() -> Option<DotI8> {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f")
             && std::arch::is_x86_feature_detected!("avx512bw")
             && std::arch::is_x86_feature_detected!("avx512vl")
         {
-            let n = a.len().min(b.len());
-            // SAFETY: the features were checked just above.
-            return Some(unsafe { dot_avx512(&a[..n], &b[..n]) });
+            return Some(dot_checked);
         }
     }
-    let _ = (a, b);
     None
+}
+
+/// Handed out only by [`dot_for_cpu`], after its feature check.
+#[cfg(target_arch = "x86_64")]
+fn dot_checked(a: &[i8], b: &[i8]) -> i32 {
+    let n = a.len().min(b.len());
+    // SAFETY: this function is private and reachable only through
+    // `dot_for_cpu`, which returns it after checking the features.
+    unsafe { dot_avx512(&a[..n], &b[..n]) }
 }
 
 #[cfg(target_arch = "x86_64")]
