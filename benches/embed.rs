@@ -93,7 +93,7 @@ fn baselines(e5_sets: &[(&str, Vec<String>)], en_sets: &[(&str, Vec<String>)]) {
     if std::env::var("METACHAT_BENCH_BASELINES").is_ok_and(|v| v == "0") {
         return;
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
     let out_dir = std::env::var("CARGO_TARGET_DIR")
         .map_or_else(|_| root.join("target"), Into::into)
         .join("criterion");

@@ -111,7 +111,7 @@ fn main() {
 }
 
 fn libs() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
     let build = std::env::var_os("METACHAT_BUILD_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target/services"));

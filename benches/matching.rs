@@ -47,10 +47,10 @@ use std::path::PathBuf;
 use cpu_time::ProcessTime;
 use criterion::{BenchmarkId, Criterion, SamplingMode};
 use metachat_analysis::matching::synthetic::{synthetic_user_id, SyntheticUsers, DEFAULT_TOPICS};
+use metachat_analysis::matching::PersonId;
 use metachat_analysis::matching::{
     AnnConfig, AnnIndex, IndexConfig, MatchIndex, MatchVectors, MOOD_DIMS,
 };
-use metachat_core::domain::UserId;
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 
@@ -95,7 +95,7 @@ fn build_index(n: usize, prefilter: bool) -> MatchIndex {
 }
 
 /// Requesters for the timed queries: spread over the index.
-fn requesters(n: usize, count: usize) -> Vec<UserId> {
+fn requesters(n: usize, count: usize) -> Vec<PersonId> {
     let step = (n / count).max(1);
     (0..count)
         .map(|i| synthetic_user_id((i * step + 7) % n))
@@ -130,7 +130,7 @@ fn report_percentiles(label: &str, index: &MatchIndex, queries: usize) {
 
 /// Times `query` once per requester (after 5 warm-up calls) and prints
 /// p50 / p99 / max of the wall time and p50 / p99 of the process CPU time.
-fn time_queries(label: &str, who: &[UserId], mut query: impl FnMut(UserId) -> usize) {
+fn time_queries(label: &str, who: &[PersonId], mut query: impl FnMut(PersonId) -> usize) {
     let load = load_average();
     // Warm-up: bring the matrix into cache/TLB state and spin up rayon.
     for u in who.iter().take(5) {
@@ -231,7 +231,7 @@ fn bench_ann(c: &mut Criterion, data: &str, n: usize, label: &str, bench_mode: b
     let queries = if bench_mode { 1_000 } else { 100 };
     let who = requesters(n, queries);
     // The exact answers (the truth for recall), timed like the other variants.
-    let mut truth: Vec<HashSet<UserId>> = Vec::with_capacity(who.len());
+    let mut truth: Vec<HashSet<PersonId>> = Vec::with_capacity(who.len());
     time_queries(&format!("exact_{data}/{label}"), &who, |u| {
         let r = ann.exact().top_k(u, K).expect("exact");
         truth.push(r.iter().map(|m| m.user).collect());

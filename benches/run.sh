@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
-cargo bench --bench event_store -- "$@"
+cargo bench -p metachat-benches --bench event_store -- "$@"
 echo
 echo "## Machine"
 echo

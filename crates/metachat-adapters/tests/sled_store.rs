@@ -141,9 +141,22 @@ async fn both_durability_settings_persist_acknowledged_appends() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_second_open_of_the_same_database_is_unavailable() {
     let dir = tempfile::tempdir().unwrap();
-    let _first = open(dir.path());
+    let first = open(dir.path());
     let err = SledEventStore::open(SledConfig::new(dir.path())).unwrap_err();
     assert!(matches!(err, Error::Unavailable { .. }), "{err}");
+    assert!(err.to_string().contains("in use"), "{err}");
+    // The lock goes with the last handle: the directory opens again.
+    drop(first);
+    let mut reopened = SledEventStore::open(SledConfig::new(dir.path()));
+    for _ in 0..100 {
+        if reopened.is_ok() {
+            break;
+        }
+        // The writer thread of the first handle may still be closing.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        reopened = SledEventStore::open(SledConfig::new(dir.path()));
+    }
+    assert!(reopened.is_ok(), "{:?}", reopened.err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -6,10 +6,10 @@ use std::collections::HashSet;
 use std::time::Instant;
 
 use metachat_analysis::matching::synthetic::{synthetic_user_id, SyntheticUsers};
+use metachat_analysis::matching::PersonId;
 use metachat_analysis::matching::{
     AnnConfig, AnnIndex, IndexConfig, MatchError, MatchIndex, MatchVectors, MOOD_DIMS,
 };
-use metachat_core::domain::UserId;
 use proptest::prelude::*;
 
 const K: usize = 10;
@@ -32,7 +32,7 @@ fn recall(ann: &AnnIndex, queries: usize) -> f64 {
     let mut total = 0usize;
     for q in 0..queries {
         let user = synthetic_user_id((q * 7919 + 13) % n);
-        let exact: HashSet<UserId> = ann
+        let exact: HashSet<PersonId> = ann
             .exact()
             .top_k(user, K)
             .expect("exact")
@@ -88,7 +88,7 @@ fn erased_and_unknown_requesters_are_refused() {
     let user = synthetic_user_id(3);
     assert!(ann.erase(user));
     assert_eq!(ann.top_k(user, 3), Err(MatchError::Erased(user)));
-    let stranger = UserId::new();
+    let stranger = uuid::Uuid::new_v4();
     assert_eq!(
         ann.top_k(stranger, 3),
         Err(MatchError::UnknownUser(stranger))
@@ -179,7 +179,7 @@ proptest! {
             let me = synthetic_user_id(u);
             let got = ann.top_k(me, k).expect("query");
             prop_assert_eq!(got.len(), k.min(present.len() - 1));
-            let ids: HashSet<UserId> = got.iter().map(|m| m.user).collect();
+            let ids: HashSet<PersonId> = got.iter().map(|m| m.user).collect();
             prop_assert_eq!(ids.len(), got.len());
             for m in &got {
                 prop_assert!(m.user != me);

@@ -10,7 +10,7 @@
 use metachat_analysis::embed::model_dir::model_dir;
 use metachat_analysis::mood::eval::{load_sentiment, valence_metrics, LabelledSentence};
 use metachat_analysis::mood::{analyzer_from_model_dir, LexiconAnalyzer};
-use metachat_analysis::MoodAnalyzer;
+use metachat_analysis::TextAnalyzer;
 
 fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")

@@ -11,7 +11,7 @@ use metachat_analysis::mood::{
     analyzer_from_model_dir, EmbeddingMoodAnalyzer, LexiconAnalyzer, MoodError, ValenceHead,
     WindowedEmbedder,
 };
-use metachat_analysis::{Embedder, Emotion, Mood, MoodAnalyzer};
+use metachat_analysis::{Embedder, Emotion, Mood, TextAnalyzer};
 
 /// A lexicon built in the test (the real one needs `scripts/fetch-models`):
 /// a few words with their VADER ratings and filler to pass the size check.

@@ -7,6 +7,9 @@
 //! own tests, the way sqlx's drivers run `sqlx-test` and tower's services run
 //! `tower-test`.
 //!
+//! It also holds [`testing::AggregateTest`], the given/when/then harness
+//! for aggregates' own tests.
+//!
 //! The public API is three macros, each of which expands to a module holding
 //! one `#[test]` per check (so a failure names the check that failed):
 //!
@@ -93,6 +96,7 @@ pub mod projection;
 pub mod read_model;
 pub mod store;
 pub mod subscription;
+pub mod testing;
 
 #[doc(hidden)]
 pub mod __private {

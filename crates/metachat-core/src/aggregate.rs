@@ -55,6 +55,18 @@ pub enum CommandError<E: std::error::Error + 'static> {
     Store(#[from] Error),
 }
 
+impl<E: std::error::Error + 'static> CommandError<E> {
+    /// The aggregate's refusal as `Ok`, every other failure (the store's, or
+    /// any kind added later) as the core [`Error`] in `Err`: how a caller
+    /// outside this crate takes the error apart without a wildcard arm.
+    pub fn into_domain(self) -> std::result::Result<E, Error> {
+        match self {
+            CommandError::Domain(e) => Ok(e),
+            CommandError::Store(e) => Err(e),
+        }
+    }
+}
+
 /// The outcome of a command that was accepted.
 #[derive(Debug)]
 pub struct Executed<A> {

@@ -1,98 +1,56 @@
-//! Contracts of mood analysis and text embedding. Implementations live in
-//! `metachat-analysis`.
+//! Contracts of text analysis and text embedding, in batches. The toolkit
+//! defines no analysis result of its own: an analyzer says what it
+//! produces ([`TextAnalyzer::Output`], e.g. the `Mood` of
+//! `metachat-analysis`). Implementations live in `metachat-analysis`; a
+//! worker that reads texts from the log is generic over these traits.
+//!
+//! ```
+//! use async_trait::async_trait;
+//! use metachat_core::analysis::TextAnalyzer;
+//!
+//! /// Counts the words of each text.
+//! struct WordCount;
+//!
+//! #[async_trait]
+//! impl TextAnalyzer for WordCount {
+//!     type Output = usize;
+//!     async fn analyze(&self, texts: &[String]) -> metachat_core::Result<Vec<usize>> {
+//!         Ok(texts.iter().map(|t| t.split_whitespace().count()).collect())
+//!     }
+//!     fn model_id(&self) -> &str {
+//!         "word-count/1"
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> metachat_core::Result<()> {
+//! let counts = WordCount.analyze(&["dear diary".into(), "".into()]).await?;
+//! assert_eq!(counts, [2, 0]);
+//! # Ok(())
+//! # }
+//! ```
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 
-/// The emotion labels a [`Mood`] distributes over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Emotion {
-    /// Joy, happiness.
-    Joy,
-    /// Sadness, grief.
-    Sadness,
-    /// Anger, irritation.
-    Anger,
-    /// Fear, anxiety.
-    Fear,
-    /// Love, affection.
-    Love,
-    /// Surprise.
-    Surprise,
-    /// No marked emotion.
-    Neutral,
-}
-
-impl Emotion {
-    /// Every label, in a fixed order.
-    pub const ALL: [Emotion; 7] = [
-        Emotion::Joy,
-        Emotion::Sadness,
-        Emotion::Anger,
-        Emotion::Fear,
-        Emotion::Love,
-        Emotion::Surprise,
-        Emotion::Neutral,
-    ];
-}
-
-/// The mood of one text.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Mood {
-    /// Negative (-1) to positive (1).
-    pub valence: f32,
-    /// Calm (0) to excited (1).
-    pub arousal: f32,
-    /// Probability per label, summing to 1, in [`Emotion::ALL`] order.
-    pub emotions: Vec<(Emotion, f32)>,
-    /// The most probable label.
-    pub dominant: Emotion,
-    /// Confidence in the dominant label, 0..=1.
-    pub confidence: f32,
-    /// Which model produced it, with its version.
-    pub model_id: String,
-    /// Layout version of this record ([`Mood::SCHEMA_VERSION`]); records
-    /// written before the field existed read as 1.
-    #[serde(default = "Mood::schema_v1")]
-    pub schema_version: u32,
-    /// How many model windows the text was read in: 1 when it fit in one, more
-    /// when a long text was split and pooled (never silently cut), 0 when there
-    /// was nothing to read (empty text). Analyzers without a window read the
-    /// whole text as 1.
-    #[serde(default = "Mood::one_window")]
-    pub windows: u32,
-}
-
-impl Mood {
-    /// The current layout version of [`Mood`].
-    pub const SCHEMA_VERSION: u32 = 1;
-
-    fn schema_v1() -> u32 {
-        1
-    }
-
-    fn one_window() -> u32 {
-        1
-    }
-}
-
-/// Reads the mood of texts, in batches.
+/// Reads texts, in batches, into an [`Output`](TextAnalyzer::Output) each.
 #[async_trait]
-pub trait MoodAnalyzer: Send + Sync {
-    /// One [`Mood`] per input text, in order.
-    async fn analyze(&self, texts: &[String]) -> Result<Vec<Mood>>;
+pub trait TextAnalyzer: Send + Sync {
+    /// What one text reads as.
+    type Output: Send + 'static;
 
-    /// One [`Mood`] per input text, in order, each with the text's
-    /// embedding where the analyzer computes one on the way (so one forward
-    /// pass gives both). The default calls [`analyze`](MoodAnalyzer::analyze)
-    /// and gives no embeddings.
+    /// One output per input text, in order.
+    async fn analyze(&self, texts: &[String]) -> Result<Vec<Self::Output>>;
+
+    /// One output per input text, in order, each with the text's embedding
+    /// where the analyzer computes one on the way (so one forward pass gives
+    /// both). The default calls [`analyze`](TextAnalyzer::analyze) and gives
+    /// no embeddings.
     async fn analyze_with_embeddings(
         &self,
         texts: &[String],
-    ) -> Result<Vec<(Mood, Option<Vec<f32>>)>> {
+    ) -> Result<Vec<(Self::Output, Option<Vec<f32>>)>> {
         Ok(self
             .analyze(texts)
             .await?
@@ -100,7 +58,8 @@ pub trait MoodAnalyzer: Send + Sync {
             .map(|m| (m, None))
             .collect())
     }
-    /// The model id stamped on results.
+
+    /// The model id stamped on results (name and version).
     fn model_id(&self) -> &str;
 }
 

@@ -5,8 +5,10 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
+use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::FutureExt;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -204,6 +206,44 @@ impl<'a> ProjectionTx<'a> {
     }
 }
 
+/// Keeps a follower of the log running in a long-lived process: calls `run`
+/// with a fresh `shutdown()` future; when it fails, logs the error as
+/// `name`'s, waits `restart_after` and calls it again (it resumes from its
+/// own checkpoint), until `shutdown` completes. Returns what the run that
+/// stopped returned (its next position), or `None` when the shutdown came
+/// while waiting to restart.
+pub async fn supervise<S, SF, R, RF>(
+    name: &str,
+    shutdown: S,
+    restart_after: Duration,
+    run: R,
+) -> Option<u64>
+where
+    S: Fn() -> SF,
+    SF: Future<Output = ()>,
+    R: Fn(SF) -> RF,
+    RF: Future<Output = Result<u64>>,
+{
+    loop {
+        match run(shutdown()).await {
+            Ok(next) => {
+                tracing::info!(%name, next, "stopped");
+                return Some(next);
+            }
+            Err(e) => {
+                tracing::error!(%name, error = %e, ?restart_after, "failed; restarting");
+                tokio::select! {
+                    _ = shutdown() => return None,
+                    _ = tokio::time::sleep(restart_after) => {}
+                }
+            }
+        }
+        if shutdown().now_or_never().is_some() {
+            return None;
+        }
+    }
+}
+
 /// Runs one projection over a store's global log.
 pub struct ProjectionRunner<S, R, P> {
     store: S,
@@ -281,6 +321,23 @@ where
         store::follow(&self.store, next, self.batch, shutdown, self).await
     }
 
+    /// [`run`](Self::run) under [`supervise`]: after an error it logs it,
+    /// waits `restart_after` and runs again from the stored checkpoint, until
+    /// `shutdown` completes. `shutdown` makes a fresh future for each run
+    /// (e.g. a `wait_for` on a watch channel). Returns the checkpoint of the
+    /// run that stopped, or `None` when the shutdown came while it waited to
+    /// restart.
+    pub async fn run_supervised<F, Fut>(&self, shutdown: F, restart_after: Duration) -> Option<u64>
+    where
+        F: Fn() -> Fut + Send + Sync,
+        Fut: Future<Output = ()> + Send,
+    {
+        supervise(self.projection.name(), shutdown, restart_after, |stop| {
+            self.run(stop)
+        })
+        .await
+    }
+
     async fn apply_batch(&self, events: &[Envelope]) -> Result<u64> {
         let mut tx = ProjectionTx::new(&self.read_models);
         for e in events {
@@ -346,5 +403,99 @@ mod tests {
             store.get("c", "k").await.unwrap().unwrap().version,
             reported
         );
+    }
+
+    /// Fails on its first `fail` calls, then counts the events it saw.
+    struct Flaky {
+        fail: std::sync::atomic::AtomicUsize,
+        calls: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Projection for Flaky {
+        fn name(&self) -> &str {
+            "flaky"
+        }
+        fn collections(&self) -> Vec<String> {
+            vec!["flaky".into()]
+        }
+        async fn apply(&self, event: &Envelope, tx: &mut ProjectionTx<'_>) -> Result<()> {
+            use std::sync::atomic::Ordering::SeqCst;
+            self.calls.fetch_add(1, SeqCst);
+            if self
+                .fail
+                .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                return Err(Error::backend("transient"));
+            }
+            tx.put_json("flaky", &event.position.to_string(), &1)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_supervised_run_restarts_after_an_error_and_stops_on_shutdown() {
+        use crate::memory::InMemoryEventStore;
+        use crate::progress::{NotifyingReadModels, Progress};
+        use crate::store::{EventAppender, ExpectedVersion};
+        use std::sync::Arc;
+
+        let store = Arc::new(InMemoryEventStore::new());
+        let stream = crate::event::StreamId::new("s-1").unwrap();
+        let events = (0..3)
+            .map(|i| crate::event::NewEvent::new("E", format!("{i}").into_bytes()))
+            .collect();
+        store
+            .append(&stream, ExpectedVersion::NoStream, events)
+            .await
+            .unwrap();
+        let progress = Progress::new([("flaky".to_owned(), 0)]);
+        let read_models =
+            NotifyingReadModels::new(Arc::new(InMemoryReadModels::new()), progress.clone());
+        let runner = Arc::new(ProjectionRunner::new(
+            store,
+            read_models.clone(),
+            Flaky {
+                fail: 2.into(),
+                calls: 0.into(),
+            },
+        ));
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let task = {
+            let runner = runner.clone();
+            tokio::spawn(async move {
+                runner
+                    .run_supervised(
+                        || {
+                            let mut rx = stopped.clone();
+                            async move {
+                                let _ = rx.wait_for(|s| *s).await;
+                            }
+                        },
+                        Duration::from_millis(1),
+                    )
+                    .await
+            })
+        };
+        // Two failed runs, then every event applied and checkpointed.
+        progress
+            .wait_for(&["flaky"], Some(2), Duration::from_secs(30))
+            .await
+            .unwrap();
+        stop.send(true).unwrap();
+        assert_eq!(task.await.unwrap(), Some(3));
+        let calls = runner
+            .projection()
+            .calls
+            .load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(calls, 5, "two failures of event 0, then events 0, 1, 2");
+        assert_eq!(read_models.checkpoint("flaky").await.unwrap(), Some(3));
+        for p in 0..3 {
+            assert!(read_models
+                .get("flaky", &p.to_string())
+                .await
+                .unwrap()
+                .is_some());
+        }
     }
 }

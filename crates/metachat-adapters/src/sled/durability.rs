@@ -309,6 +309,9 @@ impl Drop for PeriodicTask {
 pub(crate) struct Core {
     pub(crate) syncer: Arc<Syncer>,
     periodic: Option<PeriodicTask>,
+    /// The directory's lock file, held (and its `flock` with it) until the
+    /// database is dropped; declared last so it is released last.
+    _lock: File,
 }
 
 impl std::fmt::Debug for Core {
@@ -320,13 +323,22 @@ impl std::fmt::Debug for Core {
 }
 
 impl Core {
-    pub(crate) fn open(db: sled::Db, dir: &Path, durability: Durability) -> Result<Self, Error> {
+    pub(crate) fn open(
+        db: sled::Db,
+        dir: &Path,
+        durability: Durability,
+        lock: File,
+    ) -> Result<Self, Error> {
         let syncer = Arc::new(Syncer::open(db, dir, durability)?);
         let periodic = match durability {
             Durability::Periodic(every) => Some(PeriodicTask::start(syncer.clone(), every)?),
             Durability::Sync => None,
         };
-        Ok(Core { syncer, periodic })
+        Ok(Core {
+            syncer,
+            periodic,
+            _lock: lock,
+        })
     }
 
     pub(crate) fn db(&self) -> &sled::Db {

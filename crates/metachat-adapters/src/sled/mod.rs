@@ -79,6 +79,32 @@ pub use store::SledEventStore;
 use durability::Core;
 use error::{from_sled, SledError as Err};
 
+/// Name of the lock file [`SledDatabase::open`] holds in the directory.
+pub const LOCK_FILE: &str = "metachat.lock";
+
+/// Takes the directory's exclusive lock (an advisory `flock` on
+/// [`LOCK_FILE`], held while the database is open, released by the kernel
+/// when the process dies). Another holder, in this process or another, is
+/// [`Err::Locked`], told apart from other I/O errors by the lock call's own
+/// result, not by an error message.
+fn lock_directory(dir: &std::path::Path) -> Result<std::fs::File> {
+    let path = dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Err::io("open lock file", &path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Err::Locked {
+            path: dir.display().to_string(),
+        }
+        .into()),
+        Err(std::fs::TryLockError::Error(e)) => Err(Err::io("lock", &path, e).into()),
+    }
+}
+
 /// One sled database holding the event store and the read models, opened
 /// together so both share one sled instance (and one durability barrier).
 #[derive(Debug, Clone)]
@@ -96,24 +122,14 @@ impl SledDatabase {
     pub fn open(config: SledConfig) -> Result<Self> {
         std::fs::create_dir_all(&config.path)
             .map_err(|e| Err::io("create directory", &config.path, e))?;
+        let lock = lock_directory(&config.path)?;
         let db = sled::Config::new()
             .path(&config.path)
             .cache_capacity(config.cache_capacity)
             .segment_size(chunk::SEGMENT_SIZE)
             .open()
-            .map_err(|e| match e {
-                sled::Error::Io(io)
-                    if io.kind() == std::io::ErrorKind::Other
-                        && io.to_string().contains("lock") =>
-                {
-                    Err::Locked {
-                        path: config.path.display().to_string(),
-                    }
-                    .into()
-                }
-                other => from_sled(other),
-            })?;
-        let core = Arc::new(Core::open(db, &config.path, config.durability)?);
+            .map_err(from_sled)?;
+        let core = Arc::new(Core::open(db, &config.path, config.durability, lock)?);
         let events = SledEventStore::start(core.clone(), &config)?;
         let read_models = SledReadModels::start(core)?;
         Ok(SledDatabase {

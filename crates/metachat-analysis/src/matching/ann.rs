@@ -80,7 +80,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use metachat_core::domain::UserId;
+use crate::matching::PersonId;
 use rayon::prelude::*;
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
@@ -232,8 +232,8 @@ pub struct AnnIndex {
     exact: MatchIndex,
     graph: Index,
     config: AnnConfig,
-    key_of: HashMap<UserId, u64>,
-    user_of: HashMap<u64, UserId>,
+    key_of: HashMap<PersonId, u64>,
+    user_of: HashMap<u64, PersonId>,
     next_key: u64,
 }
 
@@ -451,7 +451,7 @@ impl AnnIndex {
 
     /// Adds `user` or replaces their vectors (in the exact index and the
     /// graph). Refused: an erased user, bad vectors.
-    pub fn upsert(&mut self, user: UserId, vectors: &MatchVectors) -> Result<()> {
+    pub fn upsert(&mut self, user: PersonId, vectors: &MatchVectors) -> Result<()> {
         self.exact.upsert(user, vectors)?;
         let slot = self.exact.slot(user).ok_or(MatchError::UnknownUser(user))?;
         let row = self.graph_row_of_slot(slot)?;
@@ -472,12 +472,12 @@ impl AnnIndex {
     }
 
     /// [`upsert`](Self::upsert) with the vectors of `profile`.
-    pub fn upsert_profile(&mut self, user: UserId, profile: &MatchProfile) -> Result<()> {
+    pub fn upsert_profile(&mut self, user: PersonId, profile: &MatchProfile) -> Result<()> {
         self.upsert(user, &profile.vectors())
     }
 
     /// Removes `user`; false if they were not indexed.
-    pub fn remove(&mut self, user: UserId) -> bool {
+    pub fn remove(&mut self, user: PersonId) -> bool {
         if let Some(key) = self.key_of.remove(&user) {
             self.user_of.remove(&key);
             let _ = self.graph.remove(key);
@@ -486,7 +486,7 @@ impl AnnIndex {
     }
 
     /// Removes `user` for good (see [`MatchIndex::erase`]).
-    pub fn erase(&mut self, user: UserId) -> bool {
+    pub fn erase(&mut self, user: PersonId) -> bool {
         if let Some(key) = self.key_of.remove(&user) {
             self.user_of.remove(&key);
             let _ = self.graph.remove(key);
@@ -496,7 +496,7 @@ impl AnnIndex {
 
     /// The `k` users most similar to the indexed `user`, best first (scores
     /// exact, the set approximate). Refused: an erased or unknown user.
-    pub fn top_k(&self, user: UserId, k: usize) -> Result<Vec<Match>> {
+    pub fn top_k(&self, user: PersonId, k: usize) -> Result<Vec<Match>> {
         if self.exact.is_erased(user) {
             return Err(MatchError::Erased(user));
         }
@@ -516,7 +516,7 @@ impl AnnIndex {
         &self,
         query: &MatchVectors,
         k: usize,
-        exclude: Option<UserId>,
+        exclude: Option<PersonId>,
     ) -> Result<Vec<Match>> {
         let row = self.exact.encode(query)?;
         self.search(&row, query.recent(), k, exclude)
@@ -527,7 +527,7 @@ impl AnnIndex {
         row: &[f32],
         recent: &[super::profile::RecentEntry],
         k: usize,
-        exclude: Option<UserId>,
+        exclude: Option<PersonId>,
     ) -> Result<Vec<Match>> {
         let exclude_slot = exclude.and_then(|u| self.exact.slot(u));
         let eligible = self.exact.len() - usize::from(exclude_slot.is_some());
@@ -563,7 +563,7 @@ impl AnnIndex {
         row: &[f32],
         recent: &[super::profile::RecentEntry],
         k: usize,
-        exclude: Option<UserId>,
+        exclude: Option<PersonId>,
     ) -> Vec<Match> {
         let exclude_slot = exclude.and_then(|u| self.exact.slot(u));
         self.exact

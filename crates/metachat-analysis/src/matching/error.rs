@@ -1,6 +1,6 @@
 //! Typed errors of matching.
 
-use metachat_core::domain::UserId;
+use crate::matching::PersonId;
 
 /// `Result` with [`MatchError`] as its default error type.
 pub type Result<T, E = MatchError> = std::result::Result<T, E>;
@@ -51,10 +51,10 @@ pub enum MatchError {
     EmptyMood,
     /// The user was erased: they are never indexed nor recommended again.
     #[error("user {0} is erased")]
-    Erased(UserId),
+    Erased(PersonId),
     /// The user is not in the index.
     #[error("user {0} is not in the index")]
-    UnknownUser(UserId),
+    UnknownUser(PersonId),
     /// The approximate index's graph (usearch) failed.
     #[error("approximate index: {reason}")]
     Ann {

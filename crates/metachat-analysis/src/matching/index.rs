@@ -3,8 +3,8 @@
 use std::cmp::Ordering;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
 
-use metachat_core::analysis::Emotion;
-use metachat_core::domain::{EntryId, UserId};
+use crate::matching::{PersonId, TextId};
+use crate::mood::Emotion;
 use rayon::prelude::*;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -171,9 +171,9 @@ pub struct SharedEmotion {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ThemePair {
     /// The requester's entry.
-    pub requester_entry: EntryId,
+    pub requester_entry: TextId,
     /// The candidate's entry.
-    pub candidate_entry: EntryId,
+    pub candidate_entry: TextId,
     /// Cosine of their embeddings.
     pub similarity: f32,
 }
@@ -192,7 +192,7 @@ pub struct Explanation {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Match {
     /// The candidate.
-    pub user: UserId,
+    pub user: PersonId,
     /// The score (ranking key) and its parts.
     pub similarity: Similarity,
     /// Why.
@@ -227,10 +227,10 @@ pub struct MatchIndex {
     config: IndexConfig,
     rows: Vec<f32>,
     codes: Codes,
-    users: Vec<UserId>,
+    users: Vec<PersonId>,
     recent: Vec<Vec<RecentEntry>>,
-    slot_of: HashMap<UserId, usize>,
-    erased: BTreeSet<UserId>,
+    slot_of: HashMap<PersonId, usize>,
+    erased: BTreeSet<PersonId>,
 }
 
 impl std::fmt::Debug for MatchIndex {
@@ -248,7 +248,7 @@ impl std::fmt::Debug for MatchIndex {
 #[derive(Debug, Clone, Copy)]
 struct Cand {
     score: f32,
-    user: UserId,
+    user: PersonId,
     slot: usize,
 }
 
@@ -286,7 +286,7 @@ fn offer(heap: &mut BinaryHeap<Cand>, k: usize, c: Cand) {
 /// Best `k` of `rows` (slots numbered from `first_slot`), skipping `exclude`.
 fn scan(
     rows: &[f32],
-    users: &[UserId],
+    users: &[PersonId],
     first_slot: usize,
     stride: usize,
     query: &[f32],
@@ -356,17 +356,17 @@ impl MatchIndex {
     }
 
     /// True if `user` is indexed.
-    pub fn contains(&self, user: UserId) -> bool {
+    pub fn contains(&self, user: PersonId) -> bool {
         self.slot_of.contains_key(&user)
     }
 
     /// True if `user` was erased.
-    pub fn is_erased(&self, user: UserId) -> bool {
+    pub fn is_erased(&self, user: PersonId) -> bool {
         self.erased.contains(&user)
     }
 
     /// The indexed users, in storage order.
-    pub fn users(&self) -> &[UserId] {
+    pub fn users(&self) -> &[PersonId] {
         &self.users
     }
 
@@ -407,7 +407,7 @@ impl MatchIndex {
 
     /// Adds `user` or replaces their vectors. Refused: an erased user,
     /// vectors of the wrong dimension or not finite.
-    pub fn upsert(&mut self, user: UserId, vectors: &MatchVectors) -> Result<()> {
+    pub fn upsert(&mut self, user: PersonId, vectors: &MatchVectors) -> Result<()> {
         if self.erased.contains(&user) {
             return Err(MatchError::Erased(user));
         }
@@ -437,13 +437,13 @@ impl MatchIndex {
     }
 
     /// [`upsert`](Self::upsert) with the vectors of `profile`.
-    pub fn upsert_profile(&mut self, user: UserId, profile: &MatchProfile) -> Result<()> {
+    pub fn upsert_profile(&mut self, user: PersonId, profile: &MatchProfile) -> Result<()> {
         self.upsert(user, &profile.vectors())
     }
 
     /// Removes `user`; false if they were not indexed. The last row moves
     /// into the freed one, so no tombstone is left.
-    pub fn remove(&mut self, user: UserId) -> bool {
+    pub fn remove(&mut self, user: PersonId) -> bool {
         let Some(slot) = self.slot_of.remove(&user) else {
             return false;
         };
@@ -467,14 +467,14 @@ impl MatchIndex {
 
     /// Removes `user` for good: later upserts of them are refused and they
     /// are never returned. True if they were indexed.
-    pub fn erase(&mut self, user: UserId) -> bool {
+    pub fn erase(&mut self, user: PersonId) -> bool {
         self.erased.insert(user);
         self.remove(user)
     }
 
     /// The `k` users most similar to the indexed `user`, best first,
     /// excluding `user` themself. Refused: an erased or unknown user.
-    pub fn top_k(&self, user: UserId, k: usize) -> Result<Vec<Match>> {
+    pub fn top_k(&self, user: PersonId, k: usize) -> Result<Vec<Match>> {
         if self.erased.contains(&user) {
             return Err(MatchError::Erased(user));
         }
@@ -494,7 +494,7 @@ impl MatchIndex {
         &self,
         query: &MatchVectors,
         k: usize,
-        exclude: Option<UserId>,
+        exclude: Option<PersonId>,
     ) -> Result<Vec<Match>> {
         let row = self.encode(query)?;
         let slot = exclude.and_then(|u| self.slot_of.get(&u).copied());
@@ -523,7 +523,7 @@ impl MatchIndex {
     }
 
     /// The slot of an indexed user.
-    pub(crate) fn slot(&self, user: UserId) -> Option<usize> {
+    pub(crate) fn slot(&self, user: PersonId) -> Option<usize> {
         self.slot_of.get(&user).copied()
     }
 
@@ -685,19 +685,19 @@ impl MatchIndex {
 #[derive(Serialize)]
 struct SnapshotRef<'a> {
     config: &'a IndexConfig,
-    users: &'a [UserId],
+    users: &'a [PersonId],
     rows: &'a [f32],
     recent: &'a [Vec<RecentEntry>],
-    erased: &'a BTreeSet<UserId>,
+    erased: &'a BTreeSet<PersonId>,
 }
 
 #[derive(Deserialize)]
 struct Snapshot {
     config: IndexConfig,
-    users: Vec<UserId>,
+    users: Vec<PersonId>,
     rows: Vec<f32>,
     recent: Vec<Vec<RecentEntry>>,
-    erased: BTreeSet<UserId>,
+    erased: BTreeSet<PersonId>,
 }
 
 impl TryFrom<Snapshot> for MatchIndex {

@@ -37,13 +37,13 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 /// An i8 dot product: `Σ a[i]·b[i]` over the shorter slice, exact in i32
 /// (|sum| ≤ 127²·len; fine for every length below 133,000).
-pub(crate) type DotI8 = fn(&[i8], &[i8]) -> i32;
+pub(crate) type DotI8 = metachat_engine::simd_i8::DotI8;
 
-/// The fastest [`DotI8`] this CPU runs: [`super::simd_i8`]'s AVX-512 BW
+/// The fastest [`DotI8`] this CPU runs: `metachat_engine::simd_i8`'s AVX-512 BW
 /// kernel where available, else [`dot_i8_portable`] (same results). Loops
 /// over many rows take it once, not per row.
 pub(crate) fn dot_i8_for_cpu() -> DotI8 {
-    super::simd_i8::dot_for_cpu().unwrap_or(dot_i8_portable)
+    metachat_engine::simd_i8::dot_for_cpu().unwrap_or(dot_i8_portable)
 }
 
 /// A [`DotI8`] in portable code, with the same lane layout as [`dot`].

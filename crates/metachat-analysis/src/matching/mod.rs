@@ -50,24 +50,25 @@
 //! exclusions hold. [`synthetic`] generates the uniform and clustered users
 //! its recall is measured on.
 //!
-//! # Projection
+//! # Ids
 //!
-//! [`MatchingProjection`] ([`projection`]) keeps every user's profile from
-//! the log (`MoodAnalyzed`, `EntryDeleted`, `UserErased`) in read models and
-//! a [`SharedMatchIndex`] over them, for a server to query.
+//! People are named by a [`PersonId`] and the texts a profile is made of by
+//! a [`TextId`], both plain UUIDs: the application's own ids convert to them
+//! (MetaChat's matching projection, in its domain crate, keeps the index
+//! from its log).
 //!
 //! ```
 //! use metachat_analysis::matching::{IndexConfig, MatchIndex, MatchProfile, ProfileConfig};
-//! use metachat_core::domain::{EntryId, UserId};
+//! use uuid::Uuid;
 //! use metachat_core::event::Timestamp;
 //!
 //! # fn main() -> Result<(), metachat_analysis::matching::MatchError> {
 //! let profiles = ProfileConfig::new(3)?;
 //! let mut index = MatchIndex::new(IndexConfig::new(3)?);
-//! let (ann, bob, eve) = (UserId::new(), UserId::new(), UserId::new());
+//! let (ann, bob, eve) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
 //! for (user, embedding) in [(ann, [1.0, 0.0, 0.0]), (bob, [0.9, 0.1, 0.0]), (eve, [0.0, 0.0, 1.0])] {
 //!     let mut p = MatchProfile::new(&profiles);
-//!     p.add_entry(EntryId::new(), Timestamp(0), &embedding)?;
+//!     p.add_entry(Uuid::new_v4(), Timestamp(0), &embedding)?;
 //!     index.upsert_profile(user, &p)?;
 //! }
 //! let best = index.top_k(ann, 1)?;
@@ -83,9 +84,7 @@ mod error;
 mod index;
 mod kernel;
 mod profile;
-pub mod projection;
 mod quant;
-mod simd_i8;
 pub mod synthetic;
 
 pub use ann::{
@@ -102,10 +101,13 @@ pub use profile::{
     MoodHistory, ProfileConfig, RecentEntry, Similarity, SimilarityWeights, ThemeVector,
     DEFAULT_HALF_LIFE, DEFAULT_RECENT_ENTRIES, MAX_THEME_DIM, MOOD_DIMS,
 };
-pub use projection::{
-    top_k_shared, MatchingProjection, SharedMatchIndex, MATCH_ENTRIES, MATCH_ERASED_USERS,
-    MATCH_PROFILES,
-};
+
+/// Who is matched: a UUID naming a person (MetaChat converts its user ids).
+pub type PersonId = uuid::Uuid;
+
+/// A text that a profile is made of: a UUID naming it (MetaChat converts its
+/// diary entry ids).
+pub type TextId = uuid::Uuid;
 
 #[cfg(test)]
 mod tests;

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use metachat_core::analysis::{Emotion, Mood};
-use metachat_core::domain::EntryId;
+use crate::matching::TextId;
+use crate::mood::{Emotion, Mood};
 use metachat_core::event::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -492,7 +492,7 @@ impl ThemeVector {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecentEntry {
     /// The entry.
-    pub entry: EntryId,
+    pub entry: TextId,
     /// When it was written (or last edited).
     pub at: Timestamp,
     /// Its embedding.
@@ -528,7 +528,7 @@ impl MatchProfile {
     }
 
     /// A new entry (or a re-added one) with its embedding.
-    pub fn add_entry(&mut self, entry: EntryId, at: Timestamp, embedding: &[f32]) -> Result<()> {
+    pub fn add_entry(&mut self, entry: TextId, at: Timestamp, embedding: &[f32]) -> Result<()> {
         self.theme.add(embedding)?;
         self.remember(entry, at, embedding);
         Ok(())
@@ -538,7 +538,7 @@ impl MatchProfile {
     /// Nothing changes if either vector is refused.
     pub fn edit_entry(
         &mut self,
-        entry: EntryId,
+        entry: TextId,
         at: Timestamp,
         old: &[f32],
         new: &[f32],
@@ -552,7 +552,7 @@ impl MatchProfile {
     }
 
     /// A deleted entry, with the embedding it was added with.
-    pub fn remove_entry(&mut self, entry: EntryId, embedding: &[f32]) -> Result<()> {
+    pub fn remove_entry(&mut self, entry: TextId, embedding: &[f32]) -> Result<()> {
         self.theme.remove(embedding)?;
         self.recent.retain(|r| r.entry != entry);
         Ok(())
@@ -568,7 +568,7 @@ impl MatchProfile {
         self.mood.remove(at, mood)
     }
 
-    fn remember(&mut self, entry: EntryId, at: Timestamp, embedding: &[f32]) {
+    fn remember(&mut self, entry: TextId, at: Timestamp, embedding: &[f32]) {
         if self.recent_cap == 0 {
             return;
         }

@@ -24,7 +24,7 @@
 //! Users get no recent entries (explanations name shared emotions only).
 //! [`synthetic_user_id`] gives user `i` a fixed id.
 
-use metachat_core::domain::UserId;
+use crate::matching::PersonId;
 use uuid::Uuid;
 
 use super::error::Result;
@@ -34,10 +34,8 @@ use super::profile::{MatchVectors, MOOD_DIMS};
 pub const DEFAULT_TOPICS: usize = 2_000;
 
 /// The fixed id of synthetic user `i`.
-pub fn synthetic_user_id(i: usize) -> UserId {
-    UserId(Uuid::from_u128(
-        0x4d43_0000_0000_0000_0000_0000_0000_0000 | i as u128,
-    ))
+pub fn synthetic_user_id(i: usize) -> PersonId {
+    Uuid::from_u128(0x4d43_0000_0000_0000_0000_0000_0000_0000 | i as u128)
 }
 
 /// xoshiro256++ (Blackman & Vigna), seeded by splitmix64.

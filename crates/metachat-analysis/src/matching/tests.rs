@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use metachat_core::analysis::{Emotion, Mood};
-use metachat_core::domain::{EntryId, UserId};
+use crate::matching::{PersonId, TextId};
+use crate::mood::{Emotion, Mood};
 use metachat_core::event::Timestamp;
 use proptest::prelude::*;
 use uuid::Uuid;
@@ -26,12 +26,12 @@ fn mood(pairs: &[(Emotion, f32)]) -> Mood {
     }
 }
 
-fn uid(n: u128) -> UserId {
-    UserId(Uuid::from_u128(n))
+fn uid(n: u128) -> PersonId {
+    Uuid::from_u128(n)
 }
 
-fn eid(n: u128) -> EntryId {
-    EntryId(Uuid::from_u128(n))
+fn eid(n: u128) -> TextId {
+    Uuid::from_u128(n)
 }
 
 fn vectors(theme: Option<&[f32]>, mood: Option<&[f32; MOOD_DIMS]>) -> MatchVectors {
@@ -381,7 +381,7 @@ fn raw_user() -> impl Strategy<Value = Raw> {
     )
 }
 
-fn build(raws: &[Raw], config: IndexConfig) -> (MatchIndex, Vec<(UserId, MatchVectors)>) {
+fn build(raws: &[Raw], config: IndexConfig) -> (MatchIndex, Vec<(PersonId, MatchVectors)>) {
     let mut idx = MatchIndex::new(config);
     let mut users = Vec::new();
     for (i, (t, m)) in raws.iter().enumerate() {
@@ -395,8 +395,12 @@ fn build(raws: &[Raw], config: IndexConfig) -> (MatchIndex, Vec<(UserId, MatchVe
 }
 
 /// Brute force in f64 with the profile-level similarity: all others, sorted.
-fn brute(users: &[(UserId, MatchVectors)], me: usize, w: SimilarityWeights) -> Vec<(UserId, f32)> {
-    let mut all: Vec<(UserId, f32)> = users
+fn brute(
+    users: &[(PersonId, MatchVectors)],
+    me: usize,
+    w: SimilarityWeights,
+) -> Vec<(PersonId, f32)> {
+    let mut all: Vec<(PersonId, f32)> = users
         .iter()
         .enumerate()
         .filter(|(j, _)| *j != me)
@@ -406,7 +410,7 @@ fn brute(users: &[(UserId, MatchVectors)], me: usize, w: SimilarityWeights) -> V
     all
 }
 
-fn ids(ms: &[Match]) -> Vec<UserId> {
+fn ids(ms: &[Match]) -> Vec<PersonId> {
     ms.iter().map(|m| m.user).collect()
 }
 

@@ -5,7 +5,9 @@ use std::fmt;
 use std::path::PathBuf;
 
 use async_trait::async_trait;
-use metachat_core::analysis::{Embedder, Mood, MoodAnalyzer};
+use metachat_core::analysis::{Embedder, TextAnalyzer};
+
+use crate::mood::Mood;
 
 use crate::embed::{E5Embedder, MiniLmEmbedder};
 
@@ -192,7 +194,9 @@ impl<E: WindowedEmbedder> EmbeddingMoodAnalyzer<E> {
 }
 
 #[async_trait]
-impl<E: WindowedEmbedder> MoodAnalyzer for EmbeddingMoodAnalyzer<E> {
+impl<E: WindowedEmbedder> TextAnalyzer for EmbeddingMoodAnalyzer<E> {
+    type Output = Mood;
+
     async fn analyze(&self, texts: &[String]) -> metachat_core::Result<Vec<Mood>> {
         Ok(self.analyze_batch(texts).await?)
     }

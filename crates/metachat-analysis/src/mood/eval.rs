@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use metachat_core::analysis::Emotion;
+use crate::mood::Emotion;
 use serde::Deserialize;
 
 use super::error::{MoodError, Result};

@@ -28,7 +28,9 @@ use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use metachat_core::analysis::{Mood, MoodAnalyzer};
+use metachat_core::analysis::TextAnalyzer;
+
+use crate::mood::Mood;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::error::{MoodError, Result};
@@ -618,7 +620,9 @@ impl LexiconAnalyzer {
 }
 
 #[async_trait]
-impl MoodAnalyzer for LexiconAnalyzer {
+impl TextAnalyzer for LexiconAnalyzer {
+    type Output = Mood;
+
     async fn analyze(&self, texts: &[String]) -> metachat_core::Result<Vec<Mood>> {
         Ok(texts.iter().map(|t| self.analyze_one(t)).collect())
     }
@@ -884,23 +888,17 @@ mod tests {
     fn keywords_give_the_dominant_emotion() {
         let a = tiny();
         let cases = [
-            (
-                "I was so angry at him",
-                metachat_core::analysis::Emotion::Anger,
-            ),
+            ("I was so angry at him", crate::mood::Emotion::Anger),
             (
                 "Я ужасно боюсь завтрашнего экзамена",
-                metachat_core::analysis::Emotion::Fear,
+                crate::mood::Emotion::Fear,
             ),
-            (
-                "Люблю тебя, моя родная",
-                metachat_core::analysis::Emotion::Love,
-            ),
+            ("Люблю тебя, моя родная", crate::mood::Emotion::Love),
             (
                 "Went to the shops, usual routine",
-                metachat_core::analysis::Emotion::Neutral,
+                crate::mood::Emotion::Neutral,
             ),
-            ("😭😭😭", metachat_core::analysis::Emotion::Sadness),
+            ("😭😭😭", crate::mood::Emotion::Sadness),
         ];
         for (text, want) in cases {
             assert_eq!(a.analyze_one(text).dominant, want, "{text}");

@@ -33,17 +33,19 @@ pub mod eval;
 mod head;
 mod lexicon;
 mod prototypes;
+mod record;
 
 pub use embedding::{EmbeddingMoodAnalyzer, WindowedEmbedder};
 pub use error::{MoodError, Result};
 pub use head::{train_logistic, LogisticFit, ValenceHead, ValenceHeadProvenance};
 pub use lexicon::{LexiconAnalyzer, LexiconScore};
 pub use prototypes::EmotionPrototypes;
+pub use record::{Emotion, Mood, MoodAnalyzer};
 
 use std::path::Path;
 
 use async_trait::async_trait;
-use metachat_core::analysis::{Emotion, Mood, MoodAnalyzer};
+use metachat_core::analysis::TextAnalyzer;
 
 use crate::embed::{E5Embedder, E5Prefix};
 
@@ -138,7 +140,9 @@ impl DefaultMoodAnalyzer {
 }
 
 #[async_trait]
-impl MoodAnalyzer for DefaultMoodAnalyzer {
+impl TextAnalyzer for DefaultMoodAnalyzer {
+    type Output = Mood;
+
     async fn analyze(&self, texts: &[String]) -> metachat_core::Result<Vec<Mood>> {
         match self {
             DefaultMoodAnalyzer::E5(a) => a.analyze(texts).await,

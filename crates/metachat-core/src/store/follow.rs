@@ -1,4 +1,5 @@
-//! The catch-up-then-live loop shared by the projection runner and the relay.
+//! The catch-up-then-live loop shared by the projection runner, the relay
+//! and any other follower of the global log (a worker, a sweep).
 
 use std::future::Future;
 
@@ -11,18 +12,15 @@ use crate::event::Envelope;
 
 /// What consumes the log: applies a batch, returns the next position to read.
 #[async_trait]
-pub(crate) trait LogSink: Sync {
+pub trait LogSink: Sync {
+    /// Applies `events` (a page of the global log, in order) and returns
+    /// the next position to read: usually the last event's position + 1.
     async fn apply(&self, events: &[Envelope]) -> Result<u64>;
 }
 
 /// Feeds the global log from `next` to `sink` in pages of up to `page`
 /// events until the head; the sink returns the next position to read.
-pub(crate) async fn catch_up<S>(
-    store: &S,
-    mut next: u64,
-    page: usize,
-    sink: &impl LogSink,
-) -> Result<u64>
+pub async fn catch_up<S>(store: &S, mut next: u64, page: usize, sink: &impl LogSink) -> Result<u64>
 where
     S: EventReader,
 {
@@ -38,7 +36,7 @@ where
 /// Catches up from `next`, then follows the log live, handing `sink` what
 /// is ready (up to `page` events at a time) until `shutdown` completes.
 /// Returns the next position to read.
-pub(crate) async fn follow<S>(
+pub async fn follow<S>(
     store: &S,
     next: u64,
     page: usize,

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::event::{Envelope, NewEvent, StreamId};
 
-pub(crate) use follow::{catch_up, follow, LogSink};
+pub use follow::{catch_up, follow, LogSink};
 pub use subscription::{subscribe_all, HeadWatch, Subscription, SubscriptionOptions};
 
 /// What the caller believes about the stream before an append.

@@ -1,0 +1,188 @@
+//! The [`UserDirectory`] read model: profiles by user id, and user ids by
+//! email hash for logins.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::email::{Email, EmailHash};
+use super::ids::UserId;
+use super::user::{User, UserEvent};
+use metachat_core::aggregate::Aggregate;
+use metachat_core::codec::{Codec, JsonCodec, UnknownTypePolicy};
+use metachat_core::error::Result;
+use metachat_core::event::{Envelope, Timestamp};
+use metachat_core::projection::{Projection, ProjectionTx};
+use metachat_core::read_model::{ReadModelStore, ReadModelStoreExt};
+
+/// Collection of [`UserProfile`]s, keyed by user id.
+pub const USERS: &str = "users";
+/// Collection of [`EmailEntry`]s, keyed by [`EmailHash`].
+pub const USERS_BY_EMAIL: &str = "users_by_email";
+
+/// A user as the directory shows them. The plain address is not stored;
+/// erased users stay as a tombstone with every personal field cleared.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserProfile {
+    /// The user.
+    pub user_id: UserId,
+    /// Display name (`None` once erased).
+    pub display_name: Option<String>,
+    /// "About" text (`None` if never set, or erased).
+    pub about: Option<String>,
+    /// Hash of the address (`None` once erased).
+    pub email_hash: Option<EmailHash>,
+    /// When the registration was recorded.
+    pub registered_at: Timestamp,
+    /// When the last event was recorded.
+    pub updated_at: Timestamp,
+    /// Erased.
+    pub erased: bool,
+    /// Global position of the last event applied.
+    pub position: u64,
+}
+
+/// A document of [`USERS_BY_EMAIL`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailEntry {
+    /// The active user registered with the address.
+    pub user_id: UserId,
+}
+
+/// Projection of user events into [`USERS`] and [`USERS_BY_EMAIL`].
+/// Unknown user event types are skipped (a newer writer's events).
+#[derive(Debug)]
+pub struct UserDirectory {
+    codec: JsonCodec<UserEvent>,
+}
+
+impl Default for UserDirectory {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl UserDirectory {
+    /// Name of the projection (its checkpoint key).
+    pub const NAME: &'static str = "user_directory";
+
+    /// The projection.
+    pub fn new() -> Self {
+        UserDirectory {
+            codec: JsonCodec::new().on_unknown(UnknownTypePolicy::Skip),
+        }
+    }
+
+    /// The profile of `user_id` (erased users as tombstones).
+    pub async fn get<R: ReadModelStore + ?Sized>(
+        store: &R,
+        user_id: UserId,
+    ) -> Result<Option<UserProfile>> {
+        Ok(store
+            .get_json::<UserProfile>(USERS, &user_id.to_string())
+            .await?
+            .map(|(p, _)| p))
+    }
+
+    /// The active user registered with `email`.
+    pub async fn find_by_email<R: ReadModelStore + ?Sized>(
+        store: &R,
+        email: &Email,
+    ) -> Result<Option<UserId>> {
+        Self::find_by_email_hash(store, &email.hash()).await
+    }
+
+    /// The active user registered with the address of hash `hash`.
+    pub async fn find_by_email_hash<R: ReadModelStore + ?Sized>(
+        store: &R,
+        hash: &EmailHash,
+    ) -> Result<Option<UserId>> {
+        Ok(store
+            .get_json::<EmailEntry>(USERS_BY_EMAIL, hash.as_str())
+            .await?
+            .map(|(e, _)| e.user_id))
+    }
+}
+
+#[async_trait]
+impl Projection for UserDirectory {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+
+    fn collections(&self) -> Vec<String> {
+        vec![USERS.to_owned(), USERS_BY_EMAIL.to_owned()]
+    }
+
+    async fn apply(&self, env: &Envelope, tx: &mut ProjectionTx<'_>) -> Result<()> {
+        if env.stream_id.category() != User::KIND {
+            return Ok(());
+        }
+        let Some(event) = self.codec.decode(env)? else {
+            return Ok(());
+        };
+        match event {
+            UserEvent::UserRegistered {
+                user_id,
+                email_hash,
+                display_name,
+                ..
+            } => {
+                let profile = UserProfile {
+                    user_id,
+                    display_name: Some(display_name),
+                    about: None,
+                    email_hash: Some(email_hash.clone()),
+                    registered_at: env.recorded_at,
+                    updated_at: env.recorded_at,
+                    erased: false,
+                    position: env.position,
+                };
+                tx.put_json(USERS, &user_id.to_string(), &profile)?;
+                tx.put_json(USERS_BY_EMAIL, email_hash.as_str(), &EmailEntry { user_id })?;
+            }
+            UserEvent::ProfileUpdated {
+                user_id,
+                display_name,
+                about,
+            } => {
+                let key = user_id.to_string();
+                let Some(mut p) = tx.get_json::<UserProfile>(USERS, &key).await? else {
+                    return Ok(());
+                };
+                if p.erased {
+                    return Ok(());
+                }
+                if display_name.is_some() {
+                    p.display_name = display_name;
+                }
+                if about.is_some() {
+                    p.about = about;
+                }
+                p.updated_at = env.recorded_at;
+                p.position = env.position;
+                tx.put_json(USERS, &key, &p)?;
+            }
+            UserEvent::UserErased { user_id } => {
+                let key = user_id.to_string();
+                let Some(mut p) = tx.get_json::<UserProfile>(USERS, &key).await? else {
+                    return Ok(());
+                };
+                if let Some(hash) = p.email_hash.take() {
+                    let holder = tx
+                        .get_json::<EmailEntry>(USERS_BY_EMAIL, hash.as_str())
+                        .await?;
+                    if holder.is_some_and(|h| h.user_id == user_id) {
+                        tx.delete(USERS_BY_EMAIL, hash.as_str());
+                    }
+                }
+                p.display_name = None;
+                p.about = None;
+                p.erased = true;
+                p.updated_at = env.recorded_at;
+                p.position = env.position;
+                tx.put_json(USERS, &key, &p)?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,369 @@
+//! [`MoodWorker`]: entry created/edited → mood analysis → `MoodAnalyzed`.
+//!
+//! The worker follows the global log from its checkpoint (stored in the
+//! read-model store under [`MoodWorker::NAME`], like a projection's). It
+//! collects `EntryCreated`/`EntryEdited` events into batches of up to
+//! [`with_batch_size`](MoodWorker::with_batch_size) texts (32 by default),
+//! opens each text with its author's key, analyses the batch with one
+//! [`TextAnalyzer::analyze_with_embeddings`](metachat_core::analysis::TextAnalyzer::analyze_with_embeddings) call, appends one
+//! [`MoodEvent::MoodAnalyzed`] per entry revision to `mood-{entry_id}`, and
+//! then stores its checkpoint. Entries whose author's key is shredded (or
+//! whose text does not open) are skipped and counted.
+//!
+//! At-least-once, yet exactly one event per `(entry, revision, model)`: a
+//! crash after the appends but before the checkpoint re-analyses the batch,
+//! and the re-append carries the same deterministic event id
+//! ([`mood_event_id`]). The store answers an identical re-append with the
+//! original outcome; a re-append whose payload differs (the theme's nonce is
+//! random) is refused with `PartialReappend`, which the worker takes as
+//! "already recorded" (the first analysis wins) and counts as a duplicate.
+//!
+//! An analyzer error stops the worker with that error, its checkpoint at the
+//! last completed batch; run it again to retry.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::diary::{self, DiaryEntry, DiaryEvent, EntryText};
+use super::ids::{EntryId, UserId};
+use super::mood::{self, mood_event_id, mood_stream, seal_theme, MoodEvent};
+use metachat_analysis::MoodAnalyzer;
+use metachat_core::aggregate::Aggregate;
+use metachat_core::codec::{Codec, JsonCodec};
+use metachat_core::error::{Error, Result};
+use metachat_core::event::{Envelope, EventId, Metadata, NewEvent, StreamId, Timestamp};
+use metachat_core::read_model::{Commit, ReadModelStore};
+use metachat_core::store::{self, Direction, EventStore, ExpectedVersion, LogSink};
+use metachat_shred::DataKey;
+use metachat_shred::{KeyState, KeyVault};
+
+/// Name of the worker's checkpoint ([`MoodWorker::NAME`]), usable without
+/// naming the worker's type parameters.
+pub const MOOD_WORKER: &str = "mood_worker";
+/// Default texts per analyzer call.
+pub const DEFAULT_BATCH_SIZE: usize = 32;
+/// Events read from the log per page.
+const PAGE: usize = 256;
+
+/// Counters of a [`MoodWorker`] since it was made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MoodWorkerStats {
+    /// Entry revisions analysed and recorded (appends the store
+    /// acknowledged; a byte-identical re-append after a crash, possible only
+    /// for a mood without a theme, counts again).
+    pub analysed: u64,
+    /// Entry revisions skipped: the author's key is shredded or the text
+    /// does not open.
+    pub skipped: u64,
+    /// Re-analyses whose `MoodAnalyzed` was already recorded.
+    pub duplicates: u64,
+    /// Analyzer calls.
+    pub batches: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    analysed: AtomicU64,
+    skipped: AtomicU64,
+    duplicates: AtomicU64,
+    batches: AtomicU64,
+}
+
+/// One entry revision to analyse.
+struct Job {
+    entry_id: EntryId,
+    author: UserId,
+    revision: u64,
+    created_at: Timestamp,
+    text: String,
+    key: Option<DataKey>,
+    cause: Metadata,
+}
+
+/// Analyses new entry revisions (see the [module docs](self)).
+pub struct MoodWorker<S, R, A, V = R> {
+    store: S,
+    read_models: R,
+    vault: KeyVault<V>,
+    analyzer: A,
+    batch: usize,
+    diary: JsonCodec<DiaryEvent>,
+    counters: Arc<Counters>,
+}
+
+impl<S, R, A: MoodAnalyzer, V> fmt::Debug for MoodWorker<S, R, A, V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MoodWorker")
+            .field("model_id", &self.analyzer.model_id())
+            .field("batch", &self.batch)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, R, A, V> MoodWorker<S, R, A, V> {
+    /// Name of the worker's checkpoint in the read-model store.
+    pub const NAME: &'static str = MOOD_WORKER;
+
+    /// The counters so far.
+    pub fn stats(&self) -> MoodWorkerStats {
+        let c = &self.counters;
+        MoodWorkerStats {
+            analysed: c.analysed.load(Ordering::Relaxed),
+            skipped: c.skipped.load(Ordering::Relaxed),
+            duplicates: c.duplicates.load(Ordering::Relaxed),
+            batches: c.batches.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The analyzer.
+    pub fn analyzer(&self) -> &A {
+        &self.analyzer
+    }
+}
+
+impl<S, R, A, V> MoodWorker<S, R, A, V>
+where
+    S: EventStore + Clone + Unpin + 'static,
+    R: ReadModelStore,
+    A: MoodAnalyzer,
+    V: ReadModelStore,
+{
+    /// A worker reading and appending to `store`, its checkpoint in
+    /// `read_models`, keys from `vault`.
+    pub fn new(store: S, read_models: R, vault: KeyVault<V>, analyzer: A) -> Self {
+        MoodWorker {
+            store,
+            read_models,
+            vault,
+            analyzer,
+            batch: DEFAULT_BATCH_SIZE,
+            diary: diary::lenient_codec(),
+            counters: Arc::default(),
+        }
+    }
+
+    /// Texts per analyzer call (at least 1). Default [`DEFAULT_BATCH_SIZE`].
+    pub fn with_batch_size(mut self, n: usize) -> Self {
+        self.batch = n.max(1);
+        self
+    }
+
+    /// The next log position the worker will read.
+    pub async fn checkpoint(&self) -> Result<u64> {
+        Ok(self.read_models.checkpoint(Self::NAME).await?.unwrap_or(0))
+    }
+
+    /// Processes the log up to its current head; returns the new checkpoint.
+    pub async fn catch_up(&self) -> Result<u64> {
+        let next = self.checkpoint().await?;
+        store::catch_up(&self.store, next, PAGE, self).await
+    }
+
+    /// Catches up, then follows the log until `shutdown` completes; the
+    /// batch in progress is finished and its checkpoint stored first.
+    /// Returns the checkpoint.
+    pub async fn run(&self, shutdown: impl Future<Output = ()> + Send) -> Result<u64> {
+        let next = self.checkpoint().await?;
+        store::follow(&self.store, next, PAGE, shutdown, self).await
+    }
+
+    async fn store_checkpoint(&self, next: u64) -> Result<()> {
+        self.read_models
+            .commit(Commit {
+                ops: Vec::new(),
+                checkpoint: Some((Self::NAME.to_owned(), next)),
+            })
+            .await
+    }
+
+    /// When `entry_id` was created: from this page if seen, else from the
+    /// first event of its stream.
+    async fn created_at(
+        &self,
+        entry_id: EntryId,
+        seen: &HashMap<EntryId, Timestamp>,
+    ) -> Result<Option<Timestamp>> {
+        if let Some(t) = seen.get(&entry_id) {
+            return Ok(Some(*t));
+        }
+        let stream = StreamId::from_parts(DiaryEntry::KIND, entry_id)?;
+        let first = self
+            .store
+            .read_stream(&stream, 0, Direction::Forward, 1)
+            .await?;
+        Ok(first.first().map(|e| e.recorded_at))
+    }
+
+    /// The job for one diary envelope, if it sets a text that can be read.
+    async fn job(
+        &self,
+        env: &Envelope,
+        seen: &mut HashMap<EntryId, Timestamp>,
+    ) -> Result<Option<Job>> {
+        let Some(event) = self.diary.decode(env)? else {
+            return Ok(None);
+        };
+        let created_at = match &event {
+            DiaryEvent::EntryCreated { entry_id, .. } => {
+                seen.insert(*entry_id, env.recorded_at);
+                env.recorded_at
+            }
+            DiaryEvent::EntryEdited { entry_id, .. } => {
+                match self.created_at(*entry_id, seen).await? {
+                    Some(t) => t,
+                    None => env.recorded_at,
+                }
+            }
+            DiaryEvent::EntryDeleted { .. } => return Ok(None),
+        };
+        let Some(text) = event.text() else {
+            return Ok(None);
+        };
+        let (entry_id, author) = (event.entry_id(), event.author());
+        let key = match self.vault.state(author).await? {
+            KeyState::Active(k) => Some(k),
+            KeyState::Missing => None,
+            KeyState::Shredded => return Ok(self.skip()),
+        };
+        let opened = match text {
+            EntryText::Plain(t) => Ok(t.clone()),
+            EntryText::Sealed(_) => text.open(key.as_ref(), entry_id),
+        };
+        let Ok(text) = opened else {
+            tracing::warn!(entry = %entry_id, "entry text does not open; not analysed");
+            return Ok(self.skip());
+        };
+        let mut cause = Metadata::default().caused_by(env.event_id.0);
+        cause.correlation_id = env.metadata.correlation_id;
+        cause.actor = Some(Self::NAME.to_owned());
+        Ok(Some(Job {
+            entry_id,
+            author,
+            revision: event.revision(),
+            created_at,
+            text,
+            key,
+            cause,
+        }))
+    }
+
+    fn skip(&self) -> Option<Job> {
+        self.counters.skipped.fetch_add(1, Ordering::Relaxed);
+        None
+    }
+
+    /// Analyses `jobs` with one analyzer call and records the moods.
+    async fn flush(&self, jobs: &mut Vec<Job>) -> Result<()> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let texts: Vec<String> = jobs.iter().map(|j| j.text.clone()).collect();
+        let results = self.analyzer.analyze_with_embeddings(&texts).await?;
+        self.counters.batches.fetch_add(1, Ordering::Relaxed);
+        if results.len() != jobs.len() {
+            return Err(Error::Decode {
+                event_type: "MoodAnalyzed".into(),
+                source: format!(
+                    "analyzer {} returned {} moods for {} texts",
+                    self.analyzer.model_id(),
+                    results.len(),
+                    jobs.len()
+                )
+                .into(),
+            });
+        }
+        let model_id = self.analyzer.model_id().to_owned();
+        let mut appends = Vec::with_capacity(jobs.len());
+        for (job, (mood, embedding)) in jobs.drain(..).zip(results) {
+            let theme = match (&job.key, embedding) {
+                (Some(key), Some(v)) => Some(
+                    seal_theme(key, job.entry_id, job.revision, &v).map_err(|e| Error::Encode {
+                        source: Box::new(e),
+                    })?,
+                ),
+                _ => None,
+            };
+            let event = MoodEvent::MoodAnalyzed {
+                entry_id: job.entry_id,
+                author: job.author,
+                entry_revision: job.revision,
+                entry_created_at: job.created_at,
+                mood,
+                theme,
+            };
+            let id = mood_event_id(job.entry_id, job.revision, &model_id);
+            appends.push(self.append(job.entry_id, id, event, job.cause));
+        }
+        for outcome in futures::future::join_all(appends).await {
+            outcome?;
+        }
+        Ok(())
+    }
+
+    async fn append(
+        &self,
+        entry_id: EntryId,
+        id: EventId,
+        event: MoodEvent,
+        metadata: Metadata,
+    ) -> Result<()> {
+        let enc = mood::codec().encode(&event)?;
+        let new = NewEvent::new(enc.event_type, enc.payload)
+            .with_schema_version(enc.schema_version)
+            .with_id(id)
+            .with_metadata(metadata);
+        let stream = mood_stream(entry_id)?;
+        match self
+            .store
+            .append(&stream, ExpectedVersion::Any, vec![new])
+            .await
+        {
+            Ok(_) => {
+                self.counters.analysed.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            // Recorded before (a re-analysis after a crash): the first wins.
+            Err(Error::PartialReappend { .. }) => {
+                self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[async_trait]
+impl<S, R, A, V> LogSink for MoodWorker<S, R, A, V>
+where
+    S: EventStore + Clone + Unpin + 'static,
+    R: ReadModelStore,
+    A: MoodAnalyzer,
+    V: ReadModelStore,
+{
+    async fn apply(&self, events: &[Envelope]) -> Result<u64> {
+        let mut jobs = Vec::new();
+        let mut seen = HashMap::new();
+        for env in events {
+            if env.stream_id.category() != DiaryEntry::KIND {
+                continue;
+            }
+            if let Some(job) = self.job(env, &mut seen).await? {
+                jobs.push(job);
+            }
+            if jobs.len() >= self.batch {
+                self.flush(&mut jobs).await?;
+                self.store_checkpoint(env.position + 1).await?;
+            }
+        }
+        self.flush(&mut jobs).await?;
+        let next = events.last().map_or(0, |e| e.position + 1);
+        self.store_checkpoint(next).await?;
+        Ok(next)
+    }
+}

@@ -1,0 +1,162 @@
+//! Extractors whose rejections are the API's JSON errors: a JSON body
+//! ([`ApiJson`]), a query string ([`ApiQuery`]) and an entry id in the path
+//! ([`EntryPath`]).
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::{header, request::Parts};
+use metachat_domain::EntryId;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+/// A JSON request body: `Content-Type: application/json` (else 415), at most
+/// the body limit (else 413), UTF-8 JSON (else 400 `invalid_json`) of the
+/// expected shape (else 400 `invalid_body`).
+#[derive(Debug)]
+pub(crate) struct ApiJson<T>(pub(crate) T);
+
+fn is_json(parts_ct: Option<&header::HeaderValue>) -> bool {
+    let Some(ct) = parts_ct.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = ct.split(';').next().unwrap_or("").trim();
+    essence.eq_ignore_ascii_case("application/json")
+        || (essence.len() > 5 && {
+            // application/*+json
+            let lower = essence.to_ascii_lowercase();
+            lower.starts_with("application/") && lower.ends_with("+json")
+        })
+}
+
+/// Decodes a JSON body already read into memory.
+pub(crate) fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if let Err(e) = std::str::from_utf8(bytes) {
+        return Err(ApiError::InvalidJson(format!("the body is not UTF-8: {e}")));
+    }
+    serde_json::from_slice(bytes).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => ApiError::InvalidBody(e.to_string()),
+        _ => ApiError::InvalidJson(e.to_string()),
+    })
+}
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        if !is_json(req.headers().get(header::CONTENT_TYPE)) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::BodyTooLarge
+            } else {
+                ApiError::InvalidJson(e.body_text())
+            }
+        })?;
+        decode_json(&bytes).map(ApiJson)
+    }
+}
+
+/// A query string, decoded into `T`; any failure is 400 `invalid_query`.
+#[derive(Debug)]
+pub(crate) struct ApiQuery<T>(pub(crate) T);
+
+impl<S, T> FromRequestParts<S> for ApiQuery<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or_default();
+        serde_urlencoded::from_str(query)
+            .map(ApiQuery)
+            .map_err(|e| ApiError::InvalidQuery(e.to_string()))
+    }
+}
+
+/// An entry id in the path; anything that is not a UUID is 404 `not_found`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EntryPath(pub(crate) EntryId);
+
+impl<S: Send + Sync> FromRequestParts<S> for EntryPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::NotFound)?;
+        raw.parse::<EntryId>()
+            .map(EntryPath)
+            .map_err(|_| ApiError::NotFound)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        text: String,
+    }
+
+    #[test]
+    fn json_errors_are_classified() {
+        assert!(matches!(
+            decode_json::<Body>(br#"{"text":"hi"}"#),
+            Ok(Body { .. })
+        ));
+        for bad in [
+            &b"{"[..],
+            b"",
+            b"nope",
+            b"{\"text\": \"\xff\"}",
+            b"\xff\xfe",
+        ] {
+            assert!(
+                matches!(decode_json::<Body>(bad), Err(ApiError::InvalidJson(_))),
+                "{bad:?}"
+            );
+        }
+        for wrong in [
+            &br#"{"text": 5}"#[..],
+            br#"{}"#,
+            br#"{"text":"a","extra":1}"#,
+            br#"[]"#,
+            br#"null"#,
+        ] {
+            assert!(
+                matches!(decode_json::<Body>(wrong), Err(ApiError::InvalidBody(_))),
+                "{:?}",
+                std::str::from_utf8(wrong)
+            );
+        }
+    }
+
+    #[test]
+    fn content_types() {
+        let ok = [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON",
+            "application/problem+json",
+        ];
+        for ct in ok {
+            assert!(is_json(Some(&HeaderValue::from_static(ct))), "{ct}");
+        }
+        for ct in ["text/plain", "application/jsonx", "multipart/form-data", ""] {
+            assert!(!is_json(Some(&HeaderValue::from_static(ct))), "{ct}");
+        }
+        assert!(!is_json(None));
+    }
+}

@@ -1,0 +1,72 @@
+//! # metachat-server
+//!
+//! The embedded MetaChat server: one process with the sled event store and
+//! read models, the projections, the mood-analysis worker, matching, and a
+//! JSON REST API with bearer-token authentication (see `API.md`).
+//!
+//! Run it with `scripts/serve` (fetches the models, then
+//! `cargo run --release -p metachat-server`), or directly:
+//!
+//! ```sh
+//! cargo run --release -p metachat-server -- --data-dir ./data --analyzer lexicon
+//! ```
+//!
+//! `--help` lists every flag and its environment variable.
+
+mod auth;
+mod config;
+mod error;
+mod extract;
+mod matching;
+mod metrics;
+mod mood_worker;
+mod openapi;
+mod routes;
+mod shutdown;
+mod state;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{Config, LogFormat};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    init_logging(config.log_format);
+    mood_worker::init_compute_pool();
+    let handle = metrics::install()?;
+    let started = state::start(&config, handle).await?;
+    let app = routes::router(started.state.clone());
+
+    let listener = tokio::net::TcpListener::bind(config.addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, data_dir = %config.data_dir.display(), "listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown::signal())
+        .await?;
+
+    tracing::info!("HTTP server stopped; stopping the background tasks");
+    let _ = started.stop.send(true);
+    for task in started.tasks {
+        if let Err(e) = task.await {
+            tracing::error!(error = %e, "background task failed");
+        }
+    }
+    let store = started.state.inner.store.clone();
+    drop(started.state);
+    store.close().await?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}

@@ -1,0 +1,218 @@
+//! The HTTP routes, one module per resource, and the router that joins
+//! them with the JSON fallbacks, the body limit and the metrics layer.
+
+pub(crate) mod entries;
+pub(crate) mod matches;
+pub(crate) mod mood;
+pub(crate) mod ops;
+pub(crate) mod users;
+
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::Router;
+use metachat_core::event::Timestamp;
+use metachat_core::progress::NotCaughtUp;
+use metachat_core::store::EventReader;
+use metachat_domain::UserId;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The most bytes a request body may have.
+pub(crate) const BODY_LIMIT: usize = 65_536;
+/// Default `wait_ms`.
+const DEFAULT_WAIT_MS: u64 = 5_000;
+/// Largest `wait_ms`.
+const MAX_WAIT_MS: u64 = 30_000;
+
+/// The header carrying a write's position.
+pub(crate) static POSITION_HEADER: HeaderName = HeaderName::from_static("x-metachat-position");
+
+/// The whole router.
+pub(crate) fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
+        .route("/v1/users", post(users::register))
+        .route("/v1/sessions", post(users::login))
+        .route("/v1/sessions/current", delete(users::logout))
+        .route("/v1/me", get(users::me).delete(users::erase))
+        .route("/v1/entries", post(entries::create).get(entries::list))
+        .route(
+            "/v1/entries/{entry_id}",
+            get(entries::get_one)
+                .put(entries::edit)
+                .delete(entries::delete_one),
+        )
+        .route("/v1/mood/timeline", get(mood::timeline))
+        .route("/v1/matches", get(matches::matches))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(close_after_unread_body))
+        .layer(axum::middleware::from_fn(crate::metrics::track))
+        .with_state(state)
+}
+
+/// Adds `Connection: close` to an error answer to a request that carried a
+/// body. Such an answer may come before the body was read (a wrong token,
+/// a wrong content type, a body over the limit); the HTTP server then
+/// closes the connection instead of reading the rest, and a client that
+/// was not told would send its next request on that dead connection and
+/// get a transport error (seen as hyper's `IncompleteMessage`). The header
+/// tells it to open a new connection instead.
+async fn close_after_unread_body(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use axum::http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+    let headers = req.headers();
+    let has_body = headers.contains_key(TRANSFER_ENCODING)
+        || headers
+            .get(CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
+    let mut response = next.run(req).await;
+    let status = response.status();
+    if has_body && (status.is_client_error() || status.is_server_error()) {
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// `?min_position=N&wait_ms=T` on a read.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ReadQuery {
+    /// Wait until the projections serving this read applied this position.
+    pub(crate) min_position: Option<u64>,
+    /// How long to wait for `min_position`, in milliseconds (default 5000).
+    #[param(maximum = 30000)]
+    pub(crate) wait_ms: Option<u64>,
+}
+
+/// Validates `wait_ms` and waits for `names` to reach `min_position`
+/// (else 503 `not_caught_up`).
+///
+/// A read also waits for the caller's own last write in this process (the
+/// target is the larger of the two; without `min_position` a miss is not an
+/// error): a client reads its own writes without asking.
+pub(crate) async fn wait_read(
+    state: &AppState,
+    user: UserId,
+    names: &[&str],
+    min_position: Option<u64>,
+    wait_ms: Option<u64>,
+) -> Result<u64, ApiError> {
+    let wait = wait_ms.unwrap_or(DEFAULT_WAIT_MS);
+    if wait > MAX_WAIT_MS {
+        return Err(ApiError::InvalidQuery(format!(
+            "wait_ms must be at most {MAX_WAIT_MS}"
+        )));
+    }
+    if let Some(min) = min_position {
+        // Every position a write answered is below the head: one beyond it
+        // names no write (a client error, not something to wait for).
+        let head = state
+            .inner
+            .store
+            .next_position()
+            .await
+            .map_err(ApiError::store)?;
+        if min >= head {
+            return Err(ApiError::InvalidQuery(format!(
+                "min_position {min} is beyond the log's last position"
+            )));
+        }
+    }
+    let progress = &state.inner.progress;
+    let wait = Duration::from_millis(wait);
+    let own = state.inner.last_write(user);
+    match (min_position, own) {
+        // Asked for: at least that, and the caller's own writes too.
+        (Some(min), _) => {
+            let target = own.map_or(min, |o| o.max(min));
+            Ok(progress.wait_for(names, Some(target), wait).await?)
+        }
+        (None, Some(own)) => match progress.wait_for(names, Some(own), wait).await {
+            Err(NotCaughtUp { position }) | Ok(position) => Ok(position),
+        },
+        (None, None) => Ok(progress.position(names)),
+    }
+}
+
+/// A successful write: its status and JSON body, with the position header.
+pub(crate) fn written<T: serde::Serialize>(
+    status: axum::http::StatusCode,
+    position: u64,
+    body: T,
+) -> Response {
+    let mut res = (status, axum::Json(body)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&position.to_string()) {
+        res.headers_mut().insert(POSITION_HEADER.clone(), v);
+    }
+    res
+}
+
+/// The global position and time of the event at the version a command left
+/// the aggregate at (one stream read: what a write answers with).
+pub(crate) async fn written_event<A>(
+    state: &AppState,
+    root: &metachat_core::aggregate::Root<A>,
+) -> Result<(u64, metachat_core::event::Timestamp), ApiError> {
+    let version = root.version.unwrap_or(0);
+    let events = state
+        .inner
+        .store
+        .read_stream(
+            &root.stream,
+            version,
+            metachat_core::store::Direction::Forward,
+            1,
+        )
+        .await
+        .map_err(ApiError::store)?;
+    let env = events
+        .first()
+        .ok_or_else(|| ApiError::internal("a written event is missing"))?;
+    Ok((env.position, env.recorded_at))
+}
+
+/// RFC 3339 UTC text of a stored timestamp.
+pub(crate) fn rfc3339(t: Timestamp) -> String {
+    let micros = i64::try_from(t.0).unwrap_or(i64::MAX);
+    chrono::DateTime::from_timestamp_micros(micros)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        assert_eq!(rfc3339(Timestamp(0)), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(
+            rfc3339(Timestamp(1_700_000_000_123_456)),
+            "2023-11-14T22:13:20.123456Z"
+        );
+    }
+}

@@ -1,0 +1,310 @@
+//! Users, sessions and the caller's own account: register, log in, log
+//! out, read and erase oneself.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Json;
+use metachat_core::event::Metadata;
+use metachat_core::store::EventReader;
+use metachat_domain::{Email, UserDirectory, UserError, UserId, UsersError};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{wait_read, written, written_event, ReadQuery};
+use crate::auth::{hash_password, verify_password, AuthUser};
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{ApiJson, ApiQuery};
+use crate::state::AppState;
+use metachat_core::progress::reported;
+
+/// Shortest password, in bytes.
+const MIN_PASSWORD: usize = 8;
+/// Longest password, in bytes.
+const MAX_PASSWORD: usize = 256;
+
+/// `POST /v1/users`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Register {
+    /// A valid address of at most 254 bytes; compared case-insensitively.
+    #[schema(example = "ada@example.com")]
+    email: String,
+    /// 8 to 256 bytes.
+    #[schema(example = "correct horse battery")]
+    password: String,
+    /// 1 to 64 characters after trimming.
+    #[schema(example = "Ada")]
+    display_name: String,
+}
+
+/// A registered user.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Registered {
+    /// The new user's id.
+    #[schema(value_type = String, format = Uuid)]
+    user_id: UserId,
+    /// Log position of the registration.
+    position: u64,
+}
+
+/// `POST /v1/sessions`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Login {
+    /// The registered address.
+    #[schema(example = "ada@example.com")]
+    email: String,
+    /// The password.
+    #[schema(example = "correct horse battery")]
+    password: String,
+}
+
+/// A bearer token.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Session {
+    /// Send as `Authorization: Bearer <token>`.
+    token: String,
+    /// Always `Bearer`.
+    #[schema(example = "Bearer")]
+    token_type: String,
+    /// RFC 3339 UTC.
+    expires_at: String,
+    /// Whose token it is.
+    #[schema(value_type = String, format = Uuid)]
+    user_id: UserId,
+}
+
+/// The caller's account.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Me {
+    /// The caller's id.
+    #[schema(value_type = String, format = Uuid)]
+    user_id: UserId,
+    /// Their address as registered.
+    email: String,
+    /// Their display name.
+    display_name: String,
+    /// How far the user directory has caught up.
+    position: u64,
+}
+
+/// A write's position.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Position {
+    /// Log position of the write's last event.
+    pub(crate) position: u64,
+}
+
+fn check_password(password: &str) -> Result<(), ApiError> {
+    if password.len() < MIN_PASSWORD || password.len() > MAX_PASSWORD {
+        return Err(ApiError::field(
+            "password",
+            format!("must be {MIN_PASSWORD} to {MAX_PASSWORD} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+fn user_error(e: UsersError) -> ApiError {
+    match e {
+        UsersError::EmailTaken => ApiError::EmailTaken,
+        UsersError::User(UserError::InvalidEmail(e)) => ApiError::field("email", e.to_string()),
+        UsersError::User(UserError::InvalidDisplayName(e)) => {
+            ApiError::field("display_name", e.to_string())
+        }
+        UsersError::User(e) => ApiError::internal(e),
+        UsersError::Store(e) => ApiError::store(e),
+        other => ApiError::internal(other),
+    }
+}
+
+/// Registers a user.
+#[utoipa::path(post, path = "/v1/users", tag = "users", request_body = Register,
+    responses(
+        (status = 201, description = "Registered", body = Registered,
+            headers(("X-MetaChat-Position" = u64, description = "Log position of the write"))),
+        (status = 400, description = "`invalid_json` or `invalid_body`", body = ErrorBody),
+        (status = 409, description = "`email_taken`", body = ErrorBody),
+        (status = 413, description = "`body_too_large`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+        (status = 422, description = "`invalid_field`", body = ErrorBody),
+        (status = 503, description = "`unavailable`", body = ErrorBody),
+    ))]
+pub(crate) async fn register(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<Register>,
+) -> Result<Response, ApiError> {
+    Email::parse(&body.email).map_err(|e| ApiError::field("email", e.to_string()))?;
+    check_password(&body.password)?;
+    metachat_domain::user::validate_display_name(&body.display_name)
+        .map_err(|e| ApiError::field("display_name", e.to_string()))?;
+    let hash = hash_password(body.password).await?;
+    let user_id = UserId::new();
+    let root = state
+        .inner
+        .users
+        .register(
+            user_id,
+            &body.email,
+            &hash,
+            &body.display_name,
+            Metadata::default(),
+        )
+        .await
+        .map_err(user_error)?;
+    let (position, _) = written_event(&state, &root).await?;
+    Ok(written(
+        StatusCode::CREATED,
+        position,
+        Registered { user_id, position },
+    ))
+}
+
+/// Logs in: a bearer token for the user.
+#[utoipa::path(post, path = "/v1/sessions", tag = "sessions", request_body = Login,
+    responses(
+        (status = 201, description = "Logged in", body = Session),
+        (status = 400, description = "`invalid_json` or `invalid_body`", body = ErrorBody),
+        (status = 401, description = "`invalid_credentials`: unknown email or wrong password", body = ErrorBody),
+        (status = 413, description = "`body_too_large`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+        (status = 503, description = "`unavailable`", body = ErrorBody),
+    ))]
+pub(crate) async fn login(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<Login>,
+) -> Result<(StatusCode, Json<Session>), ApiError> {
+    let found = if body.password.len() > MAX_PASSWORD {
+        None
+    } else {
+        state
+            .inner
+            .users
+            .credentials(&body.email)
+            .await
+            .map_err(user_error)?
+    };
+    let (user_id, hash) = match found {
+        Some(c) => (Some(c.user_id), c.password_hash),
+        None => (None, state.inner.dummy_hash.to_string()),
+    };
+    let ok = verify_password(body.password, hash).await?;
+    let Some(user_id) = user_id.filter(|_| ok) else {
+        return Err(ApiError::InvalidCredentials);
+    };
+    let issued = state.inner.tokens.issue(user_id).await?;
+    let expires = i64::try_from(issued.expires_at).unwrap_or(i64::MAX);
+    let expires_at = chrono::DateTime::from_timestamp(expires, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    Ok((
+        StatusCode::CREATED,
+        Json(Session {
+            token: issued.token,
+            token_type: "Bearer".into(),
+            expires_at,
+            user_id,
+        }),
+    ))
+}
+
+/// Logs out: revokes the token used.
+#[utoipa::path(delete, path = "/v1/sessions/current", tag = "sessions",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 503, description = "`unavailable`", body = ErrorBody),
+    ))]
+pub(crate) async fn logout(
+    State(state): State<AppState>,
+    auth: AuthUser,
+) -> Result<StatusCode, ApiError> {
+    state
+        .inner
+        .tokens
+        .revoke(auth.user_id, &auth.token_hash)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The caller's account.
+#[utoipa::path(get, path = "/v1/me", tag = "users",
+    security(("bearer" = [])),
+    params(ReadQuery),
+    responses(
+        (status = 200, description = "The caller", body = Me),
+        (status = 400, description = "`invalid_query`", body = ErrorBody),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 503, description = "`not_caught_up` or `unavailable`", body = ErrorBody),
+    ))]
+pub(crate) async fn me(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    ApiQuery(q): ApiQuery<ReadQuery>,
+) -> Result<Json<Me>, ApiError> {
+    let position = wait_read(
+        &state,
+        auth.user_id,
+        &[UserDirectory::NAME],
+        q.min_position,
+        q.wait_ms,
+    )
+    .await?;
+    let user = state
+        .inner
+        .users
+        .load(auth.user_id)
+        .await
+        .map_err(user_error)?
+        .state;
+    if !user.is_active() {
+        return Err(ApiError::Unauthorized);
+    }
+    Ok(Json(Me {
+        user_id: auth.user_id,
+        email: user.email().unwrap_or_default().to_owned(),
+        display_name: user.display_name().unwrap_or_default().to_owned(),
+        position,
+    }))
+}
+
+/// Erases the caller's account: the key that sealed their diary text is
+/// destroyed, every token revoked, and the projections drop their entries,
+/// mood and matches.
+#[utoipa::path(delete, path = "/v1/me", tag = "users",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Erased", body = Position,
+            headers(("X-MetaChat-Position" = u64, description = "Log position of the write"))),
+        (status = 401, description = "`unauthorized`", body = ErrorBody),
+        (status = 503, description = "`unavailable`", body = ErrorBody),
+    ))]
+pub(crate) async fn erase(
+    State(state): State<AppState>,
+    auth: AuthUser,
+) -> Result<Response, ApiError> {
+    state
+        .inner
+        .users
+        .erase(auth.user_id, Metadata::default())
+        .await
+        .map_err(user_error)?;
+    state
+        .inner
+        .diaries
+        .vault()
+        .shred(auth.user_id)
+        .await
+        .map_err(ApiError::store)?;
+    state.inner.tokens.revoke_all(auth.user_id).await?;
+    let head = state
+        .inner
+        .store
+        .next_position()
+        .await
+        .map_err(ApiError::store)?;
+    let position = reported(head);
+    Ok(written(StatusCode::OK, position, Position { position }))
+}

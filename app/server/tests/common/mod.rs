@@ -1,0 +1,810 @@
+//! What the end-to-end tests share: the real `metachat-server` process on a
+//! temporary data directory and a free loopback port (killed on drop), an
+//! HTTP client speaking the contract of `app/server/API.md`, bounded
+//! polling, and the checks every answer must pass (error shape, mood shape).
+//!
+//! Every test talks to the server over HTTP only; nothing here reaches into
+//! the server's code.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::HashSet;
+use std::fs::{self, OpenOptions};
+use std::future::Future;
+use std::io::Write as _;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::header::{HeaderMap, CONTENT_TYPE};
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{json, Value};
+use tempfile::TempDir;
+use uuid::Uuid;
+
+/// The server binary cargo built for these tests.
+pub const BIN: &str = env!("CARGO_BIN_EXE_metachat-server");
+
+/// How long a server may take to answer `/healthz` after it was spawned.
+pub const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a test waits for the projections or the mood worker to catch up.
+pub const CATCH_UP: Duration = Duration::from_secs(90);
+
+/// The repository root (two levels above this package).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The model directory: `$METACHAT_MODEL_DIR`, else `<repo>/models`.
+pub fn model_dir() -> PathBuf {
+    match std::env::var_os("METACHAT_MODEL_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => repo_root().join("models"),
+    }
+}
+
+/// Which mood analyzer the server runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Analyzer {
+    /// `--analyzer lexicon`: fast, needs only `vader/vader_lexicon.txt`.
+    Lexicon,
+    /// The server's default: the real e5 model from the model directory.
+    Model,
+}
+
+impl Analyzer {
+    /// The model file this analyzer needs, relative to the model directory.
+    fn needs(self) -> &'static str {
+        match self {
+            Analyzer::Lexicon => "vader/vader_lexicon.txt",
+            Analyzer::Model => "e5/e5-small-q4.bin",
+        }
+    }
+}
+
+/// True when the files `analyzer` needs are in the model directory. Otherwise
+/// prints `SKIPPED: …` and returns false, or panics when `CI` is set (where a
+/// missing model must fail the suite, not skip it).
+pub fn models_present(analyzer: Analyzer) -> bool {
+    let file = model_dir().join(analyzer.needs());
+    if file.is_file() {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!(
+            "{} is missing but CI is set: the end-to-end tests must run; run scripts/fetch-models",
+            file.display()
+        );
+    }
+    println!(
+        "SKIPPED: {} is missing; run scripts/fetch-models",
+        file.display()
+    );
+    false
+}
+
+/// How a server is started.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The mood analyzer.
+    pub analyzer: Analyzer,
+    /// `METACHAT_TOKEN_TTL_SECS`, when set.
+    pub token_ttl_secs: Option<u64>,
+    /// Extra arguments after the defaults.
+    pub args: Vec<String>,
+}
+
+impl ServerConfig {
+    /// The lexicon analyzer, default token lifetime.
+    pub fn lexicon() -> Self {
+        ServerConfig {
+            analyzer: Analyzer::Lexicon,
+            token_ttl_secs: None,
+            args: Vec::new(),
+        }
+    }
+
+    /// The real model, default token lifetime.
+    pub fn model() -> Self {
+        ServerConfig {
+            analyzer: Analyzer::Model,
+            ..ServerConfig::lexicon()
+        }
+    }
+}
+
+/// A running `metachat-server` process on its own temporary data directory.
+/// Dropping it kills the process (SIGKILL) and removes the directory.
+#[derive(Debug)]
+pub struct Server {
+    /// Holds the data directory (`data/`) and the server's log (`server.log`).
+    dir: TempDir,
+    child: Option<Child>,
+    /// `http://127.0.0.1:<port>` of the current process.
+    pub base: String,
+    config: ServerConfig,
+    starts: u32,
+}
+
+impl Server {
+    /// Starts a server with `config`, or returns `None` (after printing
+    /// `SKIPPED: …`) when the model files it needs are missing outside CI.
+    pub async fn start(config: ServerConfig) -> Option<Server> {
+        if !models_present(config.analyzer) {
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("metachat-e2e-")
+            .tempdir()
+            .expect("create a temporary directory");
+        fs::create_dir_all(dir.path().join("data")).expect("create the data directory");
+        let mut server = Server {
+            dir,
+            child: None,
+            base: String::new(),
+            config,
+            starts: 0,
+        };
+        server.spawn().await;
+        Some(server)
+    }
+
+    /// Starts a lexicon server (see [`Server::start`]).
+    pub async fn lexicon() -> Option<Server> {
+        Server::start(ServerConfig::lexicon()).await
+    }
+
+    /// The data directory (the same across restarts).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The server's combined stdout and stderr, all runs so far.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("server.log")
+    }
+
+    /// The log's text (lossy).
+    pub fn log(&self) -> String {
+        String::from_utf8_lossy(&fs::read(self.log_path()).unwrap_or_default()).into_owned()
+    }
+
+    /// The last `n` lines of the log, for failure messages.
+    pub fn log_tail(&self, n: usize) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// The process id of the running server.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the server is running").id()
+    }
+
+    /// `base` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// A client for this process (a restart changes the port: take a new one).
+    pub fn api(&self) -> Api {
+        Api::new(&self.base)
+    }
+
+    /// Spawns the process on a free port and waits for `/healthz`; retries
+    /// on a fresh port when the process dies before answering (the port may
+    /// have been taken between our probe and its bind).
+    async fn spawn(&mut self) {
+        let mut last_err = String::new();
+        for _attempt in 0..3 {
+            let port = free_port();
+            self.starts += 1;
+            let mut log = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.log_path())
+                .expect("open the server log");
+            writeln!(log, "==== e2e: start #{} on port {port} ====", self.starts)
+                .expect("write the server log");
+            let err = log.try_clone().expect("clone the log handle");
+            let mut cmd = Command::new(BIN);
+            // Nothing of the caller's METACHAT_* environment leaks in.
+            for (key, _) in std::env::vars_os() {
+                if key.to_string_lossy().starts_with("METACHAT_") {
+                    cmd.env_remove(key);
+                }
+            }
+            cmd.env("METACHAT_DATA_DIR", self.data_dir())
+                .env("METACHAT_ADDR", format!("127.0.0.1:{port}"))
+                .env("METACHAT_MODEL_DIR", model_dir())
+                .env(
+                    "RUST_LOG",
+                    std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+                )
+                .stdin(Stdio::null())
+                .stdout(Stdio::from(log))
+                .stderr(Stdio::from(err));
+            if self.config.analyzer == Analyzer::Lexicon {
+                cmd.args(["--analyzer", "lexicon"]);
+            }
+            if let Some(ttl) = self.config.token_ttl_secs {
+                cmd.env("METACHAT_TOKEN_TTL_SECS", ttl.to_string());
+            }
+            cmd.args(&self.config.args);
+            let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {BIN}: {e}"));
+            self.child = Some(child);
+            self.base = format!("http://127.0.0.1:{port}");
+            match self.wait_healthy().await {
+                Ok(()) => return,
+                Err(e) => {
+                    last_err = e;
+                    self.kill_now();
+                }
+            }
+        }
+        panic!(
+            "the server did not become healthy: {last_err}\n--- server log ---\n{}",
+            self.log_tail(60)
+        );
+    }
+
+    async fn wait_healthy(&mut self) -> Result<(), String> {
+        let http = Client::builder()
+            .timeout(Duration::from_secs(2))
+            .no_proxy()
+            .build()
+            .expect("build an HTTP client");
+        let deadline = Instant::now() + START_TIMEOUT;
+        let url = self.url("/healthz");
+        loop {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().expect("poll the server process"))
+            {
+                return Err(format!("the process exited early with {status}"));
+            }
+            if let Ok(r) = http.get(&url).send().await {
+                if r.status() == StatusCode::OK {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(format!("no 200 from {url} within {START_TIMEOUT:?}"));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn kill_now(&mut self) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = child.kill();
+        child.wait().ok()
+    }
+
+    /// SIGKILL: the process dies at once, wherever it is.
+    pub fn sigkill(&mut self) -> ExitStatus {
+        self.kill_now().expect("the server was running")
+    }
+
+    /// SIGTERM, then waits (bounded) for the process to exit.
+    pub async fn sigterm(&mut self, within: Duration) -> ExitStatus {
+        let pid = self.pid();
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).expect("pid fits i32"));
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("send SIGTERM");
+        let deadline = Instant::now() + within;
+        loop {
+            let child = self.child.as_mut().expect("the server was running");
+            if let Some(status) = child.try_wait().expect("poll the server process") {
+                self.child = None;
+                return status;
+            }
+            if Instant::now() > deadline {
+                let tail = self.log_tail(40);
+                self.kill_now();
+                panic!("the server did not exit within {within:?} of SIGTERM\n--- server log ---\n{tail}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Starts the server again on the same data directory (new port). Kills
+    /// the running process first, if any.
+    pub async fn restart(&mut self) {
+        self.kill_now();
+        self.spawn().await;
+    }
+
+    /// Like [`Server::restart`], with extra arguments for this start only.
+    pub async fn restart_with(&mut self, args: &[&str]) {
+        let saved = self.config.args.clone();
+        self.config
+            .args
+            .extend(args.iter().map(|a| (*a).to_owned()));
+        self.restart().await;
+        self.config.args = saved;
+    }
+
+    /// Every byte of every file under the data directory, with its path.
+    pub fn data_files(&self) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut stack = vec![self.data_dir()];
+        while let Some(dir) = stack.pop() {
+            for entry in fs::read_dir(&dir).expect("read the data directory") {
+                let path = entry.expect("a directory entry").path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if let Ok(bytes) = fs::read(&path) {
+                    out.push((path, bytes));
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill_now();
+        if std::thread::panicking() {
+            eprintln!("--- server log (tail) ---\n{}", self.log_tail(80));
+        }
+    }
+}
+
+/// The server's `--help` text.
+pub fn server_help() -> String {
+    let out = Command::new(BIN)
+        .arg("--help")
+        .output()
+        .unwrap_or_else(|e| panic!("run {BIN} --help: {e}"));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind a probe socket");
+    l.local_addr().expect("probe address").port()
+}
+
+/// One HTTP answer: status, headers, body text and the body as JSON
+/// (`Value::Null` when it is empty or not JSON).
+#[derive(Debug)]
+pub struct Resp {
+    /// Status code.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// The body as text.
+    pub text: String,
+    /// The body as JSON, `Null` when it is not JSON.
+    pub json: Value,
+    /// "METHOD path", for messages.
+    pub what: String,
+}
+
+impl Resp {
+    /// The stable error code, when the body is an error.
+    pub fn code(&self) -> Option<&str> {
+        self.json["error"]["code"].as_str()
+    }
+
+    /// Asserts the status and returns the JSON body.
+    #[track_caller]
+    pub fn expect(&self, status: u16) -> &Value {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "{}: expected {status}, got {} {}",
+            self.what,
+            self.status,
+            self.text
+        );
+        &self.json
+    }
+
+    /// Asserts an error answer of the contract: `status`, JSON content type,
+    /// `{"error":{"code":code,"message":<non-empty string>}}`. Returns the
+    /// `error` object.
+    #[track_caller]
+    pub fn expect_error(&self, status: u16, code: &str) -> &Value {
+        assert_eq!(
+            (self.status.as_u16(), self.code()),
+            (status, Some(code)),
+            "{}: expected {status} {code}, got {} {}",
+            self.what,
+            self.status,
+            self.text
+        );
+        let ct = self
+            .headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        assert!(
+            ct.starts_with("application/json"),
+            "{}: error content type {ct:?}",
+            self.what
+        );
+        let message = self.json["error"]["message"].as_str().unwrap_or("");
+        assert!(
+            !message.is_empty(),
+            "{}: error without a message: {}",
+            self.what,
+            self.text
+        );
+        &self.json["error"]
+    }
+
+    /// The `X-MetaChat-Position` header as a number.
+    pub fn position_header(&self) -> Option<u64> {
+        self.headers
+            .get("x-metachat-position")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+    }
+
+    /// The body's `"position"`.
+    #[track_caller]
+    pub fn position(&self) -> u64 {
+        self.json["position"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{}: no position in {}", self.what, self.text))
+    }
+}
+
+/// A user of the API: credentials, id and a bearer token.
+#[derive(Debug, Clone)]
+pub struct User {
+    /// Email.
+    pub email: String,
+    /// Password.
+    pub password: String,
+    /// Display name.
+    pub display_name: String,
+    /// `user_id` from registration.
+    pub user_id: String,
+    /// A bearer token from login.
+    pub token: String,
+}
+
+/// A created entry as the server acknowledged it.
+#[derive(Debug, Clone)]
+pub struct Created {
+    /// `entry_id`.
+    pub entry_id: String,
+    /// `position` of the write.
+    pub position: u64,
+    /// The text sent.
+    pub text: String,
+}
+
+/// An HTTP client for one server process.
+#[derive(Debug, Clone)]
+pub struct Api {
+    http: Client,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+}
+
+impl Api {
+    /// A client with its own connection pool.
+    pub fn new(base: &str) -> Api {
+        let http = Client::builder()
+            .timeout(Duration::from_secs(60))
+            .no_proxy()
+            .build()
+            .expect("build an HTTP client");
+        Api {
+            http,
+            base: base.to_owned(),
+        }
+    }
+
+    /// Sends a request; `body` is sent as JSON with its content type.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Resp {
+        let mut headers = vec![];
+        let bytes = body.map(|b| serde_json::to_vec(b).expect("serialize a body"));
+        if bytes.is_some() {
+            headers.push(("content-type", "application/json".to_owned()));
+        }
+        if let Some(t) = token {
+            headers.push(("authorization", format!("Bearer {t}")));
+        }
+        self.raw(method, path, &headers, bytes).await
+    }
+
+    /// Sends exactly these headers and body bytes. Panics on a transport
+    /// error (use [`Api::try_raw`] to see it).
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Option<Vec<u8>>,
+    ) -> Resp {
+        let what = format!("{method} {path}");
+        self.try_raw(method, path, headers, body)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: transport error: {e:?}"))
+    }
+
+    /// Like [`Api::raw`], with the transport error as a value.
+    pub async fn try_raw(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Option<Vec<u8>>,
+    ) -> Result<Resp, reqwest::Error> {
+        let what = format!("{method} {path}");
+        let mut req = self.http.request(method, format!("{}{}", self.base, path));
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        if let Some(b) = body {
+            req = req.body(b);
+        }
+        let r = req.send().await?;
+        let status = r.status();
+        let headers = r.headers().clone();
+        let bytes = r.bytes().await?;
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Ok(Resp {
+            status,
+            headers,
+            text,
+            json,
+            what,
+        })
+    }
+
+    /// GET with a token.
+    pub async fn get(&self, path: &str, token: &str) -> Resp {
+        self.send(Method::GET, path, Some(token), None).await
+    }
+
+    /// `POST /v1/users`; asserts 201 and returns `user_id`.
+    pub async fn register(&self, email: &str, password: &str, display_name: &str) -> String {
+        let r = self
+            .send(
+                Method::POST,
+                "/v1/users",
+                None,
+                Some(&json!({"email": email, "password": password, "display_name": display_name})),
+            )
+            .await;
+        let body = r.expect(201);
+        let id = body["user_id"].as_str().expect("user_id").to_owned();
+        Uuid::parse_str(&id).expect("user_id is a UUID");
+        assert!(
+            body["position"].is_u64(),
+            "register answers a position: {}",
+            r.text
+        );
+        id
+    }
+
+    /// `POST /v1/sessions`; asserts 201 and the answer's shape, returns the token.
+    pub async fn login(&self, email: &str, password: &str) -> String {
+        let r = self
+            .send(
+                Method::POST,
+                "/v1/sessions",
+                None,
+                Some(&json!({"email": email, "password": password})),
+            )
+            .await;
+        let body = r.expect(201);
+        assert_eq!(body["token_type"], "Bearer", "{}", r.text);
+        assert!(body["expires_at"].is_string(), "{}", r.text);
+        assert!(body["user_id"].is_string(), "{}", r.text);
+        body["token"].as_str().expect("token").to_owned()
+    }
+
+    /// Registers a user with a unique email and logs them in.
+    pub async fn user(&self, display_name: &str) -> User {
+        let email = format!(
+            "{}-{}@example.com",
+            display_name.to_lowercase().replace(' ', "."),
+            Uuid::new_v4().simple()
+        );
+        let password = format!("pw-{}", Uuid::new_v4().simple());
+        let user_id = self.register(&email, &password, display_name).await;
+        let token = self.login(&email, &password).await;
+        User {
+            email,
+            password,
+            display_name: display_name.to_owned(),
+            user_id,
+            token,
+        }
+    }
+
+    /// `POST /v1/entries`; asserts 201 and the answer's shape.
+    pub async fn create_entry(&self, token: &str, text: &str) -> Created {
+        let r = self
+            .send(
+                Method::POST,
+                "/v1/entries",
+                Some(token),
+                Some(&json!({"text": text})),
+            )
+            .await;
+        let body = r.expect(201);
+        let entry_id = body["entry_id"].as_str().expect("entry_id").to_owned();
+        Uuid::parse_str(&entry_id).expect("entry_id is a UUID");
+        assert_eq!(body["revision"], 0, "{}", r.text);
+        assert!(body["created_at"].is_string(), "{}", r.text);
+        let position = r.position();
+        assert_eq!(
+            r.position_header(),
+            Some(position),
+            "X-MetaChat-Position equals the body's position"
+        );
+        Created {
+            entry_id,
+            position,
+            text: text.to_owned(),
+        }
+    }
+
+    /// All of a user's entries, newest first, paging with `limit` (the first
+    /// page waits for `min_position`). Asserts the pages chain and that no
+    /// entry repeats.
+    pub async fn list_all(&self, token: &str, limit: u32, min_position: u64) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut seen = HashSet::new();
+        let mut cursor: Option<String> = None;
+        for _page in 0..10_000 {
+            let mut path = format!("/v1/entries?limit={limit}&min_position={min_position}");
+            if let Some(c) = &cursor {
+                path.push_str("&cursor=");
+                path.push_str(&urlencode(c));
+            }
+            let r = self.get(&path, token).await;
+            let body = r.expect(200);
+            let entries = body["entries"].as_array().expect("entries array");
+            assert!(
+                entries.len() <= limit as usize,
+                "a page holds at most limit"
+            );
+            for e in entries {
+                let id = e["entry_id"].as_str().expect("entry_id").to_owned();
+                assert!(seen.insert(id.clone()), "entry {id} listed twice");
+                out.push(e.clone());
+            }
+            match body["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => {
+                    assert!(
+                        body["next_cursor"].is_null(),
+                        "next_cursor is a string or null"
+                    );
+                    return out;
+                }
+            }
+        }
+        panic!("paging did not end");
+    }
+
+    /// `GET /readyz` as JSON (200 or 503).
+    pub async fn readyz(&self) -> Resp {
+        self.raw(Method::GET, "/readyz", &[], None).await
+    }
+
+    /// Waits until `/readyz` says ready with every projection's lag 0 and a
+    /// position of at least `min_position`; returns the position.
+    pub async fn caught_up(&self, min_position: u64) -> u64 {
+        eventually("readyz: every projection at the head", CATCH_UP, || async {
+            let r = self.readyz().await;
+            let lag_zero = r.json["lag"]
+                .as_object()
+                .is_some_and(|l| l.values().all(|v| v.as_u64() == Some(0)));
+            let pos = r.json["position"].as_u64().unwrap_or(0);
+            (r.status == StatusCode::OK
+                && r.json["status"] == "ready"
+                && lag_zero
+                && pos >= min_position)
+                .then_some(pos)
+        })
+        .await
+    }
+}
+
+/// Percent-encodes a query value (everything but unreserved characters).
+pub fn urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Polls `f` every 50 ms until it returns `Some`, at most `timeout`; panics
+/// naming `what` when time runs out.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Asserts the shape and ranges of a `Mood` of the contract.
+#[track_caller]
+pub fn assert_mood(mood: &Value) {
+    let valence = mood["valence"].as_f64().expect("valence");
+    assert!((-1.0..=1.0).contains(&valence), "valence {valence}");
+    let arousal = mood["arousal"].as_f64().expect("arousal");
+    assert!((0.0..=1.0).contains(&arousal), "arousal {arousal}");
+    let confidence = mood["confidence"].as_f64().expect("confidence");
+    assert!((0.0..=1.0).contains(&confidence), "confidence {confidence}");
+    let emotions = mood["emotions"].as_object().expect("emotions object");
+    assert!(!emotions.is_empty(), "emotions");
+    let sum: f64 = emotions
+        .values()
+        .map(|p| p.as_f64().expect("probability"))
+        .sum();
+    assert!(
+        (sum - 1.0).abs() < 1e-3,
+        "emotion probabilities sum to {sum}"
+    );
+    let dominant = mood["dominant_emotion"].as_str().expect("dominant_emotion");
+    let top = emotions
+        .values()
+        .map(|p| p.as_f64().unwrap_or(0.0))
+        .fold(f64::MIN, f64::max);
+    let p_dominant = emotions
+        .get(dominant)
+        .and_then(Value::as_f64)
+        .unwrap_or_else(|| panic!("dominant emotion {dominant} is not in emotions {mood}"));
+    assert!(
+        (p_dominant - top).abs() < 1e-6,
+        "dominant emotion is the most probable: {mood}"
+    );
+    assert!(
+        !mood["model_id"].as_str().unwrap_or("").is_empty(),
+        "model_id: {mood}"
+    );
+    assert!(mood["windows"].is_u64(), "windows: {mood}");
+}
+
+/// Waits until every entry of a user (a full listing) carries a mood and
+/// returns the listing.
+pub async fn wait_all_moods(api: &Api, token: &str, expected: usize) -> Vec<Value> {
+    eventually("every entry has a mood", CATCH_UP, || async {
+        let entries = api.list_all(token, 100, 0).await;
+        (entries.len() == expected && entries.iter().all(|e| !e["mood"].is_null()))
+            .then_some(entries)
+    })
+    .await
+}
+
+/// A text no other test or entry contains.
+pub fn unique_text(prefix: &str) -> String {
+    format!("{prefix} {}", Uuid::new_v4().simple())
+}
