@@ -29,6 +29,7 @@ use metachat_core::event::{wire, Envelope, NewEvent, StreamId, Timestamp};
 use metachat_core::read_model::{Commit, DocExpect, ReadModelStore, WriteOp};
 use metachat_core::store::{EventAppender, ExpectedVersion};
 use scylla::client::session::Session;
+use scylla::client::session_builder::SessionBuilder;
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 
@@ -297,9 +298,17 @@ fn main() {
         let raw_cfg = config("raw");
         let rm = CassandraReadModels::connect(&ours_cfg).await.expect("read models");
         let store = CassandraEventStore::connect(&ours_cfg).await.expect("store");
-        let session = metachat_adapters::cassandra::connect(&raw_cfg).await.expect("session");
-        // Migrations (tables) through the adapter; the raw side uses them.
-        CassandraEventStore::with_session(session.clone(), &raw_cfg).await.expect("schema");
+        // Migrations (tables) through the adapter; the raw side uses them
+        // over a session of its own (its statements set the adapter's
+        // consistency).
+        CassandraEventStore::connect(&raw_cfg).await.expect("schema");
+        let session = Arc::new(
+            SessionBuilder::new()
+                .known_nodes(raw_cfg.nodes())
+                .build()
+                .await
+                .expect("session"),
+        );
         let raw = Arc::new(raw(session, "metachat_bench", raw_cfg.namespace().to_owned()).await);
         let value = Arc::new(vec![b'x'; VALUE]);
         let keys = ops.clamp(1, MAX_KEYS);

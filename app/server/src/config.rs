@@ -6,14 +6,34 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
-/// The embedded MetaChat server: REST API, auth, mood worker and matching on
-/// sled, in one process.
+/// The MetaChat server: REST API, auth, mood worker and matching in one
+/// process, on the embedded sled store by default, or on Cassandra (and
+/// Kafka) by configuration.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "metachat-server", version, about)]
 pub(crate) struct Config {
-    /// Directory of the sled database (created if missing).
+    /// Directory of the sled database (created if missing), used when the
+    /// store or the read models are on sled.
     #[arg(long, env = "METACHAT_DATA_DIR", default_value = "./data")]
     pub(crate) data_dir: PathBuf,
+
+    /// Where events are stored: `sled` (embedded, in --data-dir) or
+    /// `cassandra` (the nodes in CASSANDRA_NODES; CASSANDRA_KEYSPACE,
+    /// CASSANDRA_NAMESPACE, CASSANDRA_CONSISTENCY and CASSANDRA_REPLICATION
+    /// are read too).
+    #[arg(long, env = "METACHAT_STORE", value_enum, default_value_t = StoreChoice::Sled)]
+    pub(crate) store: StoreChoice,
+
+    /// Where read models, checkpoints, sessions and data keys are kept:
+    /// `sled` or `cassandra` (as for --store).
+    #[arg(long, env = "METACHAT_READ_MODELS", value_enum, default_value_t = StoreChoice::Sled)]
+    pub(crate) read_models: StoreChoice,
+
+    /// The event bus every stored event is relayed to: `none`, or `kafka`
+    /// (the brokers in KAFKA_BROKERS; topics `{KAFKA_TOPIC_PREFIX}{category}`,
+    /// prefix `metachat.` by default).
+    #[arg(long, env = "METACHAT_BUS", value_enum, default_value_t = BusChoice::None)]
+    pub(crate) bus: BusChoice,
 
     /// Address to listen on.
     #[arg(long, env = "METACHAT_ADDR", default_value = "127.0.0.1:8080")]
@@ -39,9 +59,10 @@ pub(crate) struct Config {
     #[arg(long, env = "METACHAT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub(crate) log_format: LogFormat,
 
-    /// When writes are acknowledged: `sync` (after an fsync; a 2xx write
+    /// When sled acknowledges writes: `sync` (after an fsync; a 2xx write
     /// survives a crash) or `periodic` (fsync every `--sync-interval-ms`; a
-    /// crash can lose the last interval's acknowledged writes).
+    /// crash can lose the last interval's acknowledged writes). Cassandra
+    /// acknowledges at its configured consistency.
     #[arg(long, env = "METACHAT_DURABILITY", value_enum, default_value_t = DurabilityChoice::Sync)]
     pub(crate) durability: DurabilityChoice,
 
@@ -54,6 +75,24 @@ pub(crate) struct Config {
     #[arg(long, env = "METACHAT_SYNC_INTERVAL_MS", default_value_t = 100,
           value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub(crate) sync_interval_ms: u64,
+}
+
+/// A backend for the event store or the read models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum StoreChoice {
+    /// The embedded sled database in the data directory.
+    Sled,
+    /// Apache Cassandra.
+    Cassandra,
+}
+
+/// The event bus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum BusChoice {
+    /// No bus.
+    None,
+    /// Apache Kafka, fed by the outbox relay.
+    Kafka,
 }
 
 /// The mood analyzer to run.
@@ -134,6 +173,28 @@ mod tests {
             c.durability(),
             metachat_adapters::sled::Durability::Periodic(d) if d == Duration::from_millis(100)
         ));
+        assert_eq!(
+            (c.store, c.read_models, c.bus),
+            (StoreChoice::Sled, StoreChoice::Sled, BusChoice::None),
+            "the embedded server is the default"
+        );
+        let c = parse(&[
+            "--store",
+            "cassandra",
+            "--read-models",
+            "cassandra",
+            "--bus",
+            "kafka",
+        ])
+        .expect("valid backends");
+        assert_eq!(
+            (c.store, c.read_models, c.bus),
+            (
+                StoreChoice::Cassandra,
+                StoreChoice::Cassandra,
+                BusChoice::Kafka
+            )
+        );
     }
 
     #[test]
@@ -143,6 +204,8 @@ mod tests {
         assert!(parse(&["--analyzer", "gpt"]).is_err());
         assert!(parse(&["--log-format", "xml"]).is_err());
         assert!(parse(&["--unknown"]).is_err());
+        assert!(parse(&["--store", "eventstoredb"]).is_err());
+        assert!(parse(&["--bus", "rabbitmq"]).is_err());
     }
 
     #[test]
@@ -158,6 +221,9 @@ mod tests {
             "METACHAT_TOKEN_TTL_SECS",
             "METACHAT_LOG_FORMAT",
             "METACHAT_DURABILITY",
+            "METACHAT_STORE",
+            "METACHAT_READ_MODELS",
+            "METACHAT_BUS",
         ] {
             assert!(help.contains(var), "{var} missing from --help");
         }

@@ -1,8 +1,11 @@
 //! # metachat-server
 //!
-//! The embedded MetaChat server: one process with the sled event store and
-//! read models, the projections, the mood-analysis worker, matching, and a
-//! JSON REST API with bearer-token authentication (see `API.md`).
+//! The MetaChat server: one process with the event store and read models,
+//! the projections, the mood-analysis worker, matching, and a JSON REST API
+//! with bearer-token authentication (see `API.md`). The store and read
+//! models are the embedded sled database by default, or Cassandra, and with
+//! `--bus kafka` the outbox relay publishes every event to Kafka
+//! (`backend.rs`).
 //!
 //! Run it with `scripts/serve` (fetches the models, then
 //! `cargo run --release -p metachat-server`), or directly:
@@ -14,6 +17,7 @@
 //! `--help` lists every flag and its environment variable.
 
 mod auth;
+mod backend;
 mod config;
 mod error;
 mod extract;
@@ -52,7 +56,13 @@ async fn main() -> anyhow::Result<()> {
     let app = routes::router(started.state.clone());
 
     let listener = tokio::net::TcpListener::bind(config.addr).await?;
-    tracing::info!(addr = %listener.local_addr()?, data_dir = %config.data_dir.display(), "listening");
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        store = ?config.store,
+        read_models = ?config.read_models,
+        bus = ?config.bus,
+        "listening"
+    );
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown::signal())
         .await?;
@@ -64,9 +74,8 @@ async fn main() -> anyhow::Result<()> {
             tracing::error!(error = %e, "background task failed");
         }
     }
-    let store = started.state.inner.store.clone();
     drop(started.state);
-    store.close().await?;
+    started.backends.close().await?;
     tracing::info!("stopped cleanly");
     Ok(())
 }

@@ -56,10 +56,13 @@ pub(crate) async fn track(req: Request, next: Next) -> Response {
     res
 }
 
-/// Counts appended events by following the store's head.
+/// Counts appended events by following the store's head: its watch where
+/// the store has one (sled), else by reading the head once a second
+/// (Cassandra, whose appends may come from other processes too).
 pub(crate) fn spawn_head_counter(store: Store, stop: Stop) -> JoinHandle<()> {
     tokio::spawn(async move {
         let Some(watch) = store.head_watch() else {
+            poll_head(store, stop).await;
             return;
         };
         let mut rx = watch.0;
@@ -82,4 +85,26 @@ pub(crate) fn spawn_head_counter(store: Store, stop: Stop) -> JoinHandle<()> {
             }
         }
     })
+}
+
+async fn poll_head(store: Store, stop: Stop) {
+    let mut last = None::<u64>;
+    let stopped = stop.wait();
+    tokio::pin!(stopped);
+    loop {
+        match store.next_position().await {
+            Ok(head) => {
+                if let Some(before) = last {
+                    metrics::counter!(EVENTS_APPENDED).increment(head.saturating_sub(before));
+                }
+                metrics::gauge!(LOG_HEAD).set(head as f64);
+                last = Some(last.map_or(head, |l| l.max(head)));
+            }
+            Err(e) => tracing::warn!(error = %e, "reading the log head for /metrics failed"),
+        }
+        tokio::select! {
+            _ = &mut stopped => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
+    }
 }

@@ -5,10 +5,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use metachat_adapters::sled::{SledConfig, SledDatabase, SledEventStore, SledReadModels};
 use metachat_analysis::mood::DefaultMoodAnalyzer;
-use metachat_core::projection::{Projection, ProjectionRunner};
+use metachat_core::projection::{supervise, Projection, ProjectionRunner};
 use metachat_core::read_model::ReadModelStore;
+use metachat_core::relay::Relay;
 use metachat_core::store::EventReader;
 use metachat_domain::{
     Diaries, DiaryTimeline, KeyVault, MoodTimeline, MoodWorker, UserDirectory, UserId, Users,
@@ -18,13 +18,17 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::auth::Tokens;
+use crate::backend::{Backends, DynReadModels, DynStore};
 use crate::config::Config;
 use metachat_core::progress::{NotifyingReadModels, Progress};
 
-/// The read-model store every part of the server uses.
-pub(crate) type ReadModels = NotifyingReadModels<SledReadModels>;
-/// The event store.
-pub(crate) type Store = SledEventStore;
+/// The read-model store every part of the server uses, whatever its backend.
+pub(crate) type ReadModels = NotifyingReadModels<DynReadModels>;
+/// The event store, whatever its backend.
+pub(crate) type Store = DynStore;
+
+/// The outbox relay's checkpoint name (with `--bus kafka`).
+pub(crate) const RELAY: &str = "kafka_relay";
 
 /// The mood worker's checkpoint name.
 pub(crate) const MOOD_WORKER: &str = MoodWorker::<Store, ReadModels, DefaultMoodAnalyzer>::NAME;
@@ -46,7 +50,6 @@ pub(crate) struct AppState {
 }
 
 /// What [`AppState`] holds.
-#[derive(Debug)]
 pub(crate) struct Inner {
     /// The event store.
     pub(crate) store: Store,
@@ -72,6 +75,15 @@ pub(crate) struct Inner {
     pub(crate) last_writes: parking_lot::Mutex<std::collections::HashMap<UserId, u64>>,
 }
 
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("progress", &self.progress)
+            .field("mood_stats", &self.mood_stats)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A stop signal for background tasks.
 #[derive(Debug, Clone)]
 pub(crate) struct Stop(watch::Receiver<bool>);
@@ -92,22 +104,25 @@ impl Stop {
     }
 }
 
-/// The opened database and state, and the background tasks.
+/// The opened backends and state, and the background tasks.
 #[derive(Debug)]
 pub(crate) struct Started {
     /// The shared state.
     pub(crate) state: AppState,
+    /// The backends, to close after the tasks stopped.
+    pub(crate) backends: Backends,
     /// Projection runners and workers, stopped by `stop`.
     pub(crate) tasks: Vec<JoinHandle<()>>,
     /// Stops the tasks.
     pub(crate) stop: watch::Sender<bool>,
 }
 
-/// Opens the database, starts the projections and the mood worker.
+/// Opens the backends, starts the projections, the mood worker and (with a
+/// bus) the outbox relay.
 pub(crate) async fn start(config: &Config, metrics: PrometheusHandle) -> anyhow::Result<Started> {
-    let db = SledDatabase::open(SledConfig::new(&config.data_dir).durability(config.durability()))?;
-    let store = db.event_store();
-    let raw_read_models = db.read_models();
+    let backends = Backends::open(config).await?;
+    let store = backends.store.clone();
+    let raw_read_models = backends.read_models.clone();
 
     // Repairs an erasure interrupted between `UserErased` and the shred.
     let swept =
@@ -120,7 +135,8 @@ pub(crate) async fn start(config: &Config, metrics: PrometheusHandle) -> anyhow:
     }
 
     let mut start = Vec::new();
-    for name in PROJECTIONS {
+    let relay = backends.bus.is_some().then_some(RELAY);
+    for name in PROJECTIONS.into_iter().chain(relay) {
         let next = raw_read_models.checkpoint(name).await?.unwrap_or(0);
         start.push((name.to_owned(), next));
     }
@@ -162,6 +178,19 @@ pub(crate) async fn start(config: &Config, metrics: PrometheusHandle) -> anyhow:
         store.clone(),
         stop.clone(),
     ));
+    if let Some((bus, prefix)) = backends.bus.clone() {
+        let relay = Relay::new(store.clone(), bus, read_models.clone(), RELAY, &prefix);
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            supervise(
+                RELAY,
+                || stop.wait(),
+                Duration::from_secs(1),
+                |s| relay.run(s),
+            )
+            .await;
+        }));
+    }
 
     let mood_stats = match crate::mood_worker::spawn(
         config,
@@ -197,6 +226,7 @@ pub(crate) async fn start(config: &Config, metrics: PrometheusHandle) -> anyhow:
         state: AppState {
             inner: Arc::new(inner),
         },
+        backends,
         tasks,
         stop: stop_tx,
     })
@@ -205,10 +235,10 @@ pub(crate) async fn start(config: &Config, metrics: PrometheusHandle) -> anyhow:
 /// Rebuilds every projection from position 0 (`--rebuild-projections`).
 /// The mood worker is not rebuilt: it writes events, and its checkpoint
 /// keeps it from analysing an entry revision twice.
-async fn rebuild(store: &Store, read_models: &SledReadModels) -> anyhow::Result<()> {
+async fn rebuild(store: &Store, read_models: &DynReadModels) -> anyhow::Result<()> {
     async fn one<P: Projection>(
         store: &Store,
-        read_models: &SledReadModels,
+        read_models: &DynReadModels,
         projection: P,
     ) -> anyhow::Result<()> {
         let name = projection.name().to_owned();

@@ -1,9 +1,10 @@
 //! End to end, against the real `metachat-server` process over HTTP: a user
 //! erases their account. Their tokens are refused, they cannot log in, their
 //! entries are unreadable, nobody sees them in matches (also after a
-//! restart), and the raw files of the data directory never held their
-//! diary text in plaintext (crypto-shredding: the log keeps only ciphertext).
-//! Nor does the server's log.
+//! restart), and the raw files of the data directory (on sled) or the raw
+//! rows of the namespace (on Cassandra) never held their diary text in
+//! plaintext (crypto-shredding: the log keeps only ciphertext). Nor does the
+//! server's log.
 
 mod common;
 
@@ -154,11 +155,31 @@ async fn erased_account_is_unreadable_and_gone_from_matches() {
     // data directory must not contain A's text anywhere.
     let status = server.sigterm(Duration::from_secs(30)).await;
     assert!(status.success(), "graceful shutdown exits 0, got {status}");
-    let found = occurrences(&server, marker.as_bytes());
-    assert!(
-        found.is_empty(),
-        "A's diary text is in the raw data files after erasure: {found:?}"
-    );
+    match server.cassandra_occurrences(marker.as_bytes()) {
+        Some((found, rows)) => {
+            assert!(rows > 0, "the scan read the namespace's rows");
+            assert!(
+                found.is_empty(),
+                "A's diary text is in Cassandra rows after erasure: {found:?}"
+            );
+            // The scan finds what is there: B's user id names B's streams.
+            let (b_hits, _) = server
+                .cassandra_occurrences(b.user_id.as_bytes())
+                .expect("a Cassandra server");
+            assert!(!b_hits.is_empty(), "the scan sees plain bytes in rows");
+        }
+        None => {
+            assert!(
+                !occurrences(&server, b.user_id.as_bytes()).is_empty(),
+                "the scan sees plain bytes in the files (B's user id names B's streams)"
+            );
+            let found = occurrences(&server, marker.as_bytes());
+            assert!(
+                found.is_empty(),
+                "A's diary text is in the raw data files after erasure: {found:?}"
+            );
+        }
+    }
     assert!(
         !server.log().contains(&marker),
         "diary text appears in the server's log"

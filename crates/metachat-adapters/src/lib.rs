@@ -7,7 +7,9 @@
 //! |---|---|---|
 //! | `sled` | yes | [`sled::SledEventStore`], [`sled::SledReadModels`]: embedded, durable |
 //! | `kafka` | no | [`kafka::KafkaEventBus`]: the event bus on Apache Kafka (rdkafka, librdkafka built from source) |
-//! | `cassandra` | no | [`cassandra::CassandraReadModels`], [`cassandra::CassandraEventStore`]: read models and an event store on Apache Cassandra (scylla driver) |
+//! | `cassandra` | no | [`cassandra::CassandraDatabase`] with [`cassandra::CassandraReadModels`] and [`cassandra::CassandraEventStore`]: read models and an event store on Apache Cassandra (scylla driver) |
+//!
+//! An EventStoreDB backend is planned, not built.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "sled")]

@@ -62,6 +62,17 @@ pub trait EventBus: Send + Sync {
     async fn subscribe(&self, topic: &str, group: &str) -> Result<DeliveryStream>;
 }
 
+#[async_trait]
+impl<T: EventBus + ?Sized> EventBus for std::sync::Arc<T> {
+    async fn publish(&self, topic: &str, events: &[Envelope]) -> Result<()> {
+        (**self).publish(topic, events).await
+    }
+
+    async fn subscribe(&self, topic: &str, group: &str) -> Result<DeliveryStream> {
+        (**self).subscribe(topic, group).await
+    }
+}
+
 /// Topic for a stream: `{prefix}{category}`, e.g. `metachat.user`.
 pub fn topic_for(prefix: &str, stream: &StreamId) -> String {
     format!("{prefix}{}", stream.category())

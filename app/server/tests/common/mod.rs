@@ -5,6 +5,13 @@
 //!
 //! Every test talks to the server over HTTP only; nothing here reaches into
 //! the server's code.
+//!
+//! The suite runs on one [`Backend`] per run, chosen by
+//! `METACHAT_E2E_BACKEND`: `sled` (the default: the embedded server) or
+//! `cassandra` (the server on the Cassandra store and read models at
+//! `CASSANDRA_NODES`, relaying every event to the Kafka broker at
+//! `KAFKA_BROKERS`; each test server gets a namespace and topic prefix of
+//! its own). `scripts/test` runs it once on each.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -42,6 +49,52 @@ pub fn model_dir() -> PathBuf {
     match std::env::var_os("METACHAT_MODEL_DIR") {
         Some(d) if !d.is_empty() => PathBuf::from(d),
         _ => repo_root().join("models"),
+    }
+}
+
+/// The backends the test servers run on (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded sled database in the server's data directory.
+    Sled,
+    /// Cassandra for the store and the read models, Kafka for the bus.
+    Cassandra,
+}
+
+impl Backend {
+    /// The backend this run is for, from `METACHAT_E2E_BACKEND`.
+    pub fn current() -> Backend {
+        match std::env::var("METACHAT_E2E_BACKEND").as_deref() {
+            Err(_) | Ok("" | "sled") => Backend::Sled,
+            Ok("cassandra") => Backend::Cassandra,
+            Ok(other) => panic!("METACHAT_E2E_BACKEND={other}: expected sled or cassandra"),
+        }
+    }
+
+    /// The server's flags and environment for this backend; `ns` makes the
+    /// Cassandra namespace of one server (the same across its restarts). A Cassandra run without a node or a broker to
+    /// talk to fails: it was asked for explicitly.
+    fn configure(self, cmd: &mut Command, ns: &str) {
+        if self == Backend::Sled {
+            return;
+        }
+        for var in ["CASSANDRA_NODES", "KAFKA_BROKERS"] {
+            let set = std::env::var(var).is_ok_and(|v| !v.trim().is_empty());
+            assert!(
+                set,
+                "METACHAT_E2E_BACKEND=cassandra needs {var}: start the servers with \
+                 `eval \"$(scripts/cassandra start)\"; eval \"$(scripts/kafka start)\"`"
+            );
+        }
+        cmd.args([
+            "--store",
+            "cassandra",
+            "--read-models",
+            "cassandra",
+            "--bus",
+            "kafka",
+        ])
+        .env("CASSANDRA_NAMESPACE", format!("e2e{ns}"));
     }
 }
 
@@ -126,6 +179,10 @@ pub struct Server {
     pub base: String,
     config: ServerConfig,
     starts: u32,
+    /// Names this server's Cassandra namespace and Kafka topics.
+    ns: String,
+    /// The backend it runs on.
+    pub backend: Backend,
 }
 
 impl Server {
@@ -146,6 +203,8 @@ impl Server {
             base: String::new(),
             config,
             starts: 0,
+            ns: Uuid::new_v4().simple().to_string(),
+            backend: Backend::current(),
         };
         server.spawn().await;
         Some(server)
@@ -232,6 +291,9 @@ impl Server {
             if let Some(ttl) = self.config.token_ttl_secs {
                 cmd.env("METACHAT_TOKEN_TTL_SECS", ttl.to_string());
             }
+            // Topics of its own, should it run a bus (`--bus kafka`).
+            cmd.env("KAFKA_TOPIC_PREFIX", self.topic_prefix());
+            self.backend.configure(&mut cmd, &self.ns);
             cmd.args(&self.config.args);
             let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {BIN}: {e}"));
             self.child = Some(child);
@@ -325,6 +387,52 @@ impl Server {
             .extend(args.iter().map(|a| (*a).to_owned()));
         self.restart().await;
         self.config.args = saved;
+    }
+
+    /// The Kafka topic prefix the server relays to when it runs a bus.
+    pub fn topic_prefix(&self) -> String {
+        format!("e2e.{}.", self.ns)
+    }
+
+    /// Where `needle` occurs in the rows of this server's Cassandra
+    /// namespace (`table.column` per hit), with how many rows were read;
+    /// `None` on sled. Reads through the Python driver that
+    /// `scripts/cassandra install` puts under the build directory.
+    pub fn cassandra_occurrences(&self, needle: &[u8]) -> Option<(Vec<String>, usize)> {
+        if self.backend != Backend::Cassandra {
+            return None;
+        }
+        let build = std::env::var_os("METACHAT_BUILD_DIR")
+            .map_or_else(|| repo_root().join("target/services"), PathBuf::from);
+        let python = build.join("cassandra/python/bin/python");
+        let hex: String = needle.iter().map(|b| format!("{b:02x}")).collect();
+        let out = Command::new(&python)
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/cassandra_rows.py"))
+            .arg(std::env::var("CASSANDRA_NODES").expect("CASSANDRA_NODES"))
+            .arg(std::env::var("CASSANDRA_KEYSPACE").unwrap_or_else(|_| "metachat".into()))
+            .arg(format!("e2e{}", self.ns))
+            .arg(hex)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("run {} ({e}): scripts/cassandra install", python.display())
+            });
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "the Cassandra row scan failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let hits = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("hit "))
+            .map(str::to_owned)
+            .collect();
+        let rows = text
+            .lines()
+            .find_map(|l| l.strip_prefix("rows "))
+            .and_then(|n| n.trim().parse().ok())
+            .expect("the scan reports the rows it read");
+        Some((hits, rows))
     }
 
     /// Every byte of every file under the data directory, with its path.

@@ -97,7 +97,10 @@ impl CassandraEventStore {
 
     /// An event store on an open session; runs the migrations and prepares
     /// the statements.
-    pub async fn with_session(session: Arc<Session>, config: &CassandraConfig) -> Result<Self> {
+    pub(crate) async fn with_session(
+        session: Arc<Session>,
+        config: &CassandraConfig,
+    ) -> Result<Self> {
         super::schema::migrate(&session, config).await?;
         let ks = &config.keyspace;
         let c = config.consistency;

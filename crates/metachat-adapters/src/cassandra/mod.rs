@@ -153,10 +153,57 @@ pub use schema::SCHEMA_VERSION;
 
 use metachat_core::{Error, Result};
 
+/// The event store and the read models of one namespace on one session
+/// (one set of connections, the schema migrated once): what a program that
+/// keeps both on Cassandra opens.
+///
+/// ```no_run
+/// use metachat_adapters::cassandra::{CassandraConfig, CassandraDatabase};
+///
+/// # async fn run() -> metachat_core::Result<()> {
+/// let config = CassandraConfig::from_env()?.namespace("diary").build()?;
+/// let db = CassandraDatabase::connect(&config).await?;
+/// let (store, read_models) = (db.event_store(), db.read_models());
+/// # let _ = (store, read_models);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct CassandraDatabase {
+    events: CassandraEventStore,
+    read_models: CassandraReadModels,
+}
+
+impl CassandraDatabase {
+    /// Connects to the configured nodes, runs the schema migrations and
+    /// prepares the statements of both the event store and the read models.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when no node answers; [`Error::Backend`] for
+    /// a schema or statement the cluster refuses.
+    pub async fn connect(config: &CassandraConfig) -> Result<Self> {
+        let session = connect(config).await?;
+        let events = CassandraEventStore::with_session(session.clone(), config).await?;
+        let read_models = CassandraReadModels::with_session(session, config).await?;
+        Ok(CassandraDatabase {
+            events,
+            read_models,
+        })
+    }
+
+    /// The event store (a cheap clone).
+    pub fn event_store(&self) -> CassandraEventStore {
+        self.events.clone()
+    }
+
+    /// The read models (a cheap clone).
+    pub fn read_models(&self) -> CassandraReadModels {
+        self.read_models.clone()
+    }
+}
+
 /// Opens a session on the configured nodes, with the configured consistency
-/// and request timeout. Share it between a [`CassandraEventStore`] and
-/// [`CassandraReadModels`] with their `with_session` constructors.
-pub async fn connect(config: &CassandraConfig) -> Result<Arc<Session>> {
+/// and request timeout.
+pub(crate) async fn connect(config: &CassandraConfig) -> Result<Arc<Session>> {
     let profile = ExecutionProfile::builder()
         .consistency(config.consistency.driver())
         .serial_consistency(Some(config.consistency.serial()))

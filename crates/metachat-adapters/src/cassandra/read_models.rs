@@ -84,7 +84,10 @@ impl CassandraReadModels {
     /// Read models on an open session (shared, e.g., with a
     /// [`CassandraEventStore`](super::CassandraEventStore)); runs the
     /// migrations and prepares the statements.
-    pub async fn with_session(session: Arc<Session>, config: &CassandraConfig) -> Result<Self> {
+    pub(crate) async fn with_session(
+        session: Arc<Session>,
+        config: &CassandraConfig,
+    ) -> Result<Self> {
         super::schema::migrate(&session, config).await?;
         let ks = &config.keyspace;
         let c = config.consistency;
