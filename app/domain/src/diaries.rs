@@ -6,7 +6,7 @@ use std::fmt;
 use super::diary::{self, validate_text, DiaryCommand, DiaryEntry, DiaryError};
 use super::ids::{EntryId, UserId};
 use super::user::User;
-use metachat_core::aggregate::{CommandError, Repository, Root};
+use metachat_core::aggregate::{CommandError, Executed, Repository, Root};
 use metachat_core::error::Error;
 use metachat_core::event::Metadata;
 use metachat_core::read_model::ReadModelStore;
@@ -117,7 +117,7 @@ impl<S: EventStore, R: ReadModelStore> Diaries<S, R> {
         author: UserId,
         text: &str,
         metadata: Metadata,
-    ) -> Result<Root<DiaryEntry>, DiariesError> {
+    ) -> Result<Executed<DiaryEntry>, DiariesError> {
         let user = self.users.load(&author.to_string()).await?;
         if !user.state.is_active() {
             return Err(DiariesError::UnknownAuthor);
@@ -130,13 +130,13 @@ impl<S: EventStore, R: ReadModelStore> Diaries<S, R> {
         Ok(self
             .entries
             .execute(&entry_id.to_string(), &command, metadata)
-            .await?
-            .root)
+            .await?)
     }
 
     /// Replaces the text of `author`'s entry; with `expected_revision`, only
     /// if nobody changed it since. The same text again is accepted without
-    /// a new event (the current text is opened to compare).
+    /// a new event (the current text is opened to compare; the outcome is
+    /// then `None`).
     pub async fn edit(
         &self,
         entry_id: EntryId,
@@ -144,7 +144,7 @@ impl<S: EventStore, R: ReadModelStore> Diaries<S, R> {
         text: &str,
         expected_revision: Option<u64>,
         metadata: Metadata,
-    ) -> Result<Root<DiaryEntry>, DiariesError> {
+    ) -> Result<Executed<DiaryEntry>, DiariesError> {
         validate_text(text)?;
         let current = self.entries.load(&entry_id.to_string()).await?;
         if current.state.author() == Some(author) && !current.state.is_deleted() {
@@ -159,7 +159,10 @@ impl<S: EventStore, R: ReadModelStore> Diaries<S, R> {
                     .is_ok_and(|old| old == text);
                 let at_expected = expected_revision.is_none_or(|r| r == current.state.revision());
                 if unchanged && at_expected {
-                    return Ok(current);
+                    return Ok(Executed {
+                        root: current,
+                        outcome: None,
+                    });
                 }
             }
         }
@@ -171,26 +174,26 @@ impl<S: EventStore, R: ReadModelStore> Diaries<S, R> {
         Ok(self
             .entries
             .execute(&entry_id.to_string(), &command, metadata)
-            .await?
-            .root)
+            .await?)
     }
 
-    /// Deletes `author`'s entry.
+    /// Deletes `author`'s entry; with `expected_revision`, only if nobody
+    /// changed it since.
     pub async fn delete(
         &self,
         entry_id: EntryId,
         author: UserId,
+        expected_revision: Option<u64>,
         metadata: Metadata,
-    ) -> Result<Root<DiaryEntry>, DiariesError> {
+    ) -> Result<Executed<DiaryEntry>, DiariesError> {
+        let command = DiaryCommand::Delete {
+            author,
+            expected_revision,
+        };
         Ok(self
             .entries
-            .execute(
-                &entry_id.to_string(),
-                &DiaryCommand::Delete { author },
-                metadata,
-            )
-            .await?
-            .root)
+            .execute(&entry_id.to_string(), &command, metadata)
+            .await?)
     }
 
     /// Loads an entry (not [`exists`](DiaryEntry::exists) if unknown).

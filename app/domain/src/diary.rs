@@ -307,6 +307,9 @@ pub enum DiaryCommand {
     Delete {
         /// Who asks; must be the author.
         author: UserId,
+        /// If set, the deletion is refused unless the entry is at this
+        /// revision (no change lost between reading and deleting).
+        expected_revision: Option<u64>,
     },
 }
 
@@ -359,6 +362,17 @@ impl DiaryEntry {
             return Err(DiaryError::Deleted);
         }
         Ok((id, owner))
+    }
+
+    /// A change that names the revision it expects applies only there.
+    fn check_revision(&self, expected: Option<u64>) -> Result<(), DiaryError> {
+        match expected {
+            Some(expected) if expected != self.revision => Err(DiaryError::RevisionMismatch {
+                expected,
+                actual: self.revision,
+            }),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -413,14 +427,7 @@ impl Aggregate for DiaryEntry {
                 expected_revision,
             } => {
                 let (entry_id, author) = self.check_change(*author)?;
-                if let Some(expected) = *expected_revision {
-                    if expected != self.revision {
-                        return Err(DiaryError::RevisionMismatch {
-                            expected,
-                            actual: self.revision,
-                        });
-                    }
-                }
+                self.check_revision(*expected_revision)?;
                 check_sealed(text)?;
                 Ok(vec![DiaryEvent::EntryEdited {
                     entry_id,
@@ -429,8 +436,12 @@ impl Aggregate for DiaryEntry {
                     revision: self.revision + 1,
                 }])
             }
-            DiaryCommand::Delete { author } => {
+            DiaryCommand::Delete {
+                author,
+                expected_revision,
+            } => {
                 let (entry_id, author) = self.check_change(*author)?;
+                self.check_revision(*expected_revision)?;
                 Ok(vec![DiaryEvent::EntryDeleted {
                     entry_id,
                     author,

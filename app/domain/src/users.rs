@@ -7,7 +7,7 @@ use std::fmt;
 use super::email::{Email, EmailHash, EmailReservation, ReservationCommand, ReservationError};
 use super::ids::UserId;
 use super::user::{User, UserCommand, UserError, UserStatus};
-use metachat_core::aggregate::{Aggregate, CommandError, Repository, Root};
+use metachat_core::aggregate::{Aggregate, CommandError, Executed, Repository, Root};
 use metachat_core::error::Error;
 use metachat_core::event::Metadata;
 use metachat_core::store::EventStore;
@@ -100,7 +100,7 @@ impl<S: EventStore> Users<S> {
         password_hash: &str,
         display_name: &str,
         metadata: Metadata,
-    ) -> Result<Root<User>, UsersError> {
+    ) -> Result<Executed<User>, UsersError> {
         let id = user_id.to_string();
         let command = UserCommand::Register {
             user_id,
@@ -132,7 +132,7 @@ impl<S: EventStore> Users<S> {
             .await
             .map_err(CommandError::into_domain)
         {
-            Ok(done) => Ok(done.root),
+            Ok(done) => Ok(done),
             Err(Ok(e)) => {
                 // Another registration of the same user id won meanwhile. Our
                 // reservation must not stay unless that user holds this address.
@@ -153,7 +153,7 @@ impl<S: EventStore> Users<S> {
         display_name: Option<String>,
         about: Option<String>,
         metadata: Metadata,
-    ) -> Result<Root<User>, UsersError> {
+    ) -> Result<Executed<User>, UsersError> {
         let command = UserCommand::UpdateProfile {
             display_name,
             about,
@@ -161,8 +161,7 @@ impl<S: EventStore> Users<S> {
         Ok(self
             .users
             .execute(&user_id.to_string(), &command, metadata)
-            .await?
-            .root)
+            .await?)
     }
 
     /// Erases `user_id`, then releases their address so it can be

@@ -193,7 +193,13 @@ fn edit_with_expected_revision() {
 #[test]
 fn only_the_author_may_change_an_entry() {
     let (e, a, b) = (EntryId::new(), UserId::new(), UserId::new());
-    for cmd in [edit(e, b, "mine now"), DiaryCommand::Delete { author: b }] {
+    for cmd in [
+        edit(e, b, "mine now"),
+        DiaryCommand::Delete {
+            author: b,
+            expected_revision: None,
+        },
+    ] {
         AggregateTest::<DiaryEntry>::given([created(e, a, "x")])
             .when(&cmd)
             .then_error(|e| *e == DiaryError::NotAuthor);
@@ -204,7 +210,10 @@ fn only_the_author_may_change_an_entry() {
 fn delete_then_nothing() {
     let (e, a) = (EntryId::new(), UserId::new());
     AggregateTest::<DiaryEntry>::given([created(e, a, "x")])
-        .when(&DiaryCommand::Delete { author: a })
+        .when(&DiaryCommand::Delete {
+            author: a,
+            expected_revision: None,
+        })
         .then_expect(vec![DiaryEvent::EntryDeleted {
             entry_id: e,
             author: a,
@@ -218,7 +227,13 @@ fn delete_then_nothing() {
             revision: 2,
         },
     ];
-    for cmd in [edit(e, a, "y"), DiaryCommand::Delete { author: a }] {
+    for cmd in [
+        edit(e, a, "y"),
+        DiaryCommand::Delete {
+            author: a,
+            expected_revision: None,
+        },
+    ] {
         AggregateTest::<DiaryEntry>::given(deleted.clone())
             .when(&cmd)
             .then_error(|e| *e == DiaryError::Deleted);
@@ -228,7 +243,13 @@ fn delete_then_nothing() {
 #[test]
 fn unknown_entry_cannot_be_changed() {
     let (e, a) = (EntryId::new(), UserId::new());
-    for cmd in [edit(e, a, "y"), DiaryCommand::Delete { author: a }] {
+    for cmd in [
+        edit(e, a, "y"),
+        DiaryCommand::Delete {
+            author: a,
+            expected_revision: None,
+        },
+    ] {
         AggregateTest::<DiaryEntry>::given_no_events()
             .when(&cmd)
             .then_error(|e| *e == DiaryError::NotFound);
@@ -258,7 +279,10 @@ fn any_command(entry: EntryId, authors: [UserId; 2]) -> impl Strategy<Value = Di
                 expected_revision
             }
         ),
-        author.prop_map(|author| DiaryCommand::Delete { author }),
+        author.prop_map(|author| DiaryCommand::Delete {
+            author,
+            expected_revision: None,
+        }),
     ]
 }
 

@@ -429,7 +429,7 @@ proptest! {
                     }
                     Op::Delete { nth } => {
                         if let Some(e) = entries.get_mut(nth).filter(|e| e.3) {
-                            w.diaries.delete(e.0, e.1, Metadata::default()).await.expect("delete");
+                            w.diaries.delete(e.0, e.1, None, Metadata::default()).await.expect("delete");
                             e.2 += 1;
                             e.3 = false;
                         }

@@ -121,7 +121,7 @@ async fn directory_and_timelines_after_catch_up_and_rebuild() {
         .await
         .expect("edit");
     w.diaries
-        .delete(ada_entries[3], ada, Metadata::default())
+        .delete(ada_entries[3], ada, None, Metadata::default())
         .await
         .expect("delete");
     w.users
@@ -345,7 +345,7 @@ proptest! {
                     }
                     Op::Delete { author, nth } => {
                         if let Some(e) = model[author].get_mut(nth).filter(|e| e.3) {
-                            w.diaries.delete(e.0, users[author], Metadata::default()).await.expect("delete");
+                            w.diaries.delete(e.0, users[author], None, Metadata::default()).await.expect("delete");
                             e.3 = false;
                         }
                     }

@@ -107,12 +107,18 @@ fn users() -> (Arc<InMemoryEventStore>, Users<Arc<InMemoryEventStore>>) {
 }
 
 #[tokio::test]
-async fn register_update_lookup() -> std::result::Result<(), UsersError> {
-    let (_, users) = users();
+async fn register_update_lookup() -> std::result::Result<(), Box<dyn std::error::Error>> {
+    let (store, users) = users();
     let id = UserId::new();
-    let root = users
+    let done = users
         .register(id, " Ada@Example.org", HASH, " Ada ", Metadata::default())
         .await?;
+    // What was appended comes back with the state: no read-back needed.
+    let outcome = done.outcome.expect("registration appends");
+    let stored = store.read_all(outcome.last_position, 1).await?;
+    assert_eq!(stored[0].stream_id.as_str(), format!("user-{id}"));
+    assert_eq!(stored[0].recorded_at, outcome.recorded_at);
+    let root = done.root;
     assert!(root.state.is_active());
     assert_eq!(root.state.email(), Some("ada@example.org"));
     assert_eq!(root.state.display_name(), Some("Ada"));
@@ -132,7 +138,8 @@ async fn register_update_lookup() -> std::result::Result<(), UsersError> {
             Some("hi".into()),
             Metadata::default(),
         )
-        .await?;
+        .await?
+        .root;
     assert_eq!(root.state.display_name(), Some("Ada L."));
     assert_eq!(root.state.about(), Some("hi"));
     assert_eq!(root.version, Some(1));
@@ -547,19 +554,25 @@ async fn diaries_check_the_author() -> std::result::Result<(), DiariesError> {
     assert!(matches!(r, Err(DiariesError::UnknownAuthor)));
 
     let e = EntryId::new();
-    let root = diaries.create(e, ada, "first", Metadata::default()).await?;
+    let root = diaries
+        .create(e, ada, "first", Metadata::default())
+        .await?
+        .root;
     assert_eq!(root.state.revision(), 1);
     assert_eq!(text_of(&diaries, e, &root.state).await, "first");
-    let root = diaries
+    let edited = diaries
         .edit(e, ada, "second", Some(1), Metadata::default())
         .await?;
+    assert!(edited.outcome.is_some(), "an edit appends");
+    let root = edited.root;
     assert_eq!(root.state.revision(), 2);
     assert_eq!(text_of(&diaries, e, &root.state).await, "second");
     // The same text again: accepted without an event.
     let same = diaries
         .edit(e, ada, "second", Some(2), Metadata::default())
         .await?;
-    assert_eq!(same.state.revision(), 2);
+    assert!(same.outcome.is_none(), "the same text appends nothing");
+    assert_eq!(same.root.state.revision(), 2);
     let stale = diaries
         .edit(e, ada, "third", Some(1), Metadata::default())
         .await;
@@ -570,12 +583,26 @@ async fn diaries_check_the_author() -> std::result::Result<(), DiariesError> {
             actual: 2
         }))
     ));
-    let other = diaries.delete(e, UserId::new(), Metadata::default()).await;
+    let other = diaries
+        .delete(e, UserId::new(), None, Metadata::default())
+        .await;
     assert!(matches!(
         other,
         Err(DiariesError::Entry(DiaryError::NotAuthor))
     ));
-    diaries.delete(e, ada, Metadata::default()).await?;
+    let stale = diaries.delete(e, ada, Some(1), Metadata::default()).await;
+    assert!(matches!(
+        stale,
+        Err(DiariesError::Entry(DiaryError::RevisionMismatch {
+            expected: 1,
+            actual: 2
+        }))
+    ));
+    assert!(
+        !diaries.load(e).await?.state.is_deleted(),
+        "a stale delete writes nothing"
+    );
+    diaries.delete(e, ada, Some(2), Metadata::default()).await?;
     assert!(diaries.load(e).await?.state.is_deleted());
 
     users.erase(ada, Metadata::default()).await.expect("erase");

@@ -67,6 +67,7 @@ pub async fn check_expected_version_absent_stream<S: EventStore>(store: S) {
                 last_version: 1,
                 first_position: position,
                 last_position: position + 1,
+                recorded_at: out.recorded_at,
             },
             "{expected:?} on an absent stream"
         );
@@ -147,8 +148,9 @@ pub async fn check_expected_version_present_stream<S: EventStore>(store: S) {
 }
 
 /// Appending the same batch again (same ids, same content) succeeds with the
-/// original outcome whatever the expected version, stores one copy, and also
-/// holds after later appends; a stored consecutive sub-slice re-appends too.
+/// original outcome (its recorded time included) whatever the expected
+/// version, stores one copy, and also holds after later appends; a stored
+/// consecutive sub-slice re-appends too.
 pub async fn check_idempotent_reappend<S: EventStore>(store: S) {
     let s = unique_stream("idem");
     let other = unique_stream("idem");
@@ -197,6 +199,14 @@ pub async fn check_idempotent_reappend<S: EventStore>(store: S) {
             .append(&s, ExpectedVersion::Any, batch[1..].to_vec())
             .await,
     );
+    let stored = ok(
+        "read_stream",
+        store.read_stream(&s, 0, Direction::Forward, 100).await,
+    );
+    assert_eq!(
+        first.recorded_at, stored[0].recorded_at,
+        "an append's outcome carries the time its events were recorded"
+    );
     assert_eq!(
         tail,
         AppendOutcome {
@@ -204,12 +214,9 @@ pub async fn check_idempotent_reappend<S: EventStore>(store: S) {
             last_version: 2,
             first_position: 1,
             last_position: 2,
+            recorded_at: stored[1].recorded_at,
         },
         "re-append of a stored sub-slice: outcome"
-    );
-    let stored = ok(
-        "read_stream",
-        store.read_stream(&s, 0, Direction::Forward, 100).await,
     );
     assert_eq!(versions(&stored), vec![0, 1, 2, 3, 4], "one copy stored");
     for (env, ev) in stored.iter().zip(&batch) {

@@ -5,20 +5,16 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
-use metachat_core::aggregate::{Aggregate, CommandError};
-use metachat_core::codec::Codec;
-use metachat_core::event::{Metadata, NewEvent};
-use metachat_core::store::{EventAppender, ExpectedVersion};
-use metachat_domain::diary;
+use metachat_core::event::Metadata;
 use metachat_domain::{
-    DiariesError, DiaryCommand, DiaryError, DiaryTimeline, EntryId, TimelineEntry, TimelineError,
-    UserId, MAX_TEXT_BYTES,
+    DiariesError, DiaryError, DiaryTimeline, EntryId, TimelineEntry, TimelineError, UserId,
+    MAX_TEXT_BYTES,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::users::Position;
-use super::{rfc3339, wait_read, written, written_event};
+use super::{rfc3339, wait_read, written, written_at};
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery, EntryPath};
@@ -167,13 +163,6 @@ fn diaries_error(e: DiariesError) -> ApiError {
     }
 }
 
-fn diary_error(e: CommandError<DiaryError>) -> ApiError {
-    match e.into_domain() {
-        Ok(e) => domain_error(e),
-        Err(e) => ApiError::store(e),
-    }
-}
-
 fn domain_error(e: DiaryError) -> ApiError {
     match e {
         DiaryError::NotFound | DiaryError::NotAuthor | DiaryError::AlreadyExists => {
@@ -211,25 +200,13 @@ pub(crate) async fn create(
 ) -> Result<Response, ApiError> {
     let text = check_text(&body.text)?;
     let entry_id = EntryId::new();
-    // The token stands for an active user (erasure revokes every token and
-    // shreds the key, which `seal` refuses), so the author check of
-    // `Diaries::create` (one more stream read) is left out of this hot path.
-    let diaries = &state.inner.diaries;
-    let sealed = diaries
-        .seal(auth.user_id, entry_id, text)
+    let done = state
+        .inner
+        .diaries
+        .create(entry_id, auth.user_id, text, metadata(auth.user_id))
         .await
         .map_err(diaries_error)?;
-    let command = DiaryCommand::Create {
-        entry_id,
-        author: auth.user_id,
-        text: sealed,
-    };
-    let done = diaries
-        .repository()
-        .execute(&entry_id.to_string(), &command, metadata(auth.user_id))
-        .await
-        .map_err(diary_error)?;
-    let (position, recorded) = written_event(&state, &done.root).await?;
+    let (position, recorded) = written_at(&state, &done).await?;
     state.inner.wrote(auth.user_id, position);
     Ok(written(
         StatusCode::CREATED,
@@ -360,7 +337,7 @@ pub(crate) async fn edit(
     ApiJson(body): ApiJson<EditEntry>,
 ) -> Result<Response, ApiError> {
     let text = check_text(&body.text)?;
-    let root = state
+    let done = state
         .inner
         .diaries
         .edit(
@@ -372,7 +349,8 @@ pub(crate) async fn edit(
         )
         .await
         .map_err(diaries_error)?;
-    let (position, _) = written_event(&state, &root).await?;
+    let (position, _) = written_at(&state, &done).await?;
+    let root = done.root;
     state.inner.wrote(auth.user_id, position);
     Ok(written(
         StatusCode::OK,
@@ -406,71 +384,21 @@ pub(crate) async fn delete_one(
     EntryPath(entry_id): EntryPath,
     ApiQuery(q): ApiQuery<DeleteQuery>,
 ) -> Result<Response, ApiError> {
-    let repo = state.inner.diaries.repository();
-    let id = entry_id.to_string();
-    let command = DiaryCommand::Delete {
-        author: auth.user_id,
-    };
-    let position = match q.expected_revision {
-        None => {
-            let done = repo
-                .execute(&id, &command, metadata(auth.user_id))
-                .await
-                .map_err(diary_error)?;
-            written_event(&state, &done.root).await?.0
-        }
-        Some(expected) => {
-            // One attempt at exactly the expected version: a concurrent
-            // change is a conflict, never overwritten.
-            let root = repo
-                .load(&id)
-                .await
-                .map_err(|e| diary_error(CommandError::Store(e)))?;
-            let events = root
-                .state
-                .handle(&command)
-                .map_err(|e| diary_error(CommandError::Domain(e)))?;
-            let current = api_revision(root.state.revision());
-            if current != expected || root.version != Some(expected) {
-                return Err(ApiError::RevisionConflict {
-                    current_revision: current,
-                });
-            }
-            let codec = diary::codec();
-            let new_events = events
-                .iter()
-                .map(|e| {
-                    codec.encode(e).map(|enc| {
-                        NewEvent::new(enc.event_type, enc.payload)
-                            .with_schema_version(enc.schema_version)
-                            .with_metadata(metadata(auth.user_id))
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(ApiError::internal)?;
-            match state
-                .inner
-                .store
-                .append(&root.stream, ExpectedVersion::Exact(expected), new_events)
-                .await
-            {
-                Ok(outcome) => outcome.last_position,
-                Err(metachat_core::Error::Conflict { actual, .. }) => {
-                    let now = repo
-                        .load(&id)
-                        .await
-                        .map_err(|e| diary_error(CommandError::Store(e)))?;
-                    if now.state.is_deleted() {
-                        return Err(ApiError::EntryDeleted);
-                    }
-                    return Err(ApiError::RevisionConflict {
-                        current_revision: actual.unwrap_or(0),
-                    });
-                }
-                Err(e) => return Err(ApiError::store(e)),
-            }
-        }
-    };
+    // One attempt at exactly the expected revision: a concurrent change is
+    // a conflict (the repository's retry finds the new revision), never
+    // overwritten.
+    let done = state
+        .inner
+        .diaries
+        .delete(
+            entry_id,
+            auth.user_id,
+            q.expected_revision.map(|r| r.saturating_add(1)),
+            metadata(auth.user_id),
+        )
+        .await
+        .map_err(diaries_error)?;
+    let (position, _) = written_at(&state, &done).await?;
     state.inner.wrote(auth.user_id, position);
     Ok(written(StatusCode::OK, position, Position { position }))
 }

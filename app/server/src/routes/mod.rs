@@ -171,12 +171,19 @@ pub(crate) fn written<T: serde::Serialize>(
     res
 }
 
-/// The global position and time of the event at the version a command left
-/// the aggregate at (one stream read: what a write answers with).
-pub(crate) async fn written_event<A>(
+/// The global position and time a command's append reached (what a write
+/// answers with), from the outcome the repository returned; only a command
+/// that appended nothing (an unchanged edit) reads the aggregate's last
+/// event back.
+pub(crate) async fn written_at<A>(
     state: &AppState,
-    root: &metachat_core::aggregate::Root<A>,
-) -> Result<(u64, metachat_core::event::Timestamp), ApiError> {
+    done: &metachat_core::aggregate::Executed<A>,
+) -> Result<(u64, Timestamp), ApiError> {
+    if let Some(outcome) = &done.outcome {
+        return Ok((outcome.last_position, outcome.recorded_at));
+    }
+    // Nothing was written (an unchanged edit): where the aggregate is now.
+    let root = &done.root;
     let version = root.version.unwrap_or(0);
     let events = state
         .inner

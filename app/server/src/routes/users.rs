@@ -11,7 +11,7 @@ use metachat_domain::{Email, UserDirectory, UserError, UserId, UsersError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{wait_read, written, written_event, ReadQuery};
+use super::{wait_read, written, written_at, ReadQuery};
 use crate::auth::{hash_password, verify_password, AuthUser};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery};
@@ -141,7 +141,7 @@ pub(crate) async fn register(
         .map_err(|e| ApiError::field("display_name", e.to_string()))?;
     let hash = hash_password(body.password).await?;
     let user_id = UserId::new();
-    let root = state
+    let done = state
         .inner
         .users
         .register(
@@ -153,7 +153,7 @@ pub(crate) async fn register(
         )
         .await
         .map_err(user_error)?;
-    let (position, _) = written_event(&state, &root).await?;
+    let (position, _) = written_at(&state, &done).await?;
     Ok(written(
         StatusCode::CREATED,
         position,

@@ -535,6 +535,7 @@ impl EventAppender for CassandraEventStore {
                 last_version: first_version + len - 1,
                 first_position: next,
                 last_position: next + len - 1,
+                recorded_at: now,
             });
         }
         Err(Error::unavailable(error::shape(

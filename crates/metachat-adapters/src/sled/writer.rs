@@ -196,6 +196,7 @@ fn validate_and_stage(
         last_version,
         first_position,
         last_position: first_position + n - 1,
+        recorded_at: now,
     })
 }
 

@@ -101,6 +101,7 @@ impl EventAppender for InMemoryEventStore {
             last_version: first_version + n - 1,
             first_position,
             last_position: first_position + n - 1,
+            recorded_at: now,
         })
     }
 }

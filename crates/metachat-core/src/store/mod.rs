@@ -25,7 +25,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::event::{Envelope, NewEvent, StreamId};
+use crate::event::{Envelope, NewEvent, StreamId, Timestamp};
 
 pub use follow::{catch_up, follow, LogSink};
 pub use subscription::{subscribe_all, HeadWatch, Subscription, SubscriptionOptions};
@@ -91,6 +91,9 @@ pub struct AppendOutcome {
     pub first_position: u64,
     /// Global position of the last event.
     pub last_position: u64,
+    /// When the store recorded the batch: the events' `recorded_at` (for an
+    /// idempotent re-append, the original time).
+    pub recorded_at: Timestamp,
 }
 
 impl AppendOutcome {
@@ -236,5 +239,6 @@ pub fn check_reappend(
         last_version: last.version,
         first_position: first.position,
         last_position: last.position,
+        recorded_at: first.recorded_at,
     }))
 }
