@@ -146,7 +146,7 @@ pub use ids::{EntryId, UserId};
 pub use metachat_shred::{DataKey, KeyState, KeyVault, Sealed, ShredError};
 pub use mood::MoodEvent;
 pub use mood_route::{MoodChange, MoodRouter};
-pub use mood_timeline::{AnalysedMood, MoodDay, MoodTimeline};
+pub use mood_timeline::{AnalyzedMood, MoodDay, MoodTimeline};
 pub use mood_worker::{MoodWorker, MoodWorkerStats};
 pub use timeline::{DiaryTimeline, TimelineEntry, TimelineError, TimelinePage};
 pub use user::{FieldError, User, UserCommand, UserError, UserEvent, UserStatus};

@@ -329,7 +329,7 @@ impl<R: ReadModelStore> MatchingProjection<R> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn analysed(
+    async fn analyzed(
         &self,
         tx: &mut ProjectionTx<'_>,
         author: UserId,
@@ -459,7 +459,7 @@ impl<R: ReadModelStore> Projection for MatchingProjection<R> {
             }
         }
         match change {
-            MoodChange::Analysed(MoodEvent::MoodAnalyzed {
+            MoodChange::Analyzed(MoodEvent::MoodAnalyzed {
                 entry_id,
                 author,
                 entry_revision,
@@ -467,7 +467,7 @@ impl<R: ReadModelStore> Projection for MatchingProjection<R> {
                 mood,
                 theme,
             }) => {
-                self.analysed(
+                self.analyzed(
                     tx,
                     author,
                     entry_id,

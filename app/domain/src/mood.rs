@@ -8,7 +8,7 @@
 //! [`theme_aad`]`(entry_id, revision)`, and shredded with the rest.
 //!
 //! The event id is a UUID v5 of `(entry_id, entry_revision, model_id)`
-//! ([`mood_event_id`]): analysing the same revision with the same model again
+//! ([`mood_event_id`]): analyzing the same revision with the same model again
 //! (after a crash, before the worker stored its checkpoint) re-appends the
 //! same id, which the store treats as already done.
 
@@ -32,13 +32,13 @@ const MOOD_NAMESPACE: Uuid = Uuid::from_u128(0x6d65_7461_6368_6174_2d6d_6f6f_642
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data")]
 pub enum MoodEvent {
-    /// One revision of an entry was analysed.
+    /// One revision of an entry was analyzed.
     MoodAnalyzed {
         /// The entry.
         entry_id: EntryId,
         /// Its author.
         author: UserId,
-        /// The revision analysed (as the diary events count it, 1-based).
+        /// The revision analyzed (as the diary events count it, 1-based).
         entry_revision: u64,
         /// When the entry was created (the day it counts for).
         entry_created_at: Timestamp,

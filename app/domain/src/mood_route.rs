@@ -18,8 +18,8 @@ use metachat_core::event::Envelope;
 /// What changed for a per-author mood projection.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MoodChange {
-    /// A revision of an entry was analysed ([`MoodEvent::MoodAnalyzed`]).
-    Analysed(MoodEvent),
+    /// A revision of an entry was analyzed ([`MoodEvent::MoodAnalyzed`]).
+    Analyzed(MoodEvent),
     /// An entry was deleted.
     EntryDeleted {
         /// The entry.
@@ -41,7 +41,7 @@ impl MoodChange {
     /// ignores both once that author is erased); `None` for an erasure.
     pub fn author(&self) -> Option<UserId> {
         match self {
-            MoodChange::Analysed(e) => Some(e.author()),
+            MoodChange::Analyzed(e) => Some(e.author()),
             MoodChange::EntryDeleted { author, .. } => Some(*author),
             MoodChange::UserErased { .. } => None,
         }
@@ -85,7 +85,7 @@ impl MoodRouter {
     pub fn route(&self, env: &Envelope) -> Result<Option<MoodChange>> {
         let category = env.stream_id.category();
         Ok(if category == MOOD_KIND {
-            self.moods.decode(env)?.map(MoodChange::Analysed)
+            self.moods.decode(env)?.map(MoodChange::Analyzed)
         } else if category == DiaryEntry::KIND && env.event_type == "EntryDeleted" {
             match self.entries.decode(env)? {
                 Some(DiaryEvent::EntryDeleted {

@@ -54,8 +54,8 @@ pub struct MoodDay {
 
 /// An entry's latest recorded mood.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AnalysedMood {
-    /// The entry revision it was analysed at.
+pub struct AnalyzedMood {
+    /// The entry revision it was analyzed at.
     pub revision: u64,
     /// The mood.
     pub mood: Mood,
@@ -176,25 +176,25 @@ impl MoodTimeline {
         user: UserId,
         entry_id: EntryId,
     ) -> Result<Option<Mood>> {
-        Ok(Self::analysed_mood(store, user, entry_id)
+        Ok(Self::analyzed_mood(store, user, entry_id)
             .await?
             .map(|a| a.mood))
     }
 
     /// Like [`entry_mood`](MoodTimeline::entry_mood), with the revision the
-    /// mood was analysed at (older than the entry's while a re-analysis of
+    /// mood was analyzed at (older than the entry's while a re-analysis of
     /// an edit is pending).
-    pub async fn analysed_mood<R: ReadModelStore + ?Sized>(
+    pub async fn analyzed_mood<R: ReadModelStore + ?Sized>(
         store: &R,
         user: UserId,
         entry_id: EntryId,
-    ) -> Result<Option<AnalysedMood>> {
+    ) -> Result<Option<AnalyzedMood>> {
         let doc = store
             .get_json::<EntryDoc>(MOOD_ENTRIES, &entry_key(user, entry_id))
             .await?;
         Ok(doc.and_then(|(d, _)| {
             let mood = d.mood.filter(|_| !d.deleted)?;
-            Some(AnalysedMood {
+            Some(AnalyzedMood {
                 revision: d.revision,
                 mood,
             })
@@ -264,7 +264,7 @@ impl MoodTimeline {
         Ok(())
     }
 
-    async fn analysed(
+    async fn analyzed(
         &self,
         tx: &mut ProjectionTx<'_>,
         author: UserId,
@@ -371,7 +371,7 @@ impl Projection for MoodTimeline {
             }
         }
         match change {
-            MoodChange::Analysed(MoodEvent::MoodAnalyzed {
+            MoodChange::Analyzed(MoodEvent::MoodAnalyzed {
                 entry_id,
                 author,
                 entry_revision,
@@ -379,7 +379,7 @@ impl Projection for MoodTimeline {
                 mood,
                 ..
             }) => {
-                self.analysed(tx, author, entry_id, entry_revision, entry_created_at, mood)
+                self.analyzed(tx, author, entry_id, entry_revision, entry_created_at, mood)
                     .await?;
             }
             MoodChange::EntryDeleted {

@@ -4,14 +4,14 @@
 //! read-model store under [`MoodWorker::NAME`], like a projection's). It
 //! collects `EntryCreated`/`EntryEdited` events into batches of up to
 //! [`with_batch_size`](MoodWorker::with_batch_size) texts (32 by default),
-//! opens each text with its author's key, analyses the batch with one
+//! opens each text with its author's key, analyzes the batch with one
 //! [`TextAnalyzer::analyze_with_embeddings`](metachat_core::analysis::TextAnalyzer::analyze_with_embeddings) call, appends one
 //! [`MoodEvent::MoodAnalyzed`] per entry revision to `mood-{entry_id}`, and
 //! then stores its checkpoint. Entries whose author's key is shredded (or
 //! whose text does not open) are skipped and counted.
 //!
 //! At-least-once, yet exactly one event per `(entry, revision, model)`: a
-//! crash after the appends but before the checkpoint re-analyses the batch,
+//! crash after the appends but before the checkpoint re-analyzes the batch,
 //! and the re-append carries the same deterministic event id
 //! ([`mood_event_id`]). The store answers an identical re-append with the
 //! original outcome; a re-append whose payload differs (the theme's nonce is
@@ -53,10 +53,10 @@ const PAGE: usize = 256;
 /// Counters of a [`MoodWorker`] since it was made.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MoodWorkerStats {
-    /// Entry revisions analysed and recorded (appends the store
+    /// Entry revisions analyzed and recorded (appends the store
     /// acknowledged; a byte-identical re-append after a crash, possible only
     /// for a mood without a theme, counts again).
-    pub analysed: u64,
+    pub analyzed: u64,
     /// Entry revisions skipped: the author's key is shredded or the text
     /// does not open.
     pub skipped: u64,
@@ -68,13 +68,13 @@ pub struct MoodWorkerStats {
 
 #[derive(Debug, Default)]
 struct Counters {
-    analysed: AtomicU64,
+    analyzed: AtomicU64,
     skipped: AtomicU64,
     duplicates: AtomicU64,
     batches: AtomicU64,
 }
 
-/// One entry revision to analyse.
+/// One entry revision to analyze.
 struct Job {
     entry_id: EntryId,
     author: UserId,
@@ -85,7 +85,7 @@ struct Job {
     cause: Metadata,
 }
 
-/// Analyses new entry revisions (see the [module docs](self)).
+/// Analyzes new entry revisions (see the [module docs](self)).
 pub struct MoodWorker<S, R, A, V = R> {
     store: S,
     read_models: R,
@@ -114,7 +114,7 @@ impl<S, R, A, V> MoodWorker<S, R, A, V> {
     pub fn stats(&self) -> MoodWorkerStats {
         let c = &self.counters;
         MoodWorkerStats {
-            analysed: c.analysed.load(Ordering::Relaxed),
+            analyzed: c.analyzed.load(Ordering::Relaxed),
             skipped: c.skipped.load(Ordering::Relaxed),
             duplicates: c.duplicates.load(Ordering::Relaxed),
             batches: c.batches.load(Ordering::Relaxed),
@@ -236,7 +236,7 @@ where
             EntryText::Sealed(_) => text.open(key.as_ref(), entry_id),
         };
         let Ok(text) = opened else {
-            tracing::warn!(entry = %entry_id, "entry text does not open; not analysed");
+            tracing::warn!(entry = %entry_id, "entry text does not open; not analyzed");
             return Ok(self.skip());
         };
         let mut cause = Metadata::default().caused_by(env.event_id.0);
@@ -258,7 +258,7 @@ where
         None
     }
 
-    /// Analyses `jobs` with one analyzer call and records the moods.
+    /// Analyzes `jobs` with one analyzer call and records the moods.
     async fn flush(&self, jobs: &mut Vec<Job>) -> Result<()> {
         if jobs.is_empty() {
             return Ok(());
@@ -325,7 +325,7 @@ where
             .await
         {
             Ok(_) => {
-                self.counters.analysed.fetch_add(1, Ordering::Relaxed);
+                self.counters.analyzed.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
             // Recorded before (a re-analysis after a crash): the first wins.

@@ -76,7 +76,7 @@ impl World {
             .expect("append");
     }
 
-    async fn analysed(
+    async fn analyzed(
         &self,
         author: UserId,
         entry: EntryId,
@@ -142,11 +142,11 @@ fn users(r: &[metachat_analysis::matching::Match]) -> Vec<UserId> {
 /// something else and feels sadness; Cy is in between.
 async fn three_users(w: &World) -> (UserId, UserId, UserId, UserId) {
     let (ada, bob, eve, cy) = (UserId::new(), UserId::new(), UserId::new(), UserId::new());
-    w.analysed(ada, EntryId::new(), 1, Emotion::Joy, &[1.0, 0.1, 0.0, 0.0])
+    w.analyzed(ada, EntryId::new(), 1, Emotion::Joy, &[1.0, 0.1, 0.0, 0.0])
         .await;
-    w.analysed(bob, EntryId::new(), 1, Emotion::Joy, &[0.9, 0.2, 0.0, 0.0])
+    w.analyzed(bob, EntryId::new(), 1, Emotion::Joy, &[0.9, 0.2, 0.0, 0.0])
         .await;
-    w.analysed(
+    w.analyzed(
         eve,
         EntryId::new(),
         1,
@@ -154,7 +154,7 @@ async fn three_users(w: &World) -> (UserId, UserId, UserId, UserId) {
         &[0.0, 0.0, 1.0, 0.1],
     )
     .await;
-    w.analysed(cy, EntryId::new(), 1, Emotion::Fear, &[0.5, 0.0, 0.5, 0.0])
+    w.analyzed(cy, EntryId::new(), 1, Emotion::Fear, &[0.5, 0.0, 0.5, 0.0])
         .await;
     (ada, bob, eve, cy)
 }
@@ -186,12 +186,12 @@ async fn a_reanalysis_replaces_the_entry_and_a_deletion_removes_it() {
     let (ada, bob, eve, _cy) = three_users(&w).await;
     // Ada's entry 2, edited (revision 2) to Eve's subject and mood.
     let entry = EntryId::new();
-    w.analysed(ada, entry, 1, Emotion::Joy, &[1.0, 0.0, 0.0, 0.0])
+    w.analyzed(ada, entry, 1, Emotion::Joy, &[1.0, 0.0, 0.0, 0.0])
         .await;
-    w.analysed(ada, entry, 2, Emotion::Sadness, &[0.0, 0.0, 1.0, 0.0])
+    w.analyzed(ada, entry, 2, Emotion::Sadness, &[0.0, 0.0, 1.0, 0.0])
         .await;
     // A late analysis of revision 1 changes nothing.
-    w.analysed(ada, entry, 1, Emotion::Joy, &[1.0, 0.0, 0.0, 0.0])
+    w.analyzed(ada, entry, 1, Emotion::Joy, &[1.0, 0.0, 0.0, 0.0])
         .await;
     let runner = w.runner(&w.rm);
     runner.catch_up().await.expect("catch up");
@@ -214,7 +214,7 @@ async fn a_reanalysis_replaces_the_entry_and_a_deletion_removes_it() {
     let best = runner.projection().top_k(ada, 1).expect("top k");
     assert_eq!(users(&best), vec![bob]);
     // An analysis of the deleted entry arriving late is ignored.
-    w.analysed(ada, entry, 3, Emotion::Sadness, &[0.0, 0.0, 1.0, 0.0])
+    w.analyzed(ada, entry, 3, Emotion::Sadness, &[0.0, 0.0, 1.0, 0.0])
         .await;
     runner.catch_up().await.expect("catch up");
     let profile = MatchingProjection::<Rm>::profile(&*w.rm, ada)
@@ -233,7 +233,7 @@ async fn an_erased_user_disappears_from_everyones_results_and_the_read_models() 
     runner.catch_up().await.expect("catch up");
     w.erased(bob).await;
     // Events of Bob after the erasure are ignored.
-    w.analysed(bob, EntryId::new(), 1, Emotion::Joy, &[1.0, 0.1, 0.0, 0.0])
+    w.analyzed(bob, EntryId::new(), 1, Emotion::Joy, &[1.0, 0.1, 0.0, 0.0])
         .await;
     runner.catch_up().await.expect("catch up");
     let p = runner.projection();
@@ -303,9 +303,9 @@ async fn rebuild_from_zero_and_restart_give_the_same_top_k() {
     let w = World::new();
     let (ada, bob, eve, cy) = three_users(&w).await;
     let e = EntryId::new();
-    w.analysed(cy, e, 1, Emotion::Joy, &[0.0, 1.0, 0.0, 0.0])
+    w.analyzed(cy, e, 1, Emotion::Joy, &[0.0, 1.0, 0.0, 0.0])
         .await;
-    w.analysed(cy, e, 2, Emotion::Anger, &[0.0, 1.0, 1.0, 0.0])
+    w.analyzed(cy, e, 2, Emotion::Anger, &[0.0, 1.0, 1.0, 0.0])
         .await;
     w.erased(eve).await;
     w.deleted(cy, e, 3).await;

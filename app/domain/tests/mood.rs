@@ -237,7 +237,7 @@ async fn created_and_edited_entries_each_get_their_mood() {
         );
     }
     let stats = worker.stats();
-    assert_eq!((stats.analysed, stats.skipped, stats.duplicates), (3, 0, 0));
+    assert_eq!((stats.analyzed, stats.skipped, stats.duplicates), (3, 0, 0));
     assert!(w.analyzer.largest_batch.load(Ordering::Relaxed) <= 2);
 
     // The timeline shows the latest revision's mood.
@@ -245,7 +245,7 @@ async fn created_and_edited_entries_each_get_their_mood() {
         .catch_up()
         .await
         .expect("timeline");
-    let latest = MoodTimeline::analysed_mood(&*w.rm, ada, e1)
+    let latest = MoodTimeline::analyzed_mood(&*w.rm, ada, e1)
         .await
         .expect("read")
         .expect("mood");
@@ -281,20 +281,20 @@ async fn a_restart_or_a_crash_analyses_nothing_twice() {
     // A restart resumes from the checkpoint.
     let again = w.worker(2);
     again.catch_up().await.expect("restart");
-    assert_eq!(again.stats().analysed, 0);
+    assert_eq!(again.stats().analyzed, 0);
     assert_eq!(w.moods().await.len(), 5);
     w.create(ada, "one more, sad").await;
     again.catch_up().await.expect("more");
-    assert_eq!(again.stats().analysed, 1);
+    assert_eq!(again.stats().analyzed, 1);
     assert_eq!(w.moods().await.len(), 6);
 
     // A crash after the appends, before the checkpoint: everything is
-    // analysed again, and nothing is appended again.
+    // analyzed again, and nothing is appended again.
     w.rm.reset_checkpoint(MOOD_WORKER).await.expect("reset");
     let after_crash = w.worker(4);
     after_crash.catch_up().await.expect("after crash");
     assert_eq!(after_crash.stats().duplicates, 6);
-    assert_eq!(after_crash.stats().analysed, 0);
+    assert_eq!(after_crash.stats().analyzed, 0);
     assert_eq!(w.moods().await.len(), 6);
 }
 
@@ -320,7 +320,7 @@ async fn entries_of_a_shredded_user_are_skipped() {
     assert_eq!(moods.len(), 1);
     assert_eq!(moods[0].1.entry_id(), b);
     let stats = worker.stats();
-    assert_eq!((stats.analysed, stats.skipped), (1, 2));
+    assert_eq!((stats.analyzed, stats.skipped), (1, 2));
 }
 
 #[tokio::test]

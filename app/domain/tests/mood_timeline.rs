@@ -53,7 +53,7 @@ impl Log {
         }
     }
 
-    async fn analysed(
+    async fn analyzed(
         &self,
         entry: EntryId,
         author: UserId,
@@ -142,13 +142,13 @@ async fn days_follow_analyses_edits_deletions_and_erasure() {
     let (e1, e2, e3) = (EntryId::new(), EntryId::new(), EntryId::new());
     let day1 = Timestamp(BASE + 3_600_000_000);
     let day2 = Timestamp(BASE + DAY_MICROS + 60_000_000);
-    log.analysed(e1, ada, 1, day1, mood(500, Emotion::Joy))
+    log.analyzed(e1, ada, 1, day1, mood(500, Emotion::Joy))
         .await;
-    log.analysed(e2, ada, 1, day1, mood(-300, Emotion::Sadness))
+    log.analyzed(e2, ada, 1, day1, mood(-300, Emotion::Sadness))
         .await;
-    log.analysed(e3, ada, 1, day2, mood(100, Emotion::Joy))
+    log.analyzed(e3, ada, 1, day2, mood(100, Emotion::Joy))
         .await;
-    log.analysed(EntryId::new(), bob, 1, day1, mood(0, Emotion::Fear))
+    log.analyzed(EntryId::new(), bob, 1, day1, mood(0, Emotion::Fear))
         .await;
     log.runner(&rm, 2).catch_up().await.expect("catch up");
 
@@ -177,11 +177,11 @@ async fn days_follow_analyses_edits_deletions_and_erasure() {
         .expect("days");
     assert_eq!(only_d1.iter().map(|d| d.date).collect::<Vec<_>>(), [d1]);
 
-    // An edit re-analysed: the entry's contribution is replaced, on its
+    // An edit re-analyzed: the entry's contribution is replaced, on its
     // creation day; a late analysis of an older revision changes nothing.
-    log.analysed(e1, ada, 2, day1, mood(-900, Emotion::Sadness))
+    log.analyzed(e1, ada, 2, day1, mood(-900, Emotion::Sadness))
         .await;
-    log.analysed(e1, ada, 1, day1, mood(1000, Emotion::Love))
+    log.analyzed(e1, ada, 1, day1, mood(1000, Emotion::Love))
         .await;
     log.runner(&rm, 1).catch_up().await.expect("catch up");
     let days = MoodTimeline::days(&*rm, ada, Some(d1), Some(d1))
@@ -190,7 +190,7 @@ async fn days_follow_analyses_edits_deletions_and_erasure() {
     assert_eq!(days[0].entries, 2);
     assert!((days[0].mean_valence - (-0.6)).abs() < 1e-6);
     assert_eq!(days[0].dominant_emotion, Emotion::Sadness);
-    let latest = MoodTimeline::analysed_mood(&*rm, ada, e1)
+    let latest = MoodTimeline::analyzed_mood(&*rm, ada, e1)
         .await
         .expect("read")
         .expect("mood");
@@ -198,7 +198,7 @@ async fn days_follow_analyses_edits_deletions_and_erasure() {
 
     // Deletion removes the entry; a later analysis of it is ignored.
     log.deleted(e2, ada, 2).await;
-    log.analysed(e2, ada, 1, day1, mood(200, Emotion::Joy))
+    log.analyzed(e2, ada, 1, day1, mood(200, Emotion::Joy))
         .await;
     log.runner(&rm, 3).catch_up().await.expect("catch up");
     let days = MoodTimeline::days(&*rm, ada, None, None)
@@ -212,7 +212,7 @@ async fn days_follow_analyses_edits_deletions_and_erasure() {
 
     // Erasure removes everything of the user, and later events are ignored.
     log.erased(ada).await;
-    log.analysed(EntryId::new(), ada, 1, day2, mood(0, Emotion::Joy))
+    log.analyzed(EntryId::new(), ada, 1, day2, mood(0, Emotion::Joy))
         .await;
     log.runner(&rm, 3).catch_up().await.expect("catch up");
     assert!(MoodTimeline::days(&*rm, ada, None, None)
@@ -239,7 +239,7 @@ async fn days_follow_analyses_edits_deletions_and_erasure() {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Analysed {
+    Analyzed {
         entry: usize,
         revision: u64,
         valence_millis: i32,
@@ -260,7 +260,7 @@ const ENTRIES: usize = 8;
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         8 => (0..ENTRIES, 1..5u64, -1000..=1000i32, 0..Emotion::ALL.len()).prop_map(
-            |(entry, revision, valence_millis, emotion)| Op::Analysed { entry, revision, valence_millis, emotion }
+            |(entry, revision, valence_millis, emotion)| Op::Analyzed { entry, revision, valence_millis, emotion }
         ),
         1 => (0..ENTRIES).prop_map(|entry| Op::Deleted { entry }),
         1 => (0..USERS).prop_map(|user| Op::Erased { user }),
@@ -293,7 +293,7 @@ fn reference_days(
     // Latest revision wins; of equal revisions, the later event.
     let mut latest: BTreeMap<usize, (u64, i32, Emotion)> = BTreeMap::new();
     for o in ops {
-        if let Op::Analysed {
+        if let Op::Analyzed {
             entry,
             revision,
             valence_millis,
@@ -369,8 +369,8 @@ proptest! {
             let created_day = |e: usize| Date::of_timestamp(created(e));
             for o in &ops {
                 match o {
-                    Op::Analysed { entry, revision, valence_millis, emotion } => {
-                        log.analysed(entries[*entry], users[entry % USERS], *revision, created(*entry),
+                    Op::Analyzed { entry, revision, valence_millis, emotion } => {
+                        log.analyzed(entries[*entry], users[entry % USERS], *revision, created(*entry),
                             mood(*valence_millis, Emotion::ALL[*emotion])).await;
                     }
                     Op::Deleted { entry } => log.deleted(entries[*entry], users[entry % USERS], 9).await,
@@ -391,7 +391,7 @@ proptest! {
                 let want_range: Vec<_> = want.iter().filter(|d| d.date >= from && d.date <= to).cloned().collect();
                 prop_assert_eq!(got_range, want_range);
                 for (e, id) in entries.iter().enumerate() {
-                    let got = MoodTimeline::analysed_mood(&*rm, *user, *id).await.expect("mood")
+                    let got = MoodTimeline::analyzed_mood(&*rm, *user, *id).await.expect("mood")
                         .map(|a| (a.revision, a.mood));
                     prop_assert_eq!(got, latest.get(&e).cloned());
                 }

@@ -2,7 +2,6 @@
 //! projection's shared in-memory index.
 
 use metachat_analysis::matching::{IndexConfig, MatchError, ProfileConfig};
-use metachat_analysis::mood::emotion_name;
 use metachat_core::read_model::ReadModelStore;
 use metachat_domain::matching::{top_k_shared, MatchingProjection, SharedMatchIndex};
 use metachat_domain::{KeyVault, UserDirectory, UserId};
@@ -64,7 +63,7 @@ pub(crate) async fn top_k(
                     .explanation
                     .shared_emotions
                     .iter()
-                    .map(|s| emotion_name(s.emotion).to_owned())
+                    .map(|s| s.emotion.name().to_owned())
                     .collect(),
                 theme_similarity: m.similarity.theme,
                 mood_similarity: m.similarity.mood,

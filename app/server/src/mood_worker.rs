@@ -1,4 +1,4 @@
-//! Mood: the analyzer choice, the worker that analyses new entry revisions
+//! Mood: the analyzer choice, the worker that analyzes new entry revisions
 //! (`MoodWorker`, batches of 32, the model's forward pass off the async
 //! threads), and the views served with entries and on the timeline.
 
@@ -6,9 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use metachat_analysis::mood::{
-    analyzer_from_model_dir, emotion_name, DefaultMoodAnalyzer, LexiconAnalyzer,
-};
+use metachat_analysis::mood::{analyzer_from_model_dir, DefaultMoodAnalyzer, LexiconAnalyzer};
 use metachat_analysis::Mood;
 use metachat_core::projection::supervise;
 use metachat_domain::{
@@ -24,8 +22,8 @@ use crate::routes::mood::Day;
 use crate::state::{AppState, ReadModels, Stop, Store};
 
 /// Mood analyses recorded.
-pub(crate) const ANALYSED: &str = "metachat_mood_analyses_total";
-/// Entry revisions not analysed (author erased, text unreadable).
+pub(crate) const ANALYZED: &str = "metachat_mood_analyses_total";
+/// Entry revisions not analyzed (author erased, text unreadable).
 pub(crate) const SKIPPED: &str = "metachat_mood_analyses_skipped_total";
 /// Events between the log's head and the mood worker's checkpoint.
 pub(crate) const WORKER_LAG: &str = "metachat_mood_worker_lag_events";
@@ -46,7 +44,7 @@ pub(crate) struct MoodView {
     pub(crate) emotions: BTreeMap<String, f32>,
     /// The analyzer that produced it.
     pub(crate) model_id: String,
-    /// Text windows analysed.
+    /// Text windows analyzed.
     pub(crate) windows: u32,
 }
 
@@ -55,12 +53,12 @@ impl From<Mood> for MoodView {
         MoodView {
             valence: m.valence,
             arousal: m.arousal,
-            dominant_emotion: emotion_name(m.dominant).to_owned(),
+            dominant_emotion: m.dominant.name().to_owned(),
             confidence: m.confidence,
             emotions: m
                 .emotions
                 .iter()
-                .map(|(e, p)| (emotion_name(*e).to_owned(), *p))
+                .map(|(e, p)| (e.name().to_owned(), *p))
                 .collect(),
             model_id: m.model_id,
             windows: m.windows,
@@ -78,14 +76,14 @@ pub(crate) fn timeline_projections() -> Vec<&'static str> {
     vec![MoodTimeline::NAME]
 }
 
-/// The mood of `entry_id` at domain `revision`, once analysed.
+/// The mood of `entry_id` at domain `revision`, once analyzed.
 pub(crate) async fn entry_mood(
     state: &AppState,
     user: UserId,
     entry_id: EntryId,
     revision: u64,
 ) -> Result<Option<MoodView>, ApiError> {
-    let found = MoodTimeline::analysed_mood(&state.inner.read_models, user, entry_id)
+    let found = MoodTimeline::analyzed_mood(&state.inner.read_models, user, entry_id)
         .await
         .map_err(ApiError::store)?;
     Ok(found
@@ -109,11 +107,11 @@ pub(crate) async fn days(
             date: d.date.to_string(),
             entries: d.entries,
             mean_valence: d.mean_valence,
-            dominant_emotion: emotion_name(d.dominant_emotion).to_owned(),
+            dominant_emotion: d.dominant_emotion.name().to_owned(),
             emotion_counts: d
                 .emotion_counts
                 .into_iter()
-                .map(|(e, n)| (emotion_name(e).to_owned(), n))
+                .map(|(e, n)| (e.name().to_owned(), n))
                 .collect(),
         })
         .collect())
@@ -268,7 +266,7 @@ pub(crate) fn init_compute_pool() {
 pub(crate) async fn export_lag(state: &AppState) {
     if let Some(stats) = &state.inner.mood_stats {
         let s = stats.stats();
-        metrics::counter!(ANALYSED).absolute(s.analysed);
+        metrics::counter!(ANALYZED).absolute(s.analyzed);
         metrics::counter!(SKIPPED).absolute(s.skipped);
     }
     if let Ok((head, _)) = state.inner.lags().await {

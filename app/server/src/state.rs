@@ -234,7 +234,7 @@ pub(crate) async fn start(config: &Config, metrics: PrometheusHandle) -> anyhow:
 
 /// Rebuilds every projection from position 0 (`--rebuild-projections`).
 /// The mood worker is not rebuilt: it writes events, and its checkpoint
-/// keeps it from analysing an entry revision twice.
+/// keeps it from analyzing an entry revision twice.
 async fn rebuild(store: &Store, read_models: &DynReadModels) -> anyhow::Result<()> {
     async fn one<P: Projection>(
         store: &Store,

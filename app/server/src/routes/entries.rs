@@ -86,7 +86,7 @@ pub(crate) struct Entry {
     created_at: String,
     /// RFC 3339 UTC.
     updated_at: String,
-    /// The mood of the current revision, once analysed.
+    /// The mood of the current revision, once analyzed.
     mood: Option<MoodView>,
 }
 

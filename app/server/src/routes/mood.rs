@@ -21,7 +21,7 @@ pub(crate) struct Day {
     /// `YYYY-MM-DD`.
     #[schema(example = "2026-11-24")]
     pub(crate) date: String,
-    /// Entries analysed that day.
+    /// Entries analyzed that day.
     pub(crate) entries: u64,
     /// Mean valence of those entries (-1..1).
     pub(crate) mean_valence: f32,

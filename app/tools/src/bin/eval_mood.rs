@@ -16,7 +16,7 @@ use metachat_analysis::mood::eval::{
     LabelledSentence,
 };
 use metachat_analysis::mood::{
-    train_logistic, EmbeddingMoodAnalyzer, LexiconAnalyzer, ValenceHead, WindowedEmbedder, EMOTIONS,
+    train_logistic, EmbeddingMoodAnalyzer, LexiconAnalyzer, ValenceHead, WindowedEmbedder,
 };
 use metachat_analysis::{Emotion, Mood};
 
@@ -185,7 +185,7 @@ async fn evaluate<E: WindowedEmbedder>(
             .iter()
             .zip(dev)
             .map(|(x, e)| {
-                let k = EMOTIONS.iter().position(|l| *l == e.label).unwrap_or(6);
+                let k = Emotion::ALL.iter().position(|l| *l == e.label).unwrap_or(6);
                 -p.distribution(x)[k].max(1e-9).ln()
             })
             .sum::<f32>()

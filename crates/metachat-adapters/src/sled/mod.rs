@@ -77,7 +77,7 @@ pub use read_models::SledReadModels;
 pub use store::SledEventStore;
 
 use durability::Core;
-use error::{from_sled, SledError as Err};
+use error::from_sled;
 
 /// Name of the lock file [`SledDatabase::open`] holds in the directory.
 pub const LOCK_FILE: &str = "metachat.lock";
@@ -85,7 +85,7 @@ pub const LOCK_FILE: &str = "metachat.lock";
 /// Takes the directory's exclusive lock (an advisory `flock` on
 /// [`LOCK_FILE`], held while the database is open, released by the kernel
 /// when the process dies). Another holder, in this process or another, is
-/// [`Err::Locked`], told apart from other I/O errors by the lock call's own
+/// [`SledError::Locked`], told apart from other I/O errors by the lock call's own
 /// result, not by an error message.
 fn lock_directory(dir: &std::path::Path) -> Result<std::fs::File> {
     let path = dir.join(LOCK_FILE);
@@ -94,14 +94,14 @@ fn lock_directory(dir: &std::path::Path) -> Result<std::fs::File> {
         .truncate(false)
         .write(true)
         .open(&path)
-        .map_err(|e| Err::io("open lock file", &path, e))?;
+        .map_err(|e| SledError::io("open lock file", &path, e))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Err::Locked {
+        Err(std::fs::TryLockError::WouldBlock) => Err(SledError::Locked {
             path: dir.display().to_string(),
         }
         .into()),
-        Err(std::fs::TryLockError::Error(e)) => Err(Err::io("lock", &path, e).into()),
+        Err(std::fs::TryLockError::Error(e)) => Err(SledError::io("lock", &path, e).into()),
     }
 }
 
@@ -121,7 +121,7 @@ impl SledDatabase {
     /// if another handle or process has the database open.
     pub fn open(config: SledConfig) -> Result<Self> {
         std::fs::create_dir_all(&config.path)
-            .map_err(|e| Err::io("create directory", &config.path, e))?;
+            .map_err(|e| SledError::io("create directory", &config.path, e))?;
         let lock = lock_directory(&config.path)?;
         let db = sled::Config::new()
             .path(&config.path)

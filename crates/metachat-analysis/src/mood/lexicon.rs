@@ -34,7 +34,7 @@ use crate::mood::Mood;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::error::{MoodError, Result};
-use super::{arousal_of, mood_from_distribution, EMOTIONS};
+use super::{arousal_of, mood_from_distribution, Emotion};
 
 const B_INCR: f32 = 0.293;
 const B_DECR: f32 = -0.293;
@@ -50,7 +50,7 @@ const KEYWORD_FILE: &str = "crates/metachat-analysis/data/emotion_keywords.txt";
 const KEYWORDS: &str = include_str!("../../data/emotion_keywords.txt");
 
 /// Valence given to keywords that VADER does not rate, per label in
-/// [`EMOTIONS`] order.
+/// [`Emotion::ALL`] order.
 const KEYWORD_VALENCE: [f32; 7] = [2.0, -2.0, -2.2, -1.8, 2.2, 0.5, 0.0];
 
 const NEGATE: &[&str] = &[
@@ -266,7 +266,7 @@ struct Tok<'a> {
     upper: bool,
     /// The lexicon's rating, or a keyword's valence; `None` when unrated.
     val: Option<f32>,
-    /// Emotion keyword labels, a bit per label in [`EMOTIONS`] order.
+    /// Emotion keyword labels, a bit per label in [`Emotion::ALL`] order.
     emo: u8,
     booster: f32,
     negation: bool,
@@ -279,7 +279,7 @@ pub struct LexiconScore {
     pub compound: f32,
     /// Punctuation and capitals emphasis, 0..=1.
     pub emphasis: f32,
-    /// Raw emotion scores in [`EMOTIONS`] order, before normalisation.
+    /// Raw emotion scores in [`Emotion::ALL`] order, before normalisation.
     pub emotion_scores: [f32; 7],
     /// Tokens read.
     pub tokens: usize,
@@ -820,9 +820,9 @@ fn parse_keywords(text: &str) -> Result<KeywordMaps> {
         let (label, words) = line
             .split_once(':')
             .ok_or_else(|| corrupt("expected `label: words`".into()))?;
-        let k = EMOTIONS
+        let k = Emotion::ALL
             .iter()
-            .position(|e| super::emotion_name(*e) == label.trim())
+            .position(|e| e.name() == label.trim())
             .ok_or_else(|| corrupt(format!("unknown label {label:?}")))?;
         for word in words.split_whitespace() {
             let (map, w) = match word.strip_suffix('*') {

@@ -49,31 +49,10 @@ use metachat_core::analysis::TextAnalyzer;
 
 use crate::embed::{E5Embedder, E5Prefix};
 
-/// The labels, in the order of every per-label array here ([`Emotion::ALL`]).
-pub const EMOTIONS: [Emotion; 7] = Emotion::ALL;
-
-/// Arousal level per label, in [`EMOTIONS`] order.
+/// Arousal level per label, in [`Emotion::ALL`] order.
 pub const AROUSAL: [f32; 7] = [0.7, 0.3, 0.9, 0.8, 0.5, 0.8, 0.1];
 
-/// The label's name as serialised (`joy`, `sadness`, …).
-pub fn emotion_name(e: Emotion) -> &'static str {
-    match e {
-        Emotion::Joy => "joy",
-        Emotion::Sadness => "sadness",
-        Emotion::Anger => "anger",
-        Emotion::Fear => "fear",
-        Emotion::Love => "love",
-        Emotion::Surprise => "surprise",
-        Emotion::Neutral => "neutral",
-    }
-}
-
-/// Parses a label name written by [`emotion_name`].
-pub fn emotion_from_name(name: &str) -> Option<Emotion> {
-    EMOTIONS.into_iter().find(|e| emotion_name(*e) == name)
-}
-
-/// Expected arousal of a distribution in [`EMOTIONS`] order.
+/// Expected arousal of a distribution in [`Emotion::ALL`] order.
 pub fn arousal_of(dist: &[f32; 7]) -> f32 {
     dist.iter()
         .zip(AROUSAL)
@@ -82,7 +61,7 @@ pub fn arousal_of(dist: &[f32; 7]) -> f32 {
         .clamp(0.0, 1.0)
 }
 
-/// Builds a [`Mood`] from a distribution in [`EMOTIONS`] order.
+/// Builds a [`Mood`] from a distribution in [`Emotion::ALL`] order.
 pub(crate) fn mood_from_distribution(
     valence: f32,
     arousal: f32,
@@ -98,8 +77,12 @@ pub(crate) fn mood_from_distribution(
     Mood {
         valence: sanitize(valence).clamp(-1.0, 1.0),
         arousal: sanitize(arousal).clamp(0.0, 1.0),
-        emotions: EMOTIONS.iter().copied().zip(dist.map(sanitize)).collect(),
-        dominant: EMOTIONS[k],
+        emotions: Emotion::ALL
+            .iter()
+            .copied()
+            .zip(dist.map(sanitize))
+            .collect(),
+        dominant: Emotion::ALL[k],
         confidence: sanitize(p).clamp(0.0, 1.0),
         model_id: model_id.to_owned(),
         schema_version: Mood::SCHEMA_VERSION,

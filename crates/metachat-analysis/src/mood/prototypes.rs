@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use metachat_core::analysis::Embedder;
 
 use super::error::{MoodError, Result};
-use super::EMOTIONS;
+use super::Emotion;
 
 const PROTOTYPE_FILE: &str = "crates/metachat-analysis/data/emotion_prototypes.txt";
 const PROTOTYPES: &str = include_str!("../../data/emotion_prototypes.txt");
@@ -16,7 +16,7 @@ const PROTOTYPES: &str = include_str!("../../data/emotion_prototypes.txt");
 /// Labelled descriptions, embedded.
 #[derive(Debug, Clone)]
 pub struct EmotionPrototypes {
-    /// `(label index in EMOTIONS, unit vector)`.
+    /// `(label index in Emotion::ALL, unit vector)`.
     vectors: Vec<(usize, Vec<f32>)>,
     counts: [usize; 7],
     temperature: f32,
@@ -36,9 +36,7 @@ impl EmotionPrototypes {
                 continue;
             }
             let parsed = line.split_once(':').and_then(|(label, text)| {
-                let k = EMOTIONS
-                    .iter()
-                    .position(|e| super::emotion_name(*e) == label.trim())?;
+                let k = Emotion::ALL.iter().position(|e| e.name() == label.trim())?;
                 Some((k, text.trim()))
             });
             match parsed {
@@ -98,7 +96,7 @@ impl EmotionPrototypes {
     }
 
     /// Mean cosine of `x` (a unit vector) to each label's descriptions, in
-    /// [`EMOTIONS`] order.
+    /// [`Emotion::ALL`] order.
     pub fn label_scores(&self, x: &[f32]) -> [f32; 7] {
         let mut sums = [0.0f32; 7];
         for (k, v) in &self.vectors {

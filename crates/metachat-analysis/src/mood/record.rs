@@ -35,6 +35,24 @@ impl Emotion {
         Emotion::Surprise,
         Emotion::Neutral,
     ];
+
+    /// The label's name as serialised (`joy`, `sadness`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Emotion::Joy => "joy",
+            Emotion::Sadness => "sadness",
+            Emotion::Anger => "anger",
+            Emotion::Fear => "fear",
+            Emotion::Love => "love",
+            Emotion::Surprise => "surprise",
+            Emotion::Neutral => "neutral",
+        }
+    }
+
+    /// Parses a label name written by [`name`](Emotion::name).
+    pub fn from_name(name: &str) -> Option<Emotion> {
+        Emotion::ALL.into_iter().find(|e| e.name() == name)
+    }
 }
 
 /// The mood of one text.
