@@ -15,6 +15,7 @@
 //! ```
 //!
 //! `--help` lists every flag and its environment variable.
+#![forbid(unsafe_code)]
 
 mod auth;
 mod backend;

@@ -10,6 +10,7 @@
 //! | `cassandra` | no | [`cassandra::CassandraDatabase`] with [`cassandra::CassandraReadModels`] and [`cassandra::CassandraEventStore`]: read models and an event store on Apache Cassandra (scylla driver) |
 //!
 //! An EventStoreDB backend is planned, not built.
+#![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "sled")]

@@ -88,6 +88,7 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | (none) | | |
+#![forbid(unsafe_code)]
 
 pub mod bus;
 pub mod fixture;

@@ -16,6 +16,7 @@
 //!
 //! It has no cargo features. The given/when/then harness for aggregates is
 //! in `metachat-conformance`, beside the backends' conformance suite.
+#![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod aggregate;
