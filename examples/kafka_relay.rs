@@ -8,6 +8,7 @@
 //! 127.0.0.1 from Maven Central's jars).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use futures::StreamExt;
@@ -55,9 +56,9 @@ async fn main() -> anyhow::Result<()> {
     let topic = topic_for(&prefix, &order);
     let mut deliveries = bus.subscribe(&topic, "example-readers").await?;
     for _ in 0..3 {
-        let delivery = deliveries
-            .next()
+        let delivery = tokio::time::timeout(Duration::from_secs(60), deliveries.next())
             .await
+            .context("no delivery within 60 s")?
             .context("the subscription ended early")??;
         println!(
             "{} got {} (version {} of {})",
