@@ -66,8 +66,8 @@ pub(crate) fn spawn_head_counter(store: Store, stop: Stop) -> JoinHandle<()> {
             return;
         };
         let mut rx = watch.0;
-        let mut last = *rx.borrow_and_update();
-        metrics::gauge!(LOG_HEAD).set(last as f64);
+        let mut last = None;
+        record_head(&mut last, *rx.borrow_and_update());
         let stopped = stop.wait();
         tokio::pin!(stopped);
         loop {
@@ -77,14 +77,21 @@ pub(crate) fn spawn_head_counter(store: Store, stop: Stop) -> JoinHandle<()> {
                     if changed.is_err() {
                         return;
                     }
-                    let head = *rx.borrow_and_update();
-                    metrics::counter!(EVENTS_APPENDED).increment(head.saturating_sub(last));
-                    metrics::gauge!(LOG_HEAD).set(head as f64);
-                    last = last.max(head);
+                    record_head(&mut last, *rx.borrow_and_update());
                 }
             }
         }
     })
+}
+
+/// Sets the head gauge to `head` and counts the events appended since the
+/// `last` head seen (none counted for the first reading).
+fn record_head(last: &mut Option<u64>, head: u64) {
+    if let Some(before) = *last {
+        metrics::counter!(EVENTS_APPENDED).increment(head.saturating_sub(before));
+    }
+    metrics::gauge!(LOG_HEAD).set(head as f64);
+    *last = Some(last.map_or(head, |l| l.max(head)));
 }
 
 async fn poll_head(store: Store, stop: Stop) {
@@ -93,13 +100,7 @@ async fn poll_head(store: Store, stop: Stop) {
     tokio::pin!(stopped);
     loop {
         match store.next_position().await {
-            Ok(head) => {
-                if let Some(before) = last {
-                    metrics::counter!(EVENTS_APPENDED).increment(head.saturating_sub(before));
-                }
-                metrics::gauge!(LOG_HEAD).set(head as f64);
-                last = Some(last.map_or(head, |l| l.max(head)));
-            }
+            Ok(head) => record_head(&mut last, head),
             Err(e) => tracing::warn!(error = %e, "reading the log head for /metrics failed"),
         }
         tokio::select! {

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use metachat_analysis::mood::{analyzer_from_model_dir, DefaultMoodAnalyzer, LexiconAnalyzer};
 use metachat_analysis::Mood;
@@ -19,7 +18,7 @@ use utoipa::ToSchema;
 use crate::config::{AnalyzerChoice, Config};
 use crate::error::ApiError;
 use crate::routes::mood::Day;
-use crate::state::{AppState, ReadModels, Stop, Store};
+use crate::state::{AppState, ReadModels, Stop, Store, RESTART_AFTER};
 
 /// Mood analyses recorded.
 pub(crate) const ANALYZED: &str = "metachat_mood_analyses_total";
@@ -234,7 +233,7 @@ async fn run(worker: Arc<MoodWorker<Store, ReadModels, DefaultMoodAnalyzer>>, st
     supervise(
         "mood worker",
         || stop.wait(),
-        Duration::from_secs(1),
+        RESTART_AFTER,
         |s| worker.run(s),
     )
     .await;

@@ -27,6 +27,10 @@ pub(crate) type ReadModels = NotifyingReadModels<DynReadModels>;
 /// The event store, whatever its backend.
 pub(crate) type Store = DynStore;
 
+/// How long a failed projection, relay or worker waits before it starts
+/// again from its checkpoint.
+pub(crate) const RESTART_AFTER: Duration = Duration::from_secs(1);
+
 /// The outbox relay's checkpoint name (with `--bus kafka`).
 pub(crate) const RELAY: &str = "kafka_relay";
 
@@ -182,13 +186,7 @@ pub(crate) async fn start(config: &Config, metrics: PrometheusHandle) -> anyhow:
         let relay = Relay::new(store.clone(), bus, read_models.clone(), RELAY, &prefix);
         let stop = stop.clone();
         tasks.push(tokio::spawn(async move {
-            supervise(
-                RELAY,
-                || stop.wait(),
-                Duration::from_secs(1),
-                |s| relay.run(s),
-            )
-            .await;
+            supervise(RELAY, || stop.wait(), RESTART_AFTER, |s| relay.run(s)).await;
         }));
     }
 
@@ -266,9 +264,7 @@ pub(crate) fn spawn_runner<P: Projection + 'static>(
 ) -> JoinHandle<()> {
     let runner = ProjectionRunner::new(store, read_models, projection).with_batch_size(512);
     tokio::spawn(async move {
-        runner
-            .run_supervised(|| stop.wait(), Duration::from_secs(1))
-            .await;
+        runner.run_supervised(|| stop.wait(), RESTART_AFTER).await;
     })
 }
 
