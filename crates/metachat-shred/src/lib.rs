@@ -2,10 +2,14 @@
 //!
 //! Crypto-shredding for an immutable event log: personal values are sealed
 //! with a per-subject [`DataKey`] (XChaCha20-Poly1305, bound to their place
-//! by associated data), the keys live in a [`KeyVault`] over any
-//! [`ReadModelStore`](metachat_core::read_model::ReadModelStore), never in
-//! the log, and erasing a subject destroys its key: every value it sealed, in
-//! the log, in read models and in backups, is unreadable from then on.
+//! by associated data), the keys live in a [`KeyVault`], never in the log,
+//! and erasing a subject destroys its key: every value it sealed, in the
+//! log, in read models and in backups, is unreadable from then on.
+//!
+//! The vault keeps keys in a [`KeyStore`]: [`DirKeys`] (one file per key,
+//! removed for real on erasure) or any
+//! [`ReadModelStore`](metachat_core::read_model::ReadModelStore) (where the
+//! old key may survive in the store's history for a while: see [`keys`]).
 //!
 //! A *subject* is whoever the data is about, named by a UUID (MetaChat uses
 //! the user id). Depend on this crate to keep personal data in events; it
@@ -32,8 +36,15 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod dir_keys;
+pub mod keys;
 mod seal;
 pub mod vault;
 
-pub use seal::{open, open_text, seal, DataKey, Sealed, ShredError, KEY_LEN, NONCE_LEN, TAG_LEN};
-pub use vault::{KeyState, KeyVault, DATA_KEYS, SWEEP_CHECKPOINT};
+pub use dir_keys::DirKeys;
+pub use keys::{KeyState, KeyStore, DATA_KEYS, SWEEP_CHECKPOINT};
+pub use seal::{
+    open, open_json, open_text, seal, seal_json, DataKey, Sealed, ShredError, KEY_LEN, NONCE_LEN,
+    TAG_LEN,
+};
+pub use vault::KeyVault;

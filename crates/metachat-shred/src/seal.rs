@@ -187,6 +187,35 @@ pub fn open_text(key: &DataKey, aad: &[u8], sealed: &Sealed) -> Result<String, S
     String::from_utf8(open(key, aad, sealed)?).map_err(|_| ShredError::Malformed("not UTF-8"))
 }
 
+/// Seals `value` as JSON (for whole documents: a read model's record, a
+/// structured event field).
+///
+/// # Errors
+/// [`ShredError::Malformed`] if `value` does not serialise; as [`seal`].
+pub fn seal_json<T: Serialize + ?Sized>(
+    key: &DataKey,
+    aad: &[u8],
+    value: &T,
+) -> Result<Sealed, ShredError> {
+    let bytes = Zeroizing::new(
+        serde_json::to_vec(value).map_err(|_| ShredError::Malformed("not serialisable"))?,
+    );
+    seal(key, aad, &bytes)
+}
+
+/// Opens a value sealed by [`seal_json`].
+///
+/// # Errors
+/// As [`open`], and [`ShredError::Malformed`] if the JSON is not a `T`.
+pub fn open_json<T: serde::de::DeserializeOwned>(
+    key: &DataKey,
+    aad: &[u8],
+    sealed: &Sealed,
+) -> Result<T, ShredError> {
+    let bytes = Zeroizing::new(open(key, aad, sealed)?);
+    serde_json::from_slice(&bytes).map_err(|_| ShredError::Malformed("not the expected JSON"))
+}
+
 mod b64_nonce {
     use super::*;
 
@@ -262,6 +291,21 @@ mod tests {
         let mut t = sealed;
         t.ciphertext.truncate(3);
         assert!(matches!(open(&key, b"a", &t), Err(ShredError::Unreadable)));
+    }
+
+    #[test]
+    fn json_values_round_trip_and_keep_their_place() {
+        let key = DataKey::generate();
+        let sealed = seal_json(&key, b"doc/1", &vec![1.5f32, -2.0]).unwrap();
+        assert_eq!(
+            open_json::<Vec<f32>>(&key, b"doc/1", &sealed).unwrap(),
+            [1.5, -2.0]
+        );
+        assert!(open_json::<Vec<f32>>(&key, b"doc/2", &sealed).is_err());
+        assert!(matches!(
+            open_json::<String>(&key, b"doc/1", &sealed),
+            Err(ShredError::Malformed(_))
+        ));
     }
 
     #[test]
