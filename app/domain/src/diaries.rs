@@ -9,9 +9,8 @@ use super::user::User;
 use metachat_core::aggregate::{CommandError, Executed, Repository, Root};
 use metachat_core::error::Error;
 use metachat_core::event::Metadata;
-use metachat_core::read_model::ReadModelStore;
 use metachat_core::store::EventStore;
-use metachat_shred::{KeyState, KeyVault};
+use metachat_shred::{KeyState, KeyStore, KeyVault};
 use metachat_shred::{Sealed, ShredError};
 
 /// Why a [`Diaries`] operation failed.
@@ -66,7 +65,7 @@ impl<S: EventStore, R> fmt::Debug for Diaries<S, R> {
     }
 }
 
-impl<S: EventStore + Clone, R: ReadModelStore> Diaries<S, R> {
+impl<S: EventStore + Clone, R: KeyStore> Diaries<S, R> {
     /// Diaries stored in `store` (cloned once: pass an `Arc` or a cheap
     /// handle), sealing with `vault`'s keys.
     pub fn new(store: S, vault: KeyVault<R>) -> Self {
@@ -78,7 +77,7 @@ impl<S: EventStore + Clone, R: ReadModelStore> Diaries<S, R> {
     }
 }
 
-impl<S: EventStore, R: ReadModelStore> Diaries<S, R> {
+impl<S: EventStore, R: KeyStore> Diaries<S, R> {
     /// The repository of [`DiaryEntry`]s (with the upcasting [`diary::codec`]).
     pub fn repository(&self) -> &Repository<DiaryEntry, S> {
         &self.entries

@@ -1,22 +1,26 @@
 //! The [`UserDirectory`] read model: profiles by user id, and user ids by
-//! email hash for logins.
+//! the email's blind index for logins. Display names and "about" texts stay
+//! sealed with the user's key here too ([`UserProfile::open`] opens them),
+//! so a read-model store that keeps old versions of documents (sled does)
+//! keeps nothing readable once the key is shredded.
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::email::{Email, EmailHash};
+use super::email::EmailIndex;
 use super::ids::UserId;
-use super::user::{User, UserEvent};
+use super::user::{open_field, User, UserEvent, UserField};
 use metachat_core::aggregate::Aggregate;
 use metachat_core::codec::{Codec, JsonCodec, UnknownTypePolicy};
 use metachat_core::error::Result;
 use metachat_core::event::{Envelope, Timestamp};
 use metachat_core::projection::{Projection, ProjectionTx};
 use metachat_core::read_model::{ReadModelStore, ReadModelStoreExt};
+use metachat_shred::{DataKey, Sealed, ShredError};
 
 /// Collection of [`UserProfile`]s, keyed by user id.
 pub const USERS: &str = "users";
-/// Collection of [`EmailEntry`]s, keyed by [`EmailHash`].
+/// Collection of [`EmailEntry`]s, keyed by [`EmailIndex`].
 pub const USERS_BY_EMAIL: &str = "users_by_email";
 
 /// A user as the directory shows them. The plain address is not stored;
@@ -25,12 +29,12 @@ pub const USERS_BY_EMAIL: &str = "users_by_email";
 pub struct UserProfile {
     /// The user.
     pub user_id: UserId,
-    /// Display name (`None` once erased).
-    pub display_name: Option<String>,
-    /// "About" text (`None` if never set, or erased).
-    pub about: Option<String>,
-    /// Hash of the address (`None` once erased).
-    pub email_hash: Option<EmailHash>,
+    /// Display name, sealed (`None` once erased).
+    pub display_name: Option<Sealed>,
+    /// "About" text, sealed (`None` if never set, or erased).
+    pub about: Option<Sealed>,
+    /// Blind index of the address (`None` once erased).
+    pub email_index: Option<EmailIndex>,
     /// When the registration was recorded.
     pub registered_at: Timestamp,
     /// When the last event was recorded.
@@ -39,6 +43,25 @@ pub struct UserProfile {
     pub erased: bool,
     /// Global position of the last event applied.
     pub position: u64,
+}
+
+impl UserProfile {
+    /// The display name and "about" text, opened with the user's `key`
+    /// (`None`s once erased).
+    ///
+    /// # Errors
+    /// [`ShredError::Unreadable`] with a wrong key.
+    pub fn open(&self, key: &DataKey) -> Result<(Option<String>, Option<String>), ShredError> {
+        let open = |field, v: &Option<Sealed>| {
+            v.as_ref()
+                .map(|s| open_field(key, self.user_id, field, s))
+                .transpose()
+        };
+        Ok((
+            open(UserField::DisplayName, &self.display_name)?,
+            open(UserField::About, &self.about)?,
+        ))
+    }
 }
 
 /// A document of [`USERS_BY_EMAIL`].
@@ -83,21 +106,14 @@ impl UserDirectory {
             .map(|(p, _)| p))
     }
 
-    /// The active user registered with `email`.
-    pub async fn find_by_email<R: ReadModelStore + ?Sized>(
+    /// The active user registered with the address of blind index `index`
+    /// ([`Users::email_index`](super::Users::email_index)).
+    pub async fn find_by_email_index<R: ReadModelStore + ?Sized>(
         store: &R,
-        email: &Email,
-    ) -> Result<Option<UserId>> {
-        Self::find_by_email_hash(store, &email.hash()).await
-    }
-
-    /// The active user registered with the address of hash `hash`.
-    pub async fn find_by_email_hash<R: ReadModelStore + ?Sized>(
-        store: &R,
-        hash: &EmailHash,
+        index: &EmailIndex,
     ) -> Result<Option<UserId>> {
         Ok(store
-            .get_json::<EmailEntry>(USERS_BY_EMAIL, hash.as_str())
+            .get_json::<EmailEntry>(USERS_BY_EMAIL, index.as_str())
             .await?
             .map(|(e, _)| e.user_id))
     }
@@ -123,7 +139,7 @@ impl Projection for UserDirectory {
         match event {
             UserEvent::UserRegistered {
                 user_id,
-                email_hash,
+                email_index,
                 display_name,
                 ..
             } => {
@@ -131,14 +147,18 @@ impl Projection for UserDirectory {
                     user_id,
                     display_name: Some(display_name),
                     about: None,
-                    email_hash: Some(email_hash.clone()),
+                    email_index: Some(email_index.clone()),
                     registered_at: env.recorded_at,
                     updated_at: env.recorded_at,
                     erased: false,
                     position: env.position,
                 };
                 tx.put_json(USERS, &user_id.to_string(), &profile)?;
-                tx.put_json(USERS_BY_EMAIL, email_hash.as_str(), &EmailEntry { user_id })?;
+                tx.put_json(
+                    USERS_BY_EMAIL,
+                    email_index.as_str(),
+                    &EmailEntry { user_id },
+                )?;
             }
             UserEvent::ProfileUpdated {
                 user_id,
@@ -167,7 +187,7 @@ impl Projection for UserDirectory {
                 let Some(mut p) = tx.get_json::<UserProfile>(USERS, &key).await? else {
                     return Ok(());
                 };
-                if let Some(hash) = p.email_hash.take() {
+                if let Some(hash) = p.email_index.take() {
                     let holder = tx
                         .get_json::<EmailEntry>(USERS_BY_EMAIL, hash.as_str())
                         .await?;

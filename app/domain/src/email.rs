@@ -1,16 +1,20 @@
-//! Email addresses (validated, normalised, hashed) and the
-//! [`EmailReservation`] aggregate that makes them unique.
+//! Email addresses (validated, normalised to one canonical form, and
+//! indexed by a keyed hash) and the [`EmailReservation`] aggregate that
+//! makes them unique.
 //!
-//! One reservation stream exists per normalised address, named by the
-//! SHA-256 of the address: `email-{hex}`. The address itself never appears in
-//! a stream id. See the [domain docs](super) for how [`Users`](super::Users)
-//! uses it.
+//! One reservation stream exists per canonical address, named by its blind
+//! index: `email-{hmac}` ([`Email::index`], HMAC-SHA-256 under a server
+//! secret, the [`BlindIndexKey`]). Neither the address nor an unkeyed hash
+//! of it (which a dictionary would reverse) ever appears in a stream id or
+//! a read-model key.
 
 use std::fmt;
 use std::str::FromStr;
 
+use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
+use unicode_normalization::UnicodeNormalization;
 
 use super::ids::UserId;
 use metachat_core::aggregate::Aggregate;
@@ -60,73 +64,131 @@ pub enum EmailError {
     InvalidDomain,
 }
 
-/// A valid email address in normal form: trimmed and lowercase.
+/// A valid email address in canonical form.
+///
+/// Two addresses that a person would read as the same are one address:
+///
+/// * the whole address is put in Unicode NFKC (full-width `ａｄａ` is `ada`,
+///   a decomposed `é` is the composed one);
+/// * it is lowercased;
+/// * the domain is converted to its ASCII (IDNA, UTS #46) form, so
+///   `пример.рф` and `xn--e1afmkfd.xn--p1ai` are one domain;
+/// * invisible characters (zero-width spaces and joiners, bidi controls, any
+///   default-ignorable code point) are refused rather than kept, since they
+///   would make look-alike addresses.
 ///
 /// ```
 /// use metachat_domain::Email;
 /// let e = Email::parse("  Ada@Example.ORG ").unwrap();
 /// assert_eq!(e.as_str(), "ada@example.org");
+/// assert_eq!(Email::parse("ＡＤＡ@ｅｘａｍｐｌｅ.org").unwrap(), e);
+/// assert_eq!(Email::parse("anna@пример.рф").unwrap().as_str(), "anna@xn--e1afmkfd.xn--p1ai");
 /// assert!(Email::parse("ada@").is_err());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Email(String);
 
 impl Email {
-    /// Validates and normalises an address.
+    /// Validates an address and puts it in canonical form.
+    ///
+    /// # Errors
+    /// An [`EmailError`] saying what is wrong.
     pub fn parse(raw: &str) -> Result<Email, EmailError> {
         let trimmed = raw.trim();
         if trimmed.is_empty() {
             return Err(EmailError::Empty);
         }
-        if trimmed.chars().any(char::is_control) {
-            return Err(EmailError::ControlCharacter);
-        }
-        if trimmed.chars().any(char::is_whitespace) {
-            return Err(EmailError::Whitespace);
-        }
-        let email = trimmed.to_lowercase();
-        if email.len() > MAX_EMAIL_LEN {
+        if trimmed.len() > 4 * MAX_EMAIL_LEN {
             return Err(EmailError::TooLong {
-                len: email.len(),
+                len: trimmed.len(),
                 max: MAX_EMAIL_LEN,
             });
         }
-        let mut parts = email.split('@');
+        let check = |s: &str| {
+            if s.chars().any(char::is_control) {
+                return Err(EmailError::ControlCharacter);
+            }
+            if s.chars().any(char::is_whitespace) {
+                return Err(EmailError::Whitespace);
+            }
+            Ok(())
+        };
+        check(trimmed)?;
+        let folded: String = trimmed.nfkc().collect::<String>().to_lowercase();
+        check(&folded)?;
+        let mut parts = folded.split('@');
         let (Some(local), Some(domain)) = (parts.next(), parts.next()) else {
             return Err(EmailError::MissingAt);
         };
         if parts.next().is_some() {
             return Err(EmailError::MultipleAt);
         }
+        if domain.is_ascii() && folded.len() > MAX_EMAIL_LEN {
+            // IDNA leaves an ASCII domain as long as it is.
+            return Err(EmailError::TooLong {
+                len: folded.len(),
+                max: MAX_EMAIL_LEN,
+            });
+        }
         if local.is_empty()
             || local.len() > MAX_LOCAL_PART_LEN
-            || local.chars().any(|c| "\"(),:;<>[\\]".contains(c))
+            || local
+                .chars()
+                .any(|c| "\"(),:;<>[\\]".contains(c) || is_invisible(c))
         {
             return Err(EmailError::InvalidLocalPart);
         }
+        if domain.is_empty() || domain.chars().any(is_invisible) {
+            return Err(EmailError::InvalidDomain);
+        }
+        let domain = idna::domain_to_ascii_strict(domain).map_err(|_| EmailError::InvalidDomain)?;
         let labels: Vec<&str> = domain.split('.').collect();
         let label_ok = |l: &&str| {
             !l.is_empty()
                 && l.len() <= MAX_DOMAIN_LABEL_LEN
                 && !l.starts_with('-')
                 && !l.ends_with('-')
-                && l.chars().all(|c| c.is_alphanumeric() || c == '-')
+                && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
         };
         if labels.len() < 2 || !labels.iter().all(label_ok) {
             return Err(EmailError::InvalidDomain);
         }
+        let email = format!("{local}@{domain}");
+        if email.len() > MAX_EMAIL_LEN {
+            return Err(EmailError::TooLong {
+                len: email.len(),
+                max: MAX_EMAIL_LEN,
+            });
+        }
         Ok(Email(email))
     }
 
-    /// The normalised address.
+    /// The canonical address.
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
-    /// The SHA-256 of the normalised address.
-    pub fn hash(&self) -> EmailHash {
-        EmailHash(format!("{:x}", Sha256::digest(self.0.as_bytes())))
+    /// The address's blind index under `key`: the key of its reservation and
+    /// of logins.
+    pub fn index(&self, key: &BlindIndexKey) -> EmailIndex {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key.0)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+        mac.update(b"metachat/email/v1\0");
+        mac.update(self.0.as_bytes());
+        let digest = mac.finalize().into_bytes();
+        EmailIndex(digest.iter().map(|b| format!("{b:02x}")).collect())
     }
+}
+
+/// An invisible character: a default-ignorable code point (zero-width space
+/// and joiners, bidi controls, variation selectors, the Hangul filler, …),
+/// which UTS #39's skeleton drops.
+pub(crate) fn is_invisible(c: char) -> bool {
+    let mut buf = [0u8; 4];
+    let invisible = unicode_security::skeleton(c.encode_utf8(&mut buf))
+        .next()
+        .is_none();
+    invisible
 }
 
 impl FromStr for Email {
@@ -136,20 +198,50 @@ impl FromStr for Email {
     }
 }
 
-/// The SHA-256 of a normalised [`Email`], as 64 lowercase hex digits: the id
-/// of its reservation stream and its key in the `users_by_email` read model.
+/// The server secret that keys the email [`EmailIndex`] (32 bytes). Keep it
+/// apart from the data: whoever holds it can test a guessed address against
+/// the reservation streams. Its bytes never print.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BlindIndexKey([u8; 32]);
+
+impl BlindIndexKey {
+    /// The key made of `bytes`.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        BlindIndexKey(bytes)
+    }
+
+    /// A new random key.
+    pub fn generate() -> Self {
+        BlindIndexKey(*metachat_shred::DataKey::generate().as_bytes())
+    }
+
+    /// The key's bytes (to store it).
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for BlindIndexKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BlindIndexKey(<redacted>)")
+    }
+}
+
+/// The blind index of a canonical [`Email`]: HMAC-SHA-256 under the
+/// [`BlindIndexKey`], as 64 lowercase hex digits. The id of its reservation
+/// stream and its key in the `users_by_email` read model.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct EmailHash(String);
+pub struct EmailIndex(String);
 
-impl EmailHash {
+impl EmailIndex {
     /// The hex digest.
     pub fn as_str(&self) -> &str {
         &self.0
     }
 }
 
-impl fmt::Display for EmailHash {
+impl fmt::Display for EmailIndex {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
@@ -157,16 +249,16 @@ impl fmt::Display for EmailHash {
 
 /// A string that is not 64 lowercase hex digits.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("not a SHA-256 hex digest")]
-pub struct InvalidEmailHash;
+#[error("not a 64-digit hex blind index")]
+pub struct InvalidEmailIndex;
 
-impl FromStr for EmailHash {
-    type Err = InvalidEmailHash;
+impl FromStr for EmailIndex {
+    type Err = InvalidEmailIndex;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            Ok(EmailHash(s.to_owned()))
+            Ok(EmailIndex(s.to_owned()))
         } else {
-            Err(InvalidEmailHash)
+            Err(InvalidEmailIndex)
         }
     }
 }
@@ -222,7 +314,7 @@ pub enum ReservationError {
     NotHolder,
 }
 
-/// Who holds one email address (KIND `email`, id: the [`EmailHash`]).
+/// Who holds one email address (KIND `email`, id: the [`EmailIndex`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EmailReservation {
     holder: Option<UserId>,
@@ -307,16 +399,62 @@ mod tests {
     }
 
     #[test]
-    fn hash_is_sha256_hex_of_normal_form() -> Result<(), EmailError> {
-        let h = Email::parse("ADA@example.org")?.hash();
-        assert_eq!(h, Email::parse("ada@example.org")?.hash());
-        // sha256("ada@example.org"), computed independently with `sha256sum`.
+    fn one_address_whatever_its_unicode_form() {
+        let canon = |raw: &str| Email::parse(raw).map(|e| e.as_str().to_owned());
+        // Full-width letters and digits.
         assert_eq!(
-            h.as_str(),
-            "cfe00dde46ef942601ffafb9e2825e802858b460e586b8305b344c1eb826357d"
+            canon("ＡＤＡ１@ｅｘａｍｐｌｅ．ｏｒｇ"),
+            Ok("ada1@example.org".into())
         );
-        assert_eq!(h.as_str().parse::<EmailHash>().ok(), Some(h.clone()));
-        assert_eq!("xyz".parse::<EmailHash>(), Err(InvalidEmailHash));
+        // NFD and NFC of the same letters, in the local part and the domain.
+        assert_eq!(
+            canon("jose\u{301}@cafe\u{301}.fr"),
+            canon("jos\u{e9}@caf\u{e9}.fr")
+        );
+        // Punycode and Unicode forms of one domain.
+        assert_eq!(canon("anna@пример.рф"), canon("anna@xn--e1afmkfd.xn--p1ai"));
+        assert_eq!(canon("Anna@ПРИМЕР.РФ"), canon("anna@xn--e1afmkfd.xn--p1ai"));
+        // Invisible characters are refused, not kept.
+        assert_eq!(
+            canon("a\u{200b}da@example.org"),
+            Err(EmailError::InvalidLocalPart)
+        );
+        assert_eq!(
+            canon("ada@exam\u{200d}ple.org"),
+            Err(EmailError::InvalidDomain)
+        );
+        assert_eq!(
+            canon("ada\u{202e}@example.org"),
+            Err(EmailError::InvalidLocalPart)
+        );
+    }
+
+    #[test]
+    fn index_is_keyed_and_follows_the_canonical_form() -> Result<(), EmailError> {
+        let key = BlindIndexKey::from_bytes([7; 32]);
+        let i = Email::parse("ADA@example.org")?.index(&key);
+        assert_eq!(i, Email::parse("ａｄａ@EXAMPLE.org")?.index(&key));
+        assert_ne!(
+            i,
+            Email::parse("ada@example.org")?.index(&BlindIndexKey::from_bytes([8; 32]))
+        );
+        // HMAC-SHA256(key = 32 × 0x07, "metachat/email/v1\0ada@example.org"),
+        // computed independently with Python's hmac module.
+        assert_eq!(i.as_str(), EXPECTED_INDEX);
+        assert_eq!(i.as_str().parse::<EmailIndex>().ok(), Some(i.clone()));
+        assert_eq!("xyz".parse::<EmailIndex>(), Err(InvalidEmailIndex));
+        assert!(!format!("{key:?}").contains('7'));
         Ok(())
+    }
+
+    const EXPECTED_INDEX: &str = "07167686918b2f6c8e7bca0bc3d8687b50901f9192d3f343914271b4ea61332d";
+
+    proptest::proptest! {
+        #[test]
+        fn canonical_form_is_a_fixed_point(raw in "\\PC{0,40}@\\PC{0,20}") {
+            if let Ok(e) = Email::parse(&raw) {
+                proptest::prop_assert_eq!(Email::parse(e.as_str()), Ok(e.clone()));
+            }
+        }
     }
 }

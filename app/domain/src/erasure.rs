@@ -6,9 +6,8 @@ use metachat_core::aggregate::Aggregate;
 use metachat_core::codec::{Codec, JsonCodec, UnknownTypePolicy};
 use metachat_core::error::Result;
 use metachat_core::event::Envelope;
-use metachat_core::read_model::ReadModelStore;
 use metachat_core::store::EventReader;
-use metachat_shred::KeyVault;
+use metachat_shred::{KeyStore, KeyVault};
 
 use crate::ids::UserId;
 use crate::user::{User, UserEvent};
@@ -63,7 +62,7 @@ impl ErasedUsers {
 /// A store error or an undecodable `UserErased` payload.
 pub async fn shred_erased_users<R, S>(vault: &KeyVault<R>, store: &S) -> Result<u64>
 where
-    R: ReadModelStore,
+    R: KeyStore,
     S: EventReader,
 {
     let erased = ErasedUsers::new();

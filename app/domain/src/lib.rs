@@ -29,9 +29,11 @@
 //!
 //! A user aggregate sees only itself, so it cannot know whether another
 //! user has the same address. Uniqueness comes from one more aggregate per
-//! address, [`EmailReservation`], whose stream is
-//! `email-{sha256(normalised address)}` (hex; the address itself is never part
-//! of a stream id). [`Users::register`] runs:
+//! address, [`EmailReservation`], whose stream is `email-{index}`: the
+//! address's blind index, HMAC-SHA-256 of its canonical form ([`Email`]:
+//! NFKC, lowercase, IDNA domain) under a server secret ([`BlindIndexKey`]).
+//! Neither the address nor an unkeyed hash of it (which a dictionary would
+//! reverse) is ever part of a stream id. [`Users::register`] runs:
 //!
 //! 1. **Validate** the command against the current user state without writing
 //!    (bad input, `AlreadyRegistered`, `Erased`): nothing is reserved for a
@@ -69,34 +71,39 @@
 //! fails with [`UserError::Erased`]), then `Release { user_id }` on the
 //! reservation, after which the address can be registered again by a new
 //! user id. A failure between the two is repaired by calling `erase` again:
-//! the tombstone keeps the address's hash for that.
+//! the tombstone keeps the address's blind index for that.
 //!
 //! # Personal data: crypto-shredding
 //!
 //! The log is immutable, so erasure cannot delete events. What it can do is
 //! destroy the key that personal fields are encrypted with.
 //!
-//! **What is encrypted.** The diary text (the one field `text` of
-//! `EntryCreated`/`EntryEdited`, an [`EntryText::Sealed`]) and the entry's
-//! embedding (`theme` of [`MoodEvent::MoodAnalyzed`]), each sealed with
-//! XChaCha20-Poly1305 under the author's [`DataKey`] and bound to its place
-//! by associated data ([`metachat_shred`]). Not encrypted: ids, revisions, times, the
-//! mood label (valence, emotions) and, in `UserRegistered`, the address,
-//! password hash and display name (the read models drop those on erasure;
-//! sealing them too is left for a later schema version).
+//! **What is encrypted.** Every personal value, in every event and every
+//! read model, is sealed with XChaCha20-Poly1305 under the user's
+//! [`DataKey`] and bound to its place by associated data
+//! ([`metachat_shred`]): the address, password hash, display name and
+//! "about" text ([`user`]), the diary text ([`EntryText::Sealed`]), the
+//! mood of each entry ([`MoodValue::Sealed`]) and its embedding (the
+//! `theme`), and, in the read models, the directory's names, the days of
+//! the [`MoodTimeline`] and the matching contributions and profiles. Read
+//! models must be sealed too, because a store may keep the old versions of
+//! a document it replaced (sled does). Not encrypted: ids, revisions, times,
+//! the address's blind index.
 //!
-//! **Where keys live.** In the [`KeyVault`], a read-model collection
-//! ([`metachat_shred::DATA_KEYS`]) keyed by user id, never in the log. A key is made
-//! on the user's first sealed write and is durable before that write is
-//! appended. Read models hold sealed text too ([`DiaryTimeline`]); it is
-//! opened at read time.
+//! **Where keys live.** In the [`KeyVault`], over a
+//! [`KeyStore`]: a [`DirKeys`] directory (one
+//! file per key, which erasure overwrites and removes) or a read-model
+//! collection (where an old key may live on in the store's files: see
+//! [`metachat_shred::keys`]). Never in the log. A key is made on the user's
+//! registration and is durable before anything sealed with it is appended.
 //!
 //! **The erasure sequence** (the server's `DELETE /v1/me`):
 //!
 //! 1. [`Users::erase`] appends `UserErased` (durable when it returns) and
-//!    releases the address. It does not know the vault.
-//! 2. The caller then calls [`KeyVault::shred`]: the key is replaced by a
-//!    permanent tombstone, so it can never be re-created, and every value it
+//!    releases the address. It does not shred the key (a retried erasure
+//!    must still find the reservation).
+//! 2. The caller then calls [`KeyVault::shred`]: the key is destroyed and a
+//!    permanent tombstone left, so it can never be re-created, and every value it
 //!    sealed, in the log, in read models and in backups of the log, is
 //!    unreadable from then on.
 //! 3. The projections see `UserErased` and delete the user's documents
@@ -110,10 +117,13 @@
 //! a user whose key is shredded, and the [`MoodWorker`] skips their entries.
 //!
 //! **What remains in the log** after erasure: the events themselves, with
-//! their ids, stream ids, times, revisions and moods, and the ciphertexts,
-//! which without the key are noise. Events written before sealing existed
-//! (schema version 1 of `EntryCreated`/`EntryEdited`) hold plaintext and
-//! keep it; only the read models forget it.
+//! their ids, stream ids, times and revisions, the blind index of the
+//! address (which only the holder of the [`BlindIndexKey`] can test a guess
+//! against), and the ciphertexts, which without the key are noise. Events
+//! written before sealing existed (schema version 1 of
+//! `EntryCreated`/`EntryEdited`, and `MoodAnalyzed` with a
+//! [`MoodValue::Plain`] mood) hold plaintext and keep it; only the read
+//! models forget it.
 
 #![forbid(unsafe_code)]
 
@@ -138,16 +148,16 @@ pub use diaries::{Diaries, DiariesError};
 pub use diary::{DiaryCommand, DiaryEntry, DiaryError, DiaryEvent, EntryText, MAX_TEXT_BYTES};
 pub use directory::{UserDirectory, UserProfile};
 pub use email::{
-    Email, EmailError, EmailHash, EmailReservation, ReservationCommand, ReservationError,
-    ReservationEvent,
+    BlindIndexKey, Email, EmailError, EmailIndex, EmailReservation, ReservationCommand,
+    ReservationError, ReservationEvent,
 };
 pub use erasure::{shred_erased_users, ErasedUsers};
 pub use ids::{EntryId, UserId};
-pub use metachat_shred::{DataKey, KeyState, KeyVault, Sealed, ShredError};
-pub use mood::MoodEvent;
+pub use metachat_shred::{DataKey, DirKeys, KeyState, KeyStore, KeyVault, Sealed, ShredError};
+pub use mood::{MoodEvent, MoodValue};
 pub use mood_route::{MoodChange, MoodRouter};
 pub use mood_timeline::{AnalyzedMood, MoodDay, MoodTimeline};
 pub use mood_worker::{MoodWorker, MoodWorkerStats};
 pub use timeline::{DiaryTimeline, TimelineEntry, TimelineError, TimelinePage};
-pub use user::{FieldError, User, UserCommand, UserError, UserEvent, UserStatus};
+pub use user::{FieldError, Personal, User, UserCommand, UserError, UserEvent, UserStatus};
 pub use users::{Credentials, Users, UsersError};

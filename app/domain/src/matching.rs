@@ -10,6 +10,13 @@
 //!   edit or a re-analysis **replace** it (subtract the old, add the new)
 //!   instead of adding a second one.
 //! * [`MATCH_PROFILES`], key `{user}`: the user's [`MatchProfile`] (JSON).
+//!
+//! The mood, the embedding and the profile are personal data: each entry's
+//! contribution and each profile is stored sealed with the user's key
+//! (associated data `metachat/match_entries/{user}/{entry}` and
+//! `metachat/match_profiles/{user}`), so a store that keeps old versions of
+//! documents (sled does) keeps nothing readable once the key is shredded.
+//! Only the in-memory index holds them in the clear.
 //! * [`MATCH_ERASED_USERS`], key `{user}`: erased users, whose later events
 //!   are ignored.
 //!
@@ -79,11 +86,11 @@ use metachat_analysis::Mood;
 use metachat_core::event::{Envelope, Timestamp};
 use metachat_core::projection::{Projection, ProjectionTx};
 use metachat_core::read_model::{ReadModelStore, ReadModelStoreExt};
-use metachat_shred::{KeyVault, Sealed};
+use metachat_shred::{self as shred, DataKey, KeyStore, KeyVault, Sealed, ShredError};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{EntryId, UserId};
-use crate::mood::{open_theme, MoodEvent};
+use crate::mood::{open_mood, open_theme, MoodEvent, MoodValue};
 use crate::mood_route::{MoodChange, MoodRouter};
 
 /// Collection of per-entry contributions, keyed `{author}/{entry_id}`.
@@ -96,13 +103,45 @@ pub const MATCH_ERASED_USERS: &str = "match_erased_users";
 /// The in-memory index shared by the projection (writer) and the queries.
 pub type SharedMatchIndex = Arc<RwLock<MatchIndex>>;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// An entry's contribution, opened.
+#[derive(Debug, Clone, PartialEq)]
 struct EntryDoc {
     revision: u64,
     at: Timestamp,
     mood: Option<Mood>,
     embedding: Option<Vec<f32>>,
     deleted: bool,
+}
+
+/// What [`MATCH_ENTRIES`] stores: the contribution sealed.
+#[derive(Serialize, Deserialize)]
+struct StoredEntry {
+    revision: u64,
+    at: Timestamp,
+    deleted: bool,
+    /// [`Contribution`] sealed.
+    content: Option<Sealed>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Contribution {
+    mood: Option<Mood>,
+    embedding: Option<Vec<f32>>,
+}
+
+fn entry_aad(user: UserId, entry: EntryId) -> Vec<u8> {
+    format!("metachat/match_entries/{user}/{entry}").into_bytes()
+}
+
+fn profile_aad(user: UserId) -> Vec<u8> {
+    format!("metachat/match_profiles/{user}").into_bytes()
+}
+
+fn unreadable(what: &str, e: ShredError) -> metachat_core::Error {
+    metachat_core::Error::Decode {
+        event_type: what.to_owned(),
+        source: Box::new(e),
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -148,7 +187,7 @@ fn write<T>(index: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     index.write().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl<R: ReadModelStore> MatchingProjection<R> {
+impl<R: KeyStore> MatchingProjection<R> {
     /// Name of the projection (its checkpoint key).
     pub const NAME: &'static str = "matching";
 
@@ -215,9 +254,17 @@ impl<R: ReadModelStore> MatchingProjection<R> {
             let full = page.len() == PAGE;
             for (key, doc) in page {
                 let user = key.parse::<UserId>();
-                let profile = doc.json::<MatchProfile>();
+                let profile = match (&user, doc.json::<Sealed>()) {
+                    (Ok(user), Ok(sealed)) => match self.vault.get(*user).await? {
+                        Some(k) => {
+                            shred::open_json::<MatchProfile>(&k, &profile_aad(*user), &sealed).ok()
+                        }
+                        None => None,
+                    },
+                    _ => None,
+                };
                 match (user, profile) {
-                    (Ok(user), Ok(profile)) => {
+                    (Ok(user), Some(profile)) => {
                         if let Err(e) = fresh.upsert_profile(user.0, &profile) {
                             tracing::warn!(%user, error = %e, "matching: stored profile not indexed");
                         }
@@ -249,15 +296,84 @@ impl<R: ReadModelStore> MatchingProjection<R> {
         top_k_shared(index, user, k)
     }
 
-    /// The stored profile of `user`.
+    /// The stored profile of `user`, opened with the user's key from
+    /// `vault` (`None` without a profile or a key).
     pub async fn profile<S: ReadModelStore + ?Sized>(
         read_models: &S,
+        vault: &KeyVault<R>,
         user: UserId,
     ) -> metachat_core::Result<Option<MatchProfile>> {
-        Ok(read_models
-            .get_json::<MatchProfile>(MATCH_PROFILES, &user.to_string())
+        let Some((sealed, _)) = read_models
+            .get_json::<Sealed>(MATCH_PROFILES, &user.to_string())
             .await?
-            .map(|(p, _)| p))
+        else {
+            return Ok(None);
+        };
+        let Some(key) = vault.get(user).await? else {
+            return Ok(None);
+        };
+        shred::open_json(&key, &profile_aad(user), &sealed)
+            .map(Some)
+            .map_err(|e| unreadable(MATCH_PROFILES, e))
+    }
+
+    async fn load_entry(
+        tx: &ProjectionTx<'_>,
+        key: Option<&DataKey>,
+        user: UserId,
+        entry: EntryId,
+    ) -> metachat_core::Result<Option<EntryDoc>> {
+        let Some(stored) = tx
+            .get_json::<StoredEntry>(MATCH_ENTRIES, &entry_key(user, entry))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let content = match (&stored.content, key) {
+            (Some(sealed), Some(k)) => Some(
+                shred::open_json::<Contribution>(k, &entry_aad(user, entry), sealed)
+                    .map_err(|e| unreadable(MATCH_ENTRIES, e))?,
+            ),
+            _ => None,
+        };
+        let (mood, embedding) = content.map_or((None, None), |c| (c.mood, c.embedding));
+        Ok(Some(EntryDoc {
+            revision: stored.revision,
+            at: stored.at,
+            mood,
+            embedding,
+            deleted: stored.deleted,
+        }))
+    }
+
+    fn store_entry(
+        tx: &mut ProjectionTx<'_>,
+        key: Option<&DataKey>,
+        user: UserId,
+        entry: EntryId,
+        doc: EntryDoc,
+    ) -> metachat_core::Result<()> {
+        let content = match key {
+            Some(k) if doc.mood.is_some() || doc.embedding.is_some() => Some(
+                shred::seal_json(
+                    k,
+                    &entry_aad(user, entry),
+                    &Contribution {
+                        mood: doc.mood,
+                        embedding: doc.embedding,
+                    },
+                )
+                .map_err(|e| unreadable(MATCH_ENTRIES, e))?,
+            ),
+            _ => None,
+        };
+        let stored = StoredEntry {
+            revision: doc.revision,
+            at: doc.at,
+            deleted: doc.deleted,
+            content,
+        };
+        tx.put_json(MATCH_ENTRIES, &entry_key(user, entry), &stored)
     }
 
     async fn is_erased(tx: &ProjectionTx<'_>, user: UserId) -> metachat_core::Result<bool> {
@@ -270,18 +386,24 @@ impl<R: ReadModelStore> MatchingProjection<R> {
     async fn load_profile(
         &self,
         tx: &ProjectionTx<'_>,
+        key: &DataKey,
         user: UserId,
     ) -> metachat_core::Result<MatchProfile> {
-        Ok(tx
-            .get_json::<MatchProfile>(MATCH_PROFILES, &user.to_string())
+        match tx
+            .get_json::<Sealed>(MATCH_PROFILES, &user.to_string())
             .await?
-            .unwrap_or_else(|| MatchProfile::new(&self.profiles)))
+        {
+            Some(sealed) => shred::open_json(key, &profile_aad(user), &sealed)
+                .map_err(|e| unreadable(MATCH_PROFILES, e)),
+            None => Ok(MatchProfile::new(&self.profiles)),
+        }
     }
 
     /// Stores `profile` and mirrors it into the index.
     fn store_profile(
         &self,
         tx: &mut ProjectionTx<'_>,
+        key: &DataKey,
         user: UserId,
         profile: &MatchProfile,
     ) -> metachat_core::Result<()> {
@@ -291,7 +413,9 @@ impl<R: ReadModelStore> MatchingProjection<R> {
             index.remove(user.0);
             return Ok(());
         }
-        tx.put_json(MATCH_PROFILES, &user.to_string(), profile)?;
+        let sealed = shred::seal_json(key, &profile_aad(user), profile)
+            .map_err(|e| unreadable(MATCH_PROFILES, e))?;
+        tx.put_json(MATCH_PROFILES, &user.to_string(), &sealed)?;
         if let Err(e) = index.upsert_profile(user.0, profile) {
             tracing::warn!(%user, error = %e, "matching: profile not indexed");
         }
@@ -299,31 +423,25 @@ impl<R: ReadModelStore> MatchingProjection<R> {
     }
 
     /// The embedding sealed in `theme`, if it can be opened and fits.
-    async fn open(
+    fn open(
         &self,
-        author: UserId,
+        key: &DataKey,
         entry: EntryId,
         revision: u64,
         theme: Option<&Sealed>,
-    ) -> metachat_core::Result<Option<Vec<f32>>> {
-        let Some(sealed) = theme else {
-            return Ok(None);
-        };
-        let Some(key) = self.vault.get(author).await? else {
-            tracing::warn!(%author, %entry, "matching: no key for the theme (shredded); mood only");
-            return Ok(None);
-        };
-        match open_theme(&key, entry, revision, sealed) {
+    ) -> Option<Vec<f32>> {
+        let sealed = theme?;
+        match open_theme(key, entry, revision, sealed) {
             Ok(v) if v.len() == self.profiles.theme_dim() && v.iter().all(|x| x.is_finite()) => {
-                Ok(Some(v))
+                Some(v)
             }
             Ok(v) => {
                 tracing::warn!(%entry, len = v.len(), "matching: theme of the wrong dimension or not finite; mood only");
-                Ok(None)
+                None
             }
             Err(e) => {
                 tracing::warn!(%entry, error = %e, "matching: theme does not open; mood only");
-                Ok(None)
+                None
             }
         }
     }
@@ -336,19 +454,28 @@ impl<R: ReadModelStore> MatchingProjection<R> {
         entry: EntryId,
         revision: u64,
         at: Timestamp,
-        mood: Mood,
+        mood: &MoodValue,
         theme: Option<&Sealed>,
     ) -> metachat_core::Result<()> {
-        let key = entry_key(author, entry);
-        let old = tx.get_json::<EntryDoc>(MATCH_ENTRIES, &key).await?;
+        let Some(key) = self.vault.get(author).await? else {
+            return Ok(()); // the author's key is gone: nothing to record
+        };
+        let mood = match open_mood(&key, entry, revision, mood) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(%entry, error = %e, "matching: mood does not open; skipped");
+                return Ok(());
+            }
+        };
+        let old = Self::load_entry(tx, Some(&key), author, entry).await?;
         if old
             .as_ref()
             .is_some_and(|o| o.deleted || revision < o.revision)
         {
             return Ok(());
         }
-        let embedding = self.open(author, entry, revision, theme).await?;
-        let mut profile = self.load_profile(tx, author).await?;
+        let embedding = self.open(&key, entry, revision, theme);
+        let mut profile = self.load_profile(tx, &key, author).await?;
         if let Some(old) = &old {
             if let Some(m) = &old.mood {
                 let _ = profile.remove_mood(old.at, m);
@@ -383,8 +510,8 @@ impl<R: ReadModelStore> MatchingProjection<R> {
             embedding: if kept_embedding { embedding } else { None },
             deleted: false,
         };
-        tx.put_json(MATCH_ENTRIES, &key, &doc)?;
-        self.store_profile(tx, author, &profile)
+        Self::store_entry(tx, Some(&key), author, entry, doc)?;
+        self.store_profile(tx, &key, author, &profile)
     }
 
     async fn deleted(
@@ -394,17 +521,17 @@ impl<R: ReadModelStore> MatchingProjection<R> {
         entry: EntryId,
         revision: u64,
     ) -> metachat_core::Result<()> {
-        let key = entry_key(author, entry);
-        let old = tx.get_json::<EntryDoc>(MATCH_ENTRIES, &key).await?;
-        if let Some(old) = old.as_ref().filter(|o| !o.deleted) {
-            let mut profile = self.load_profile(tx, author).await?;
+        let key = self.vault.get(author).await?;
+        let old = Self::load_entry(tx, key.as_ref(), author, entry).await?;
+        if let (Some(old), Some(key)) = (old.as_ref().filter(|o| !o.deleted), &key) {
+            let mut profile = self.load_profile(tx, key, author).await?;
             if let Some(m) = &old.mood {
                 let _ = profile.remove_mood(old.at, m);
             }
             if let Some(e) = &old.embedding {
                 let _ = profile.remove_entry(entry.0, e);
             }
-            self.store_profile(tx, author, &profile)?;
+            self.store_profile(tx, key, author, &profile)?;
         }
         let tombstone = EntryDoc {
             revision: old.map_or(revision, |o| o.revision.max(revision)),
@@ -413,7 +540,7 @@ impl<R: ReadModelStore> MatchingProjection<R> {
             embedding: None,
             deleted: true,
         };
-        tx.put_json(MATCH_ENTRIES, &key, &tombstone)
+        Self::store_entry(tx, None, author, entry, tombstone)
     }
 
     async fn erase(&self, tx: &mut ProjectionTx<'_>, user: UserId) -> metachat_core::Result<()> {
@@ -436,7 +563,7 @@ impl<R: ReadModelStore> MatchingProjection<R> {
 }
 
 #[async_trait]
-impl<R: ReadModelStore> Projection for MatchingProjection<R> {
+impl<R: KeyStore> Projection for MatchingProjection<R> {
     fn name(&self) -> &str {
         Self::NAME
     }
@@ -473,7 +600,7 @@ impl<R: ReadModelStore> Projection for MatchingProjection<R> {
                     entry_id,
                     entry_revision,
                     entry_created_at,
-                    mood,
+                    &mood,
                     theme.as_ref(),
                 )
                 .await?;

@@ -1,11 +1,13 @@
 //! The mood of diary entries: [`MoodEvent::MoodAnalyzed`], appended by the
 //! [`MoodWorker`](super::MoodWorker) to the stream `mood-{entry_id}`.
 //!
-//! The mood itself (valence, emotions, …) is stored in the clear: it is a
-//! coarse label, and projections fold it without keys. The *theme* (the
-//! entry's embedding, `f32` little-endian bytes) says much more about the
-//! text, so it is sealed with the author's key under
-//! [`theme_aad`]`(entry_id, revision)`, and shredded with the rest.
+//! The mood itself (valence, emotions, …) is sealed with the author's key
+//! under [`mood_aad`]`(entry_id, revision)` ([`seal_mood`]), and the *theme*
+//! (the entry's embedding, `f32` little-endian bytes) under
+//! [`theme_aad`]`(entry_id, revision)`: both are shredded with the rest of
+//! the author's data. The projections open them with the author's key.
+//! Only the entry's creation time stays in the clear (it is the time of
+//! the entry's own `EntryCreated` in the log anyway).
 //!
 //! The event id is a UUID v5 of `(entry_id, entry_revision, model_id)`
 //! ([`mood_event_id`]): analyzing the same revision with the same model again
@@ -42,8 +44,8 @@ pub enum MoodEvent {
         entry_revision: u64,
         /// When the entry was created (the day it counts for).
         entry_created_at: Timestamp,
-        /// The mood.
-        mood: Mood,
+        /// The mood, sealed (see [`seal_mood`]).
+        mood: MoodValue,
         /// The entry's embedding sealed with the author's key (see
         /// [`seal_theme`]); `None` when the analyzer gives none.
         theme: Option<Sealed>,
@@ -92,6 +94,53 @@ pub fn mood_stream(entry_id: EntryId) -> Result<StreamId> {
 pub fn mood_event_id(entry_id: EntryId, revision: u64, model_id: &str) -> EventId {
     let name = format!("{entry_id}/{revision}/{model_id}");
     EventId(Uuid::new_v5(&MOOD_NAMESPACE, name.as_bytes()))
+}
+
+/// The mood of a [`MoodEvent::MoodAnalyzed`]: sealed in every event written
+/// now; plain in events written before moods were sealed, which stay as
+/// they are (the log is immutable) and still decode.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum MoodValue {
+    /// Sealed with the author's key ([`seal_mood`]).
+    Sealed(Sealed),
+    /// In the clear (events written before moods were sealed).
+    Plain(Mood),
+}
+
+/// The associated data binding a sealed mood to its entry revision.
+pub fn mood_aad(entry_id: EntryId, revision: u64) -> Vec<u8> {
+    format!("metachat/entry/{entry_id}/{revision}/mood").into_bytes()
+}
+
+/// Seals the mood of `entry_id` at `revision`.
+///
+/// # Errors
+/// [`ShredError::Seal`] if the cipher refuses.
+pub fn seal_mood(
+    key: &DataKey,
+    entry_id: EntryId,
+    revision: u64,
+    mood: &Mood,
+) -> Result<MoodValue, ShredError> {
+    shred::seal_json(key, &mood_aad(entry_id, revision), mood).map(MoodValue::Sealed)
+}
+
+/// Opens a mood sealed by [`seal_mood`] (a plain one is returned as it is).
+///
+/// # Errors
+/// [`ShredError::Unreadable`] for a wrong key, place or tampered value;
+/// [`ShredError::Malformed`] if it is not a mood.
+pub fn open_mood(
+    key: &DataKey,
+    entry_id: EntryId,
+    revision: u64,
+    value: &MoodValue,
+) -> Result<Mood, ShredError> {
+    match value {
+        MoodValue::Sealed(sealed) => shred::open_json(key, &mood_aad(entry_id, revision), sealed),
+        MoodValue::Plain(mood) => Ok(mood.clone()),
+    }
 }
 
 /// The associated data binding a sealed theme to its entry revision.

@@ -9,6 +9,14 @@
 //!   depend on the order of events), counts per dominant emotion.
 //! * [`MOOD_ERASED_USERS`], key `{user}`: users whose data is gone.
 //!
+//! Moods are personal data: an entry's document keeps the event's sealed
+//! mood, and a day's document is sealed as a whole with the user's key
+//! (associated data `metachat/mood_days/{user}/{date}`), so that a store
+//! which keeps old versions of documents (sled does) keeps nothing readable
+//! once the key is shredded. The projection and the queries open them with
+//! the user's key from the [`KeyVault`]; events of a user whose key is gone
+//! are skipped (their erasure removes the documents).
+//!
 //! A `MoodAnalyzed` replaces the entry's previous contribution, unless it is
 //! for an older revision than the one recorded (a late re-analysis), or the
 //! entry is deleted, or its author erased. `EntryDeleted` removes the
@@ -21,13 +29,14 @@ use serde::{Deserialize, Serialize};
 
 use super::date::Date;
 use super::ids::{EntryId, UserId};
-use super::mood::MoodEvent;
+use super::mood::{open_mood, MoodEvent, MoodValue};
 use super::mood_route::{MoodChange, MoodRouter};
 use metachat_analysis::{Emotion, Mood};
 use metachat_core::error::Result;
 use metachat_core::event::{Envelope, Timestamp};
 use metachat_core::projection::{Projection, ProjectionTx};
 use metachat_core::read_model::{ReadModelStore, ReadModelStoreExt};
+use metachat_shred::{self as shred, DataKey, KeyStore, KeyVault, Sealed};
 
 /// Collection of per-entry moods, keyed `{author}/{entry_id}`.
 pub const MOOD_ENTRIES: &str = "mood_entries";
@@ -65,7 +74,9 @@ pub struct AnalyzedMood {
 struct EntryDoc {
     revision: u64,
     day: Option<Date>,
-    mood: Option<Mood>,
+    /// The `MoodAnalyzed` event's sealed mood (opens with the entry id and
+    /// `revision`).
+    mood: Option<MoodValue>,
     deleted: bool,
 }
 
@@ -139,14 +150,27 @@ impl DayDoc {
 
 /// Projection of mood, diary and user events into [`MOOD_ENTRIES`],
 /// [`MOOD_DAYS`] and [`MOOD_ERASED_USERS`] (see the [module docs](self)).
-#[derive(Debug)]
-pub struct MoodTimeline {
+pub struct MoodTimeline<K> {
     router: MoodRouter,
+    vault: KeyVault<K>,
 }
 
-impl Default for MoodTimeline {
-    fn default() -> Self {
-        Self::new()
+impl<K> std::fmt::Debug for MoodTimeline<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MoodTimeline").finish_non_exhaustive()
+    }
+}
+
+fn day_aad(user: UserId, date: Date) -> Vec<u8> {
+    format!("metachat/mood_days/{user}/{date}").into_bytes()
+}
+
+/// A stored sealed value that does not open: the store's damage, not the
+/// caller's.
+fn unreadable(what: &str, e: shred::ShredError) -> metachat_core::error::Error {
+    metachat_core::error::Error::Decode {
+        event_type: what.to_owned(),
+        source: Box::new(e),
     }
 }
 
@@ -158,25 +182,28 @@ fn day_key(user: UserId, date: Date) -> String {
     format!("{user}/{date}")
 }
 
-impl MoodTimeline {
+impl<K: KeyStore> MoodTimeline<K> {
     /// Name of the projection (its checkpoint key).
     pub const NAME: &'static str = "mood_timeline";
 
-    /// The projection.
-    pub fn new() -> Self {
+    /// The projection, opening moods with keys from `vault`.
+    pub fn new(vault: KeyVault<K>) -> Self {
         MoodTimeline {
             router: MoodRouter::new(),
+            vault,
         }
     }
 
     /// The latest mood of `user`'s entry `entry_id`; `None` if none was
-    /// recorded, the entry is deleted, or it is someone else's.
+    /// recorded, the entry is deleted, it is someone else's, or the user's
+    /// key is gone.
     pub async fn entry_mood<R: ReadModelStore + ?Sized>(
         store: &R,
+        vault: &KeyVault<K>,
         user: UserId,
         entry_id: EntryId,
     ) -> Result<Option<Mood>> {
-        Ok(Self::analyzed_mood(store, user, entry_id)
+        Ok(Self::analyzed_mood(store, vault, user, entry_id)
             .await?
             .map(|a| a.mood))
     }
@@ -186,18 +213,27 @@ impl MoodTimeline {
     /// an edit is pending).
     pub async fn analyzed_mood<R: ReadModelStore + ?Sized>(
         store: &R,
+        vault: &KeyVault<K>,
         user: UserId,
         entry_id: EntryId,
     ) -> Result<Option<AnalyzedMood>> {
         let doc = store
             .get_json::<EntryDoc>(MOOD_ENTRIES, &entry_key(user, entry_id))
             .await?;
-        Ok(doc.and_then(|(d, _)| {
-            let mood = d.mood.filter(|_| !d.deleted)?;
-            Some(AnalyzedMood {
-                revision: d.revision,
-                mood,
-            })
+        let Some((d, _)) = doc else {
+            return Ok(None);
+        };
+        let Some(sealed) = d.mood.filter(|_| !d.deleted) else {
+            return Ok(None);
+        };
+        let Some(key) = vault.get(user).await? else {
+            return Ok(None);
+        };
+        let mood = open_mood(&key, entry_id, d.revision, &sealed)
+            .map_err(|e| unreadable(MOOD_ENTRIES, e))?;
+        Ok(Some(AnalyzedMood {
+            revision: d.revision,
+            mood,
         }))
     }
 
@@ -205,10 +241,14 @@ impl MoodTimeline {
     /// first. Days without a recorded mood are absent.
     pub async fn days<R: ReadModelStore + ?Sized>(
         store: &R,
+        vault: &KeyVault<K>,
         user: UserId,
         from: Option<Date>,
         to: Option<Date>,
     ) -> Result<Vec<MoodDay>> {
+        let Some(data_key) = vault.get(user).await? else {
+            return Ok(Vec::new());
+        };
         let prefix = format!("{user}/");
         let mut after = from.map(|f| {
             if f == f.pred() {
@@ -235,7 +275,10 @@ impl MoodTimeline {
                 if to.is_some_and(|t| date > t) {
                     return Ok(out);
                 }
-                out.push(doc.json::<DayDoc>()?.view(date));
+                let sealed = doc.json::<Sealed>()?;
+                let day: DayDoc = shred::open_json(&data_key, &day_aad(user, date), &sealed)
+                    .map_err(|e| unreadable(MOOD_DAYS, e))?;
+                out.push(day.view(date));
                 after = Some(key);
             }
             if !full {
@@ -246,22 +289,39 @@ impl MoodTimeline {
 
     async fn change_day(
         tx: &mut ProjectionTx<'_>,
+        key: &DataKey,
         user: UserId,
         date: Date,
         change: impl FnOnce(&mut DayDoc),
     ) -> Result<()> {
-        let key = day_key(user, date);
-        let mut day = tx
-            .get_json::<DayDoc>(MOOD_DAYS, &key)
-            .await?
-            .unwrap_or_default();
+        let doc_key = day_key(user, date);
+        let aad = day_aad(user, date);
+        let mut day = match tx.get_json::<Sealed>(MOOD_DAYS, &doc_key).await? {
+            Some(sealed) => {
+                shred::open_json(key, &aad, &sealed).map_err(|e| unreadable(MOOD_DAYS, e))?
+            }
+            None => DayDoc::default(),
+        };
         change(&mut day);
         if day.entries == 0 {
-            tx.delete(MOOD_DAYS, &key);
+            tx.delete(MOOD_DAYS, &doc_key);
         } else {
-            tx.put_json(MOOD_DAYS, &key, &day)?;
+            let sealed = shred::seal_json(key, &aad, &day).map_err(|e| unreadable(MOOD_DAYS, e))?;
+            tx.put_json(MOOD_DAYS, &doc_key, &sealed)?;
         }
         Ok(())
+    }
+
+    /// The mood an entry document recorded, opened.
+    fn recorded(key: &DataKey, entry_id: EntryId, doc: &EntryDoc) -> Result<Option<(Date, Mood)>> {
+        match (&doc.mood, doc.day, doc.deleted) {
+            (Some(sealed), Some(day), false) => {
+                let mood = open_mood(key, entry_id, doc.revision, sealed)
+                    .map_err(|e| unreadable(MOOD_ENTRIES, e))?;
+                Ok(Some((day, mood)))
+            }
+            _ => Ok(None),
+        }
     }
 
     async fn analyzed(
@@ -271,27 +331,37 @@ impl MoodTimeline {
         entry_id: EntryId,
         revision: u64,
         created_at: Timestamp,
-        mood: Mood,
+        sealed: MoodValue,
     ) -> Result<()> {
-        let key = entry_key(author, entry_id);
-        let old = tx.get_json::<EntryDoc>(MOOD_ENTRIES, &key).await?;
+        let Some(key) = self.vault.get(author).await? else {
+            return Ok(()); // the author's key is gone: nothing to record
+        };
+        let mood = match open_mood(&key, entry_id, revision, &sealed) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(entry = %entry_id, error = %e, "mood timeline: mood does not open; skipped");
+                return Ok(());
+            }
+        };
+        let doc_key = entry_key(author, entry_id);
+        let old = tx.get_json::<EntryDoc>(MOOD_ENTRIES, &doc_key).await?;
         if let Some(old) = &old {
             if old.deleted || revision < old.revision {
                 return Ok(());
             }
-            if let (Some(m), Some(day)) = (&old.mood, old.day) {
-                Self::change_day(tx, author, day, |d| d.remove(m)).await?;
+            if let Some((day, m)) = Self::recorded(&key, entry_id, old)? {
+                Self::change_day(tx, &key, author, day, |d| d.remove(&m)).await?;
             }
         }
         let day = Date::of_timestamp(created_at);
-        Self::change_day(tx, author, day, |d| d.add(&mood)).await?;
+        Self::change_day(tx, &key, author, day, |d| d.add(&mood)).await?;
         let doc = EntryDoc {
             revision,
             day: Some(day),
-            mood: Some(mood),
+            mood: Some(sealed),
             deleted: false,
         };
-        tx.put_json(MOOD_ENTRIES, &key, &doc)
+        tx.put_json(MOOD_ENTRIES, &doc_key, &doc)
     }
 
     async fn deleted(
@@ -301,16 +371,12 @@ impl MoodTimeline {
         entry_id: EntryId,
         revision: u64,
     ) -> Result<()> {
-        let key = entry_key(author, entry_id);
-        let old = tx.get_json::<EntryDoc>(MOOD_ENTRIES, &key).await?;
-        if let Some(EntryDoc {
-            mood: Some(m),
-            day: Some(day),
-            deleted: false,
-            ..
-        }) = &old
-        {
-            Self::change_day(tx, author, *day, |d| d.remove(m)).await?;
+        let doc_key = entry_key(author, entry_id);
+        let old = tx.get_json::<EntryDoc>(MOOD_ENTRIES, &doc_key).await?;
+        if let (Some(old), Some(key)) = (&old, self.vault.get(author).await?) {
+            if let Some((day, m)) = Self::recorded(&key, entry_id, old)? {
+                Self::change_day(tx, &key, author, day, |d| d.remove(&m)).await?;
+            }
         }
         let doc = EntryDoc {
             revision,
@@ -318,7 +384,7 @@ impl MoodTimeline {
             mood: None,
             deleted: true,
         };
-        tx.put_json(MOOD_ENTRIES, &key, &doc)
+        tx.put_json(MOOD_ENTRIES, &doc_key, &doc)
     }
 
     async fn erase(&self, tx: &mut ProjectionTx<'_>, user: UserId) -> Result<()> {
@@ -348,7 +414,7 @@ impl MoodTimeline {
 }
 
 #[async_trait]
-impl Projection for MoodTimeline {
+impl<K: KeyStore> Projection for MoodTimeline<K> {
     fn name(&self) -> &str {
         Self::NAME
     }

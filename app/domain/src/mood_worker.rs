@@ -31,7 +31,7 @@ use async_trait::async_trait;
 
 use super::diary::{self, DiaryEntry, DiaryEvent, EntryText};
 use super::ids::{EntryId, UserId};
-use super::mood::{self, mood_event_id, mood_stream, seal_theme, MoodEvent};
+use super::mood::{self, mood_event_id, mood_stream, seal_mood, seal_theme, MoodEvent};
 use metachat_analysis::MoodAnalyzer;
 use metachat_core::aggregate::Aggregate;
 use metachat_core::codec::{Codec, JsonCodec};
@@ -39,8 +39,7 @@ use metachat_core::error::{Error, Result};
 use metachat_core::event::{Envelope, EventId, Metadata, NewEvent, StreamId, Timestamp};
 use metachat_core::read_model::{Commit, ReadModelStore};
 use metachat_core::store::{self, Direction, EventStore, ExpectedVersion, LogSink};
-use metachat_shred::DataKey;
-use metachat_shred::{KeyState, KeyVault};
+use metachat_shred::{DataKey, KeyState, KeyStore, KeyVault, ShredError};
 
 /// Name of the worker's checkpoint ([`MoodWorker::NAME`]), usable without
 /// naming the worker's type parameters.
@@ -81,7 +80,7 @@ struct Job {
     revision: u64,
     created_at: Timestamp,
     text: String,
-    key: Option<DataKey>,
+    key: DataKey,
     cause: Metadata,
 }
 
@@ -132,7 +131,7 @@ where
     S: EventStore + Clone + Unpin + 'static,
     R: ReadModelStore,
     A: MoodAnalyzer,
-    V: ReadModelStore,
+    V: KeyStore,
 {
     /// A worker reading and appending to `store`, its checkpoint in
     /// `read_models`, keys from `vault`.
@@ -227,13 +226,24 @@ where
         };
         let (entry_id, author) = (event.entry_id(), event.author());
         let key = match self.vault.state(author).await? {
-            KeyState::Active(k) => Some(k),
-            KeyState::Missing => None,
+            KeyState::Active(k) => k,
+            // An entry of schema version 1 (plain text) by an author who
+            // never sealed anything: the mood is sealed, so make the key.
+            KeyState::Missing => match self.vault.get_or_create(author).await {
+                Ok(k) => k,
+                Err(ShredError::Shredded { .. }) => return Ok(self.skip()),
+                Err(ShredError::Store(e)) => return Err(e),
+                Err(e) => {
+                    return Err(Error::Encode {
+                        source: Box::new(e),
+                    })
+                }
+            },
             KeyState::Shredded => return Ok(self.skip()),
         };
         let opened = match text {
             EntryText::Plain(t) => Ok(t.clone()),
-            EntryText::Sealed(_) => text.open(key.as_ref(), entry_id),
+            EntryText::Sealed(_) => text.open(Some(&key), entry_id),
         };
         let Ok(text) = opened else {
             tracing::warn!(entry = %entry_id, "entry text does not open; not analyzed");
@@ -281,14 +291,14 @@ where
         let model_id = self.analyzer.model_id().to_owned();
         let mut appends = Vec::with_capacity(jobs.len());
         for (job, (mood, embedding)) in jobs.drain(..).zip(results) {
-            let theme = match (&job.key, embedding) {
-                (Some(key), Some(v)) => Some(
-                    seal_theme(key, job.entry_id, job.revision, &v).map_err(|e| Error::Encode {
-                        source: Box::new(e),
-                    })?,
-                ),
-                _ => None,
+            let sealing = |e: ShredError| Error::Encode {
+                source: Box::new(e),
             };
+            let theme = embedding
+                .map(|v| seal_theme(&job.key, job.entry_id, job.revision, &v))
+                .transpose()
+                .map_err(sealing)?;
+            let mood = seal_mood(&job.key, job.entry_id, job.revision, &mood).map_err(sealing)?;
             let event = MoodEvent::MoodAnalyzed {
                 entry_id: job.entry_id,
                 author: job.author,
@@ -344,7 +354,7 @@ where
     S: EventStore + Clone + Unpin + 'static,
     R: ReadModelStore,
     A: MoodAnalyzer,
-    V: ReadModelStore,
+    V: KeyStore,
 {
     async fn apply(&self, events: &[Envelope]) -> Result<u64> {
         let mut jobs = Vec::new();

@@ -29,7 +29,7 @@ use metachat_core::event::{Envelope, Timestamp};
 use metachat_core::projection::{Projection, ProjectionTx};
 use metachat_core::read_model::{ReadModelStore, ReadModelStoreExt};
 use metachat_shred::DataKey;
-use metachat_shred::{KeyState, KeyVault};
+use metachat_shred::{KeyState, KeyStore, KeyVault};
 
 /// Collection of [`TimelineEntry`]s, keyed for newest-first scans.
 pub const DIARY_TIMELINE: &str = "diary_timeline";
@@ -184,7 +184,7 @@ impl DiaryTimeline {
     /// key from `vault`. Empty once the key is shredded. A page can hold
     /// fewer than `limit` entries while `next_cursor` is set (entries that
     /// did not open are left out).
-    pub async fn page<R: ReadModelStore + ?Sized, V: ReadModelStore>(
+    pub async fn page<R: ReadModelStore + ?Sized, V: KeyStore>(
         store: &R,
         vault: &KeyVault<V>,
         user: UserId,
@@ -233,7 +233,7 @@ impl DiaryTimeline {
     /// `author`'s live entry `entry_id`, its text opened; `None` if it does
     /// not exist, was deleted, belongs to someone else, or does not open
     /// (the key was shredded).
-    pub async fn entry<R: ReadModelStore + ?Sized, V: ReadModelStore>(
+    pub async fn entry<R: ReadModelStore + ?Sized, V: KeyStore>(
         store: &R,
         vault: &KeyVault<V>,
         author: UserId,

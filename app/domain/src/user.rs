@@ -1,17 +1,30 @@
 //! The [`User`] aggregate (KIND `user`): registration, profile, erasure.
 //!
+//! Every personal field is sealed with the user's [`DataKey`] before it
+//! reaches a command ([`Users`](super::Users) does it): the address, the
+//! password hash, the display name and the "about" text are [`Sealed`] in
+//! every event and in the aggregate's state, bound to their place by
+//! [`user_aad`]. The aggregate checks the lifecycle only; the values are
+//! validated before sealing ([`validate_display_name`], [`validate_about`],
+//! [`validate_password_hash`], [`Email::parse`](super::Email::parse)).
+//!
 //! Email uniqueness is not this aggregate's job (it sees one user only):
 //! [`Users`](super::Users) reserves the address first. An erased user is a
-//! tombstone: it keeps its id and the hash of its old address (so a retried
-//! erasure can still release the reservation) and refuses every command with
-//! [`UserError::Erased`].
+//! tombstone: it keeps its id and the blind index of its old address (so a
+//! retried erasure can still release the reservation) and refuses every
+//! command with [`UserError::Erased`].
+
+use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use unicode_normalization::UnicodeNormalization;
+use unicode_security::MixedScript;
 
-use super::email::{Email, EmailError, EmailHash};
+use super::email::{is_invisible, EmailError, EmailIndex};
 use super::ids::UserId;
 use metachat_core::aggregate::Aggregate;
 use metachat_core::codec::DomainEvent;
+use metachat_shred::{self as shred, DataKey, Sealed, ShredError};
 
 /// Longest display name, in characters (after trimming).
 pub const MAX_DISPLAY_NAME_CHARS: usize = 64;
@@ -38,6 +51,18 @@ pub enum FieldError {
     /// A control character (for "about": other than a newline).
     #[error("contains a control character")]
     ControlCharacter,
+    /// A bidirectional control (e.g. a right-to-left override), which can
+    /// make text display in another order than it is written.
+    #[error("contains a bidirectional control character")]
+    BidiControl,
+    /// No visible letter or digit: only invisible characters, spaces,
+    /// marks, punctuation or symbols.
+    #[error("has no visible letter or digit")]
+    NothingVisible,
+    /// A word mixes scripts the way look-alike spoofs do (e.g. Cyrillic `а`
+    /// among Latin letters, Unicode TR #39 mixed-script detection).
+    #[error("mixes scripts within a word (a look-alike of another name)")]
+    MixedScript,
 }
 
 /// Why a user command was refused.
@@ -68,14 +93,50 @@ pub enum UserError {
     Erased,
 }
 
-/// Validates a display name; returns it trimmed.
+/// A bidirectional formatting character (Unicode `Bidi_Control`).
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Validates a display name; returns it trimmed, in Unicode NFC.
+///
+/// Refused: empty names, control and bidirectional control characters,
+/// names with no visible letter or digit (only invisible characters,
+/// spaces, punctuation or symbols), words that mix scripts (Unicode TR #39
+/// mixed-script detection per word, so `Ivan Иванов` passes and `Pаypal`
+/// with a Cyrillic `а` does not), and more than
+/// [`MAX_DISPLAY_NAME_CHARS`] characters.
+///
+/// ```
+/// use metachat_domain::user::{validate_display_name, FieldError};
+/// assert_eq!(validate_display_name(" Ada ").as_deref(), Ok("Ada"));
+/// assert_eq!(validate_display_name("Ivan Иванов").as_deref(), Ok("Ivan Иванов"));
+/// assert_eq!(validate_display_name("\u{202e}Ada"), Err(FieldError::BidiControl));
+/// assert_eq!(validate_display_name("\u{200b}\u{3164}"), Err(FieldError::NothingVisible));
+/// assert_eq!(validate_display_name("P\u{430}ypal"), Err(FieldError::MixedScript));
+/// ```
 pub fn validate_display_name(raw: &str) -> Result<String, FieldError> {
-    let name = raw.trim();
+    let name: String = raw.trim().nfc().collect();
     if name.is_empty() {
         return Err(FieldError::Empty);
     }
+    if name.chars().any(is_bidi_control) {
+        return Err(FieldError::BidiControl);
+    }
     if name.chars().any(char::is_control) {
         return Err(FieldError::ControlCharacter);
+    }
+    if !name
+        .chars()
+        .any(|c| c.is_alphanumeric() && !is_invisible(c))
+    {
+        return Err(FieldError::NothingVisible);
+    }
+    if !name
+        .split(|c: char| c.is_whitespace() || is_invisible(c))
+        .all(|word| word.is_single_script())
+    {
+        return Err(FieldError::MixedScript);
     }
     let len = name.chars().count();
     if len > MAX_DISPLAY_NAME_CHARS {
@@ -84,13 +145,17 @@ pub fn validate_display_name(raw: &str) -> Result<String, FieldError> {
             max: MAX_DISPLAY_NAME_CHARS,
         });
     }
-    Ok(name.to_owned())
+    Ok(name)
 }
 
-/// Validates an "about me" text; returns it trimmed. Empty clears it;
-/// newlines are allowed, other control characters are not.
+/// Validates an "about me" text; returns it trimmed, in NFC. Empty clears
+/// it; newlines are allowed, other control characters and bidirectional
+/// controls are not.
 pub fn validate_about(raw: &str) -> Result<String, FieldError> {
-    let about = raw.trim();
+    let about: String = raw.trim().nfc().collect();
+    if about.chars().any(is_bidi_control) {
+        return Err(FieldError::BidiControl);
+    }
     if about.chars().any(|c| c.is_control() && c != '\n') {
         return Err(FieldError::ControlCharacter);
     }
@@ -101,7 +166,7 @@ pub fn validate_about(raw: &str) -> Result<String, FieldError> {
             max: MAX_ABOUT_CHARS,
         });
     }
-    Ok(about.to_owned())
+    Ok(about)
 }
 
 /// Validates a password hash (the domain never sees passwords).
@@ -115,10 +180,63 @@ pub fn validate_password_hash(raw: &str) -> Result<(), UserError> {
     Ok(())
 }
 
-/// Events of a [`User`] stream.
+/// A sealed personal field of a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserField {
+    /// The canonical email address.
+    Email,
+    /// The password hash.
+    PasswordHash,
+    /// The display name.
+    DisplayName,
+    /// The "about" text.
+    About,
+}
+
+impl UserField {
+    fn name(self) -> &'static str {
+        match self {
+            UserField::Email => "email",
+            UserField::PasswordHash => "password_hash",
+            UserField::DisplayName => "display_name",
+            UserField::About => "about",
+        }
+    }
+}
+
+/// The associated data binding a sealed `field` to `user_id`.
+pub fn user_aad(user_id: UserId, field: UserField) -> Vec<u8> {
+    format!("metachat/user/{user_id}/{}", field.name()).into_bytes()
+}
+
+/// Seals `value` as `user_id`'s `field`.
 ///
-/// `UserRegistered` holds personal data (the address and the password hash)
-/// in the log; crypto-shredding these fields comes with the server.
+/// # Errors
+/// [`ShredError::Seal`] if the cipher refuses.
+pub fn seal_field(
+    key: &DataKey,
+    user_id: UserId,
+    field: UserField,
+    value: &str,
+) -> Result<Sealed, ShredError> {
+    shred::seal(key, &user_aad(user_id, field), value.as_bytes())
+}
+
+/// Opens `user_id`'s sealed `field`.
+///
+/// # Errors
+/// [`ShredError::Unreadable`] with a wrong key or place.
+pub fn open_field(
+    key: &DataKey,
+    user_id: UserId,
+    field: UserField,
+    sealed: &Sealed,
+) -> Result<String, ShredError> {
+    shred::open_text(key, &user_aad(user_id, field), sealed)
+}
+
+/// Events of a [`User`] stream. Personal fields are [`Sealed`] with the
+/// user's key (see the [module docs](self)).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data")]
 pub enum UserEvent {
@@ -126,25 +244,26 @@ pub enum UserEvent {
     UserRegistered {
         /// The user.
         user_id: UserId,
-        /// Normalised address.
-        email: String,
-        /// SHA-256 of `email`: the key of lookups and of the reservation.
-        email_hash: EmailHash,
-        /// The password hash, as given (e.g. argon2 PHC string).
-        password_hash: String,
-        /// Trimmed display name.
-        display_name: String,
+        /// Blind index of the address: the key of lookups and of the
+        /// reservation.
+        email_index: EmailIndex,
+        /// The canonical address, sealed.
+        email: Sealed,
+        /// The password hash (e.g. an argon2 PHC string), sealed.
+        password_hash: Sealed,
+        /// The display name, sealed.
+        display_name: Sealed,
     },
     /// Fields of the profile changed; `None` means unchanged.
     ProfileUpdated {
         /// The user.
         user_id: UserId,
-        /// The new display name.
+        /// The new display name, sealed.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        display_name: Option<String>,
-        /// The new "about" text (empty: cleared).
+        display_name: Option<Sealed>,
+        /// The new "about" text (empty: cleared), sealed.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        about: Option<String>,
+        about: Option<Sealed>,
     },
     /// The user was erased: their personal data must go.
     UserErased {
@@ -159,28 +278,31 @@ impl DomainEvent for UserEvent {
     }
 }
 
-/// Commands of a [`User`].
+/// Commands of a [`User`]. The values are validated and sealed by the
+/// caller ([`Users`](super::Users) does both).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UserCommand {
     /// Register a new user. Prefer [`Users::register`](super::Users::register),
-    /// which also makes the address unique.
+    /// which validates, seals and makes the address unique.
     Register {
         /// The id (must be the aggregate's id).
         user_id: UserId,
-        /// The address, raw: it is validated and normalised.
-        email: String,
-        /// The password hash.
-        password_hash: String,
-        /// The display name, raw: it is validated and trimmed.
-        display_name: String,
+        /// Blind index of the canonical address.
+        email_index: EmailIndex,
+        /// The canonical address, sealed.
+        email: Sealed,
+        /// The password hash, sealed.
+        password_hash: Sealed,
+        /// The display name, sealed.
+        display_name: Sealed,
     },
-    /// Change profile fields; `None` leaves a field as it is. A command that
-    /// changes nothing is accepted without events.
+    /// Change profile fields; `None` leaves a field as it is. A command with
+    /// neither is accepted without events.
     UpdateProfile {
-        /// New display name.
-        display_name: Option<String>,
-        /// New "about" text; empty clears it.
-        about: Option<String>,
+        /// New display name, sealed.
+        display_name: Option<Sealed>,
+        /// New "about" text (empty clears it), sealed.
+        about: Option<Sealed>,
     },
     /// Erase the user.
     Erase,
@@ -198,16 +320,40 @@ pub enum UserStatus {
     Erased,
 }
 
+/// A user's personal data, opened with their key. `Debug` redacts it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Personal {
+    /// The canonical address.
+    pub email: String,
+    /// The password hash.
+    pub password_hash: String,
+    /// The display name.
+    pub display_name: String,
+    /// The "about" text (`None` if never set).
+    pub about: Option<String>,
+}
+
+impl fmt::Debug for Personal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Personal(<redacted>)")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct SealedPersonal {
+    email: Sealed,
+    password_hash: Sealed,
+    display_name: Sealed,
+    about: Option<Sealed>,
+}
+
 /// A user's state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
     status: UserStatus,
     user_id: Option<UserId>,
-    email: Option<String>,
-    email_hash: Option<EmailHash>,
-    password_hash: Option<String>,
-    display_name: Option<String>,
-    about: Option<String>,
+    email_index: Option<EmailIndex>,
+    personal: Option<SealedPersonal>,
     revision: u64,
 }
 
@@ -228,29 +374,34 @@ impl User {
     pub fn user_id(&self) -> Option<UserId> {
         self.user_id
     }
-    /// The normalised address (`None` once erased).
-    pub fn email(&self) -> Option<&str> {
-        self.email.as_deref()
-    }
-    /// The address's hash (kept after erasure, to release the reservation).
-    pub fn email_hash(&self) -> Option<&EmailHash> {
-        self.email_hash.as_ref()
-    }
-    /// The password hash (`None` once erased).
-    pub fn password_hash(&self) -> Option<&str> {
-        self.password_hash.as_deref()
-    }
-    /// The display name (`None` once erased).
-    pub fn display_name(&self) -> Option<&str> {
-        self.display_name.as_deref()
-    }
-    /// The "about" text (`None` if never set, or erased).
-    pub fn about(&self) -> Option<&str> {
-        self.about.as_deref()
+    /// The blind index of the address (kept after erasure, to release the
+    /// reservation).
+    pub fn email_index(&self) -> Option<&EmailIndex> {
+        self.email_index.as_ref()
     }
     /// Number of events applied.
     pub fn revision(&self) -> u64 {
         self.revision
+    }
+
+    /// The personal data, opened with `key`; `None` unless active.
+    ///
+    /// # Errors
+    /// [`ShredError::Unreadable`] with a wrong key.
+    pub fn open(&self, key: &DataKey) -> Result<Option<Personal>, ShredError> {
+        let (Some(id), Some(p), true) = (self.user_id, &self.personal, self.is_active()) else {
+            return Ok(None);
+        };
+        Ok(Some(Personal {
+            email: open_field(key, id, UserField::Email, &p.email)?,
+            password_hash: open_field(key, id, UserField::PasswordHash, &p.password_hash)?,
+            display_name: open_field(key, id, UserField::DisplayName, &p.display_name)?,
+            about: p
+                .about
+                .as_ref()
+                .map(|a| open_field(key, id, UserField::About, a))
+                .transpose()?,
+        }))
     }
 
     fn check_active(&self) -> Result<(), UserError> {
@@ -273,36 +424,38 @@ impl Aggregate for User {
         match event {
             UserEvent::UserRegistered {
                 user_id,
+                email_index,
                 email,
-                email_hash,
                 password_hash,
                 display_name,
             } => {
                 self.status = UserStatus::Active;
                 self.user_id = Some(*user_id);
-                self.email = Some(email.clone());
-                self.email_hash = Some(email_hash.clone());
-                self.password_hash = Some(password_hash.clone());
-                self.display_name = Some(display_name.clone());
+                self.email_index = Some(email_index.clone());
+                self.personal = Some(SealedPersonal {
+                    email: email.clone(),
+                    password_hash: password_hash.clone(),
+                    display_name: display_name.clone(),
+                    about: None,
+                });
             }
             UserEvent::ProfileUpdated {
                 display_name,
                 about,
                 ..
             } => {
-                if let Some(n) = display_name {
-                    self.display_name = Some(n.clone());
-                }
-                if let Some(a) = about {
-                    self.about = Some(a.clone());
+                if let Some(p) = &mut self.personal {
+                    if let Some(n) = display_name {
+                        p.display_name = n.clone();
+                    }
+                    if let Some(a) = about {
+                        p.about = Some(a.clone());
+                    }
                 }
             }
             UserEvent::UserErased { .. } => {
                 self.status = UserStatus::Erased;
-                self.email = None;
-                self.password_hash = None;
-                self.display_name = None;
-                self.about = None;
+                self.personal = None;
             }
         }
     }
@@ -311,6 +464,7 @@ impl Aggregate for User {
         match command {
             UserCommand::Register {
                 user_id,
+                email_index,
                 email,
                 password_hash,
                 display_name,
@@ -320,16 +474,12 @@ impl Aggregate for User {
                     UserStatus::Active => return Err(UserError::AlreadyRegistered),
                     UserStatus::Erased => return Err(UserError::Erased),
                 }
-                let email = Email::parse(email)?;
-                let display_name =
-                    validate_display_name(display_name).map_err(UserError::InvalidDisplayName)?;
-                validate_password_hash(password_hash)?;
                 Ok(vec![UserEvent::UserRegistered {
                     user_id: *user_id,
-                    email_hash: email.hash(),
-                    email: email.as_str().to_owned(),
+                    email_index: email_index.clone(),
+                    email: email.clone(),
                     password_hash: password_hash.clone(),
-                    display_name,
+                    display_name: display_name.clone(),
                 }])
             }
             UserCommand::UpdateProfile {
@@ -337,25 +487,13 @@ impl Aggregate for User {
                 about,
             } => {
                 self.check_active()?;
-                let display_name = display_name
-                    .as_deref()
-                    .map(validate_display_name)
-                    .transpose()
-                    .map_err(UserError::InvalidDisplayName)?
-                    .filter(|n| Some(n.as_str()) != self.display_name.as_deref());
-                let about = about
-                    .as_deref()
-                    .map(validate_about)
-                    .transpose()
-                    .map_err(UserError::InvalidAbout)?
-                    .filter(|a| a.as_str() != self.about.as_deref().unwrap_or(""));
                 if display_name.is_none() && about.is_none() {
                     return Ok(vec![]);
                 }
                 Ok(vec![UserEvent::ProfileUpdated {
                     user_id: self.user_id.unwrap_or_default(),
-                    display_name,
-                    about,
+                    display_name: display_name.clone(),
+                    about: about.clone(),
                 }])
             }
             UserCommand::Erase => {
@@ -391,6 +529,56 @@ mod tests {
                 max: MAX_DISPLAY_NAME_CHARS
             })
         );
+    }
+
+    #[test]
+    fn display_names_that_hide_or_spoof_are_refused() {
+        for (raw, want) in [
+            ("Ada\u{202e}", FieldError::BidiControl),
+            ("\u{2067}Ada", FieldError::BidiControl),
+            ("Ada\u{200f}", FieldError::BidiControl),
+            ("\u{200b}", FieldError::NothingVisible),
+            ("\u{3164}\u{3164}", FieldError::NothingVisible),
+            ("\u{200b}\u{2060}\u{feff}", FieldError::NothingVisible),
+            ("\u{301}\u{301}", FieldError::NothingVisible),
+            ("...", FieldError::NothingVisible),
+            ("P\u{430}ypal", FieldError::MixedScript),
+            ("\u{410}da", FieldError::MixedScript),
+            ("adm\u{3bf}n", FieldError::MixedScript),
+        ] {
+            assert_eq!(validate_display_name(raw), Err(want), "{raw:?}");
+        }
+        for ok in [
+            "Ada Lovelace",
+            "Ivan Иванов",
+            "Анна-Мария",
+            "李小龍",
+            "山田 太郎",
+            "O'Brien 2",
+            "Zoë",
+            "a\u{200d}b",
+        ] {
+            assert!(validate_display_name(ok).is_ok(), "{ok:?}");
+        }
+        // NFD and NFC give one name.
+        assert_eq!(
+            validate_display_name("Zoe\u{308}"),
+            validate_display_name("Zo\u{eb}")
+        );
+    }
+
+    #[test]
+    fn sealed_fields_open_only_in_their_place() {
+        let key = DataKey::generate();
+        let (a, b) = (UserId::new(), UserId::new());
+        let sealed = seal_field(&key, a, UserField::Email, "ada@example.org").unwrap();
+        assert_eq!(
+            open_field(&key, a, UserField::Email, &sealed).unwrap(),
+            "ada@example.org"
+        );
+        assert!(open_field(&key, b, UserField::Email, &sealed).is_err());
+        assert!(open_field(&key, a, UserField::DisplayName, &sealed).is_err());
+        assert!(open_field(&DataKey::generate(), a, UserField::Email, &sealed).is_err());
     }
 
     #[test]

@@ -1,16 +1,24 @@
 //! [`Users`]: registration with a unique email address, profile updates,
 //! erasure, and lookups by address. The sequence is described in the
-//! [domain docs](super#email-uniqueness).
+//! [domain docs](super#email-uniqueness). `Users` validates every personal
+//! value, then seals it with the user's key from the [`KeyVault`] before it
+//! goes into a command.
 
 use std::fmt;
 
-use super::email::{Email, EmailHash, EmailReservation, ReservationCommand, ReservationError};
+use super::email::{
+    BlindIndexKey, Email, EmailIndex, EmailReservation, ReservationCommand, ReservationError,
+};
 use super::ids::UserId;
-use super::user::{User, UserCommand, UserError, UserStatus};
-use metachat_core::aggregate::{Aggregate, CommandError, Executed, Repository, Root};
+use super::user::{
+    seal_field, validate_about, validate_display_name, validate_password_hash, Personal, User,
+    UserCommand, UserError, UserField, UserStatus,
+};
+use metachat_core::aggregate::{CommandError, Executed, Repository, Root};
 use metachat_core::error::Error;
 use metachat_core::event::Metadata;
 use metachat_core::store::EventStore;
+use metachat_shred::{DataKey, KeyStore, KeyVault, Sealed, ShredError};
 
 /// Why a [`Users`] operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +34,20 @@ pub enum UsersError {
     /// is safe to retry with the same arguments.
     #[error(transparent)]
     Store(#[from] Error),
+    /// A sealed value did not open with the user's key (a damaged record or
+    /// a wrong key store), or the cipher refused to seal.
+    #[error("personal data: {0}")]
+    Sealing(ShredError),
+}
+
+impl From<ShredError> for UsersError {
+    fn from(e: ShredError) -> Self {
+        match e {
+            ShredError::Shredded { .. } => UsersError::User(UserError::Erased),
+            ShredError::Store(e) => UsersError::Store(e),
+            e => UsersError::Sealing(e),
+        }
+    }
 }
 
 impl From<CommandError<UserError>> for UsersError {
@@ -56,29 +78,56 @@ impl fmt::Debug for Credentials {
 }
 
 /// Users over an event store: the [`User`] aggregates and the
-/// [`EmailReservation`]s that keep addresses unique.
-pub struct Users<S: EventStore> {
+/// [`EmailReservation`]s that keep addresses unique, with personal values
+/// sealed by keys from a [`KeyVault`] and addresses indexed under a
+/// [`BlindIndexKey`].
+pub struct Users<S: EventStore, K> {
     users: Repository<User, S>,
     emails: Repository<EmailReservation, S>,
+    vault: KeyVault<K>,
+    index_key: BlindIndexKey,
 }
 
-impl<S: EventStore> fmt::Debug for Users<S> {
+impl<S: EventStore, K> fmt::Debug for Users<S, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Users").finish_non_exhaustive()
     }
 }
 
-impl<S: EventStore + Clone> Users<S> {
-    /// Users stored in `store` (cloned once: pass an `Arc` or a cheap handle).
-    pub fn new(store: S) -> Self {
+impl<S: EventStore + Clone, K> Users<S, K> {
+    /// Users stored in `store` (cloned once: pass an `Arc` or a cheap
+    /// handle), sealed with keys of `vault`, addresses indexed under
+    /// `index_key`.
+    pub fn new(store: S, vault: KeyVault<K>, index_key: BlindIndexKey) -> Self {
         Users {
             users: Repository::new(store.clone()),
             emails: Repository::new(store),
+            vault,
+            index_key,
         }
     }
 }
 
-impl<S: EventStore> Users<S> {
+impl<S: EventStore, K: KeyStore> Users<S, K> {
+    /// The vault holding the users' keys.
+    pub fn vault(&self) -> &KeyVault<K> {
+        &self.vault
+    }
+
+    /// The blind index of `email` under this service's key.
+    pub fn email_index(&self, email: &Email) -> EmailIndex {
+        email.index(&self.index_key)
+    }
+
+    fn seal(
+        key: &DataKey,
+        user_id: UserId,
+        field: UserField,
+        value: &str,
+    ) -> Result<Sealed, UsersError> {
+        seal_field(key, user_id, field, value).map_err(UsersError::from)
+    }
+
     /// The repository of [`User`]s.
     pub fn repository(&self) -> &Repository<User, S> {
         &self.users
@@ -102,15 +151,25 @@ impl<S: EventStore> Users<S> {
         metadata: Metadata,
     ) -> Result<Executed<User>, UsersError> {
         let id = user_id.to_string();
+        // Validation and the state check, without writing.
+        match self.users.load(&id).await?.state.status() {
+            UserStatus::New => {}
+            UserStatus::Active => return Err(UserError::AlreadyRegistered.into()),
+            UserStatus::Erased => return Err(UserError::Erased.into()),
+        }
+        let email = Email::parse(email).map_err(UserError::from)?;
+        let display_name =
+            validate_display_name(display_name).map_err(UserError::InvalidDisplayName)?;
+        validate_password_hash(password_hash)?;
+        let hash = email.index(&self.index_key);
+        let key = self.vault.get_or_create(user_id).await?;
         let command = UserCommand::Register {
             user_id,
-            email: email.to_owned(),
-            password_hash: password_hash.to_owned(),
-            display_name: display_name.to_owned(),
+            email_index: hash.clone(),
+            email: Self::seal(&key, user_id, UserField::Email, email.as_str())?,
+            password_hash: Self::seal(&key, user_id, UserField::PasswordHash, password_hash)?,
+            display_name: Self::seal(&key, user_id, UserField::DisplayName, &display_name)?,
         };
-        // Validation and the state check, without writing.
-        self.users.load(&id).await?.state.handle(&command)?;
-        let hash = Email::parse(email).map_err(UserError::from)?.hash();
 
         let reserve = ReservationCommand::Reserve { user_id };
         match self
@@ -137,7 +196,7 @@ impl<S: EventStore> Users<S> {
                 // Another registration of the same user id won meanwhile. Our
                 // reservation must not stay unless that user holds this address.
                 let now = self.users.load(&id).await?;
-                if !(now.state.is_active() && now.state.email_hash() == Some(&hash)) {
+                if !(now.state.is_active() && now.state.email_index() == Some(&hash)) {
                     self.release(&hash, user_id, metadata).await?;
                 }
                 Err(e.into())
@@ -154,14 +213,39 @@ impl<S: EventStore> Users<S> {
         about: Option<String>,
         metadata: Metadata,
     ) -> Result<Executed<User>, UsersError> {
+        let display_name = display_name
+            .as_deref()
+            .map(validate_display_name)
+            .transpose()
+            .map_err(UserError::InvalidDisplayName)?;
+        let about = about
+            .as_deref()
+            .map(validate_about)
+            .transpose()
+            .map_err(UserError::InvalidAbout)?;
+        let id = user_id.to_string();
+        let state = self.users.load(&id).await?.state;
+        match state.status() {
+            UserStatus::New => return Err(UserError::NotRegistered.into()),
+            UserStatus::Erased => return Err(UserError::Erased.into()),
+            UserStatus::Active => {}
+        }
+        let key = self.vault.get_or_create(user_id).await?;
+        let now = state.open(&key)?;
+        // Only what changes is sealed and recorded.
+        let display_name = display_name
+            .filter(|n| now.as_ref().map(|p| &p.display_name) != Some(n))
+            .map(|n| Self::seal(&key, user_id, UserField::DisplayName, &n))
+            .transpose()?;
+        let about = about
+            .filter(|a| now.as_ref().and_then(|p| p.about.as_deref()).unwrap_or("") != a)
+            .map(|a| Self::seal(&key, user_id, UserField::About, &a))
+            .transpose()?;
         let command = UserCommand::UpdateProfile {
             display_name,
             about,
         };
-        Ok(self
-            .users
-            .execute(&user_id.to_string(), &command, metadata)
-            .await?)
+        Ok(self.users.execute(&id, &command, metadata).await?)
     }
 
     /// Erases `user_id`, then releases their address so it can be
@@ -188,7 +272,7 @@ impl<S: EventStore> Users<S> {
                 }
             }
         };
-        if let Some(hash) = state.email_hash() {
+        if let Some(hash) = state.email_index() {
             self.release(hash, user_id, metadata).await?;
         }
         Ok(())
@@ -196,7 +280,7 @@ impl<S: EventStore> Users<S> {
 
     async fn release(
         &self,
-        hash: &EmailHash,
+        hash: &EmailIndex,
         user_id: UserId,
         metadata: Metadata,
     ) -> Result<(), UsersError> {
@@ -228,14 +312,30 @@ impl<S: EventStore> Users<S> {
         Ok(self.active_by_email(email).await?.map(|(id, _)| id))
     }
 
+    /// The personal data of `user_id`, opened; `None` unless the user is
+    /// active.
+    pub async fn personal(&self, user_id: UserId) -> Result<Option<Personal>, UsersError> {
+        let state = self.users.load(&user_id.to_string()).await?.state;
+        if !state.is_active() {
+            return Ok(None);
+        }
+        let key = self.vault.get_or_create(user_id).await?;
+        Ok(state.open(&key)?)
+    }
+
     /// The user id and password hash of the active user registered with
     /// `email`, for a login.
     pub async fn credentials(&self, email: &str) -> Result<Option<Credentials>, UsersError> {
-        Ok(self.active_by_email(email).await?.and_then(|(user_id, u)| {
-            u.password_hash().map(|h| Credentials {
-                user_id,
-                password_hash: h.to_owned(),
-            })
+        let Some((user_id, user)) = self.active_by_email(email).await? else {
+            return Ok(None);
+        };
+        let key = match self.vault.get(user_id).await? {
+            Some(key) => key,
+            None => return Ok(None),
+        };
+        Ok(user.open(&key)?.map(|p| Credentials {
+            user_id,
+            password_hash: p.password_hash,
         }))
     }
 
@@ -243,12 +343,12 @@ impl<S: EventStore> Users<S> {
         let Ok(email) = Email::parse(email) else {
             return Ok(None);
         };
-        let hash = email.hash();
+        let hash = email.index(&self.index_key);
         let Some(holder) = self.emails.load(hash.as_str()).await?.state.holder() else {
             return Ok(None);
         };
         // The holder may be a registration that never completed.
         let user = self.users.load(&holder.to_string()).await?.state;
-        Ok((user.is_active() && user.email_hash() == Some(&hash)).then_some((holder, user)))
+        Ok((user.is_active() && user.email_index() == Some(&hash)).then_some((holder, user)))
     }
 }

@@ -13,7 +13,7 @@ use metachat_core::codec::Codec;
 use metachat_core::event::{Envelope, NewEvent, StreamId, Timestamp};
 use metachat_domain::diary::{self, seal_text};
 use metachat_domain::mood::{self, mood_event_id, open_theme, seal_theme};
-use metachat_domain::{DataKey, DiaryEvent, EntryId, EntryText, MoodEvent, UserId};
+use metachat_domain::{DataKey, DiaryEvent, EntryId, EntryText, MoodEvent, MoodValue, UserId};
 use uuid::Uuid;
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/");
@@ -120,7 +120,7 @@ fn mood_analyzed_v1_opens_its_theme_and_keeps_its_id() {
             author: author(),
             entry_revision: 3,
             entry_created_at: Timestamp(1_764_000_000_123_456),
-            mood: mood_fixture(),
+            mood: MoodValue::Plain(mood_fixture()),
             theme: Some(seal_theme(&key(), entry(), 3, &THEME).expect("seal")),
         };
         bless(name, &codec.encode(&event).expect("encode").payload);
@@ -145,7 +145,7 @@ fn mood_analyzed_v1_opens_its_theme_and_keeps_its_id() {
     } = &event;
     assert_eq!((*entry_id, *a, *entry_revision), (entry(), author(), 3));
     assert_eq!(*entry_created_at, Timestamp(1_764_000_000_123_456));
-    assert_eq!(*mood, mood_fixture());
+    assert_eq!(*mood, MoodValue::Plain(mood_fixture()));
     let theme = theme.as_ref().expect("theme");
     assert_eq!(open_theme(&key(), entry(), 3, theme).expect("opens"), THEME);
     let again = codec.encode(&event).expect("encode");
@@ -157,4 +157,35 @@ fn mood_analyzed_v1_opens_its_theme_and_keeps_its_id() {
         mood_event_id(entry(), 3, "golden/v1").to_string(),
         id.trim()
     );
+}
+
+#[test]
+fn mood_analyzed_with_a_sealed_mood_opens_with_its_key() {
+    let codec = mood::codec();
+    let name = "mood_analyzed_sealed.json";
+    if std::env::var_os("METACHAT_BLESS").is_some() {
+        let event = MoodEvent::MoodAnalyzed {
+            entry_id: entry(),
+            author: author(),
+            entry_revision: 3,
+            entry_created_at: Timestamp(1_764_000_000_123_456),
+            mood: mood::seal_mood(&key(), entry(), 3, &mood_fixture()).expect("seal"),
+            theme: Some(seal_theme(&key(), entry(), 3, &THEME).expect("seal")),
+        };
+        bless(name, &codec.encode(&event).expect("encode").payload);
+    }
+    let payload = read(name);
+    assert!(!String::from_utf8_lossy(&payload).contains("valence"));
+    let stream = mood::mood_stream(entry()).expect("stream");
+    let env = envelope(stream, "MoodAnalyzed", 1, &payload);
+    let event = codec.decode(&env).expect("decode").expect("event");
+    let MoodEvent::MoodAnalyzed { mood, .. } = &event;
+    assert!(matches!(mood, MoodValue::Sealed(_)));
+    assert_eq!(
+        mood::open_mood(&key(), entry(), 3, mood).expect("opens"),
+        mood_fixture()
+    );
+    assert!(mood::open_mood(&key(), entry(), 4, mood).is_err());
+    let again = codec.encode(&event).expect("encode");
+    assert_eq!(again.payload, payload);
 }

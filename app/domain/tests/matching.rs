@@ -13,8 +13,10 @@ use metachat_core::projection::{Projection, ProjectionRunner};
 use metachat_core::read_model::ReadModelStore;
 use metachat_core::store::{EventAppender, ExpectedVersion};
 use metachat_domain::matching::{top_k_shared, MatchingProjection, MATCH_ENTRIES, MATCH_PROFILES};
-use metachat_domain::mood::{self, mood_stream, seal_theme};
-use metachat_domain::{diary, DiaryEvent, EntryId, KeyVault, MoodEvent, UserEvent, UserId};
+use metachat_domain::mood::{self, mood_stream, seal_mood, seal_theme};
+use metachat_domain::{
+    diary, DataKey, DiaryEvent, EntryId, KeyVault, MoodEvent, UserEvent, UserId,
+};
 
 const DIM: usize = 4;
 /// 2026-01-01T00:00:00Z.
@@ -84,17 +86,20 @@ impl World {
         feeling: Emotion,
         embedding: &[f32],
     ) {
-        let theme = match self.vault.get_or_create(author).await {
-            Ok(key) => Some(seal_theme(&key, entry, revision, embedding).expect("seal")),
-            Err(_) => None, // shredded: the worker would have no key either
-        };
+        // Shredded: the worker would have no key either; seal with a
+        // stranger's key, which the projection cannot have.
+        let key = self
+            .vault
+            .get_or_create(author)
+            .await
+            .unwrap_or_else(|_| DataKey::generate());
         let event = MoodEvent::MoodAnalyzed {
             entry_id: entry,
             author,
             entry_revision: revision,
             entry_created_at: Timestamp(BASE),
-            mood: mood(feeling),
-            theme,
+            mood: seal_mood(&key, entry, revision, &mood(feeling)).expect("seal"),
+            theme: Some(seal_theme(&key, entry, revision, embedding).expect("seal")),
         };
         let enc = mood::codec().encode(&event).expect("encode");
         self.append(
@@ -195,7 +200,7 @@ async fn a_reanalysis_replaces_the_entry_and_a_deletion_removes_it() {
         .await;
     let runner = w.runner(&w.rm);
     runner.catch_up().await.expect("catch up");
-    let profile = MatchingProjection::<Rm>::profile(&*w.rm, ada)
+    let profile = MatchingProjection::<Rm>::profile(&*w.rm, &w.vault, ada)
         .await
         .expect("read")
         .expect("profile");
@@ -205,7 +210,7 @@ async fn a_reanalysis_replaces_the_entry_and_a_deletion_removes_it() {
     // Deleting both of Ada's entries but one leaves her first entry alone.
     w.deleted(ada, entry, 2).await;
     runner.catch_up().await.expect("catch up");
-    let profile = MatchingProjection::<Rm>::profile(&*w.rm, ada)
+    let profile = MatchingProjection::<Rm>::profile(&*w.rm, &w.vault, ada)
         .await
         .expect("read")
         .expect("profile");
@@ -217,7 +222,7 @@ async fn a_reanalysis_replaces_the_entry_and_a_deletion_removes_it() {
     w.analyzed(ada, entry, 3, Emotion::Sadness, &[0.0, 0.0, 1.0, 0.0])
         .await;
     runner.catch_up().await.expect("catch up");
-    let profile = MatchingProjection::<Rm>::profile(&*w.rm, ada)
+    let profile = MatchingProjection::<Rm>::profile(&*w.rm, &w.vault, ada)
         .await
         .expect("read")
         .expect("profile");
@@ -243,7 +248,7 @@ async fn an_erased_user_disappears_from_everyones_results_and_the_read_models() 
         assert_eq!(got.len(), 2);
     }
     assert_eq!(p.top_k(bob, 3), Err(MatchError::Erased(bob.0)));
-    assert!(MatchingProjection::<Rm>::profile(&*w.rm, bob)
+    assert!(MatchingProjection::<Rm>::profile(&*w.rm, &w.vault, bob)
         .await
         .expect("read")
         .is_none());
@@ -255,7 +260,7 @@ async fn an_erased_user_disappears_from_everyones_results_and_the_read_models() 
 }
 
 #[tokio::test]
-async fn a_shredded_key_leaves_the_mood_only() {
+async fn a_shredded_key_leaves_nothing() {
     let w = World::new();
     let (ada, ..) = three_users(&w).await;
     let dan = UserId::new();
@@ -269,7 +274,7 @@ async fn a_shredded_key_leaves_the_mood_only() {
             author: dan,
             entry_revision: 1,
             entry_created_at: Timestamp(BASE),
-            mood: mood(Emotion::Joy),
+            mood: seal_mood(&key, entry, 1, &mood(Emotion::Joy)).expect("seal"),
             theme: Some(theme),
         })
         .expect("encode");
@@ -280,13 +285,19 @@ async fn a_shredded_key_leaves_the_mood_only() {
     .await;
     let runner = w.runner(&w.rm);
     runner.catch_up().await.expect("catch up");
-    let profile = MatchingProjection::<Rm>::profile(&*w.rm, dan)
+    // Neither the mood nor the theme opens without the key: Dan counts for
+    // nothing, and nothing of his is stored.
+    assert!(MatchingProjection::<Rm>::profile(&*w.rm, &w.vault, dan)
         .await
         .expect("read")
-        .expect("profile");
-    assert!(profile.theme().is_empty());
-    assert_eq!(profile.mood().len(), 1);
-    assert!(runner.projection().top_k(ada, 10).expect("top k").len() == 4);
+        .is_none());
+    assert!(w
+        .rm
+        .scan_prefix(MATCH_ENTRIES, &format!("{dan}/"), None, 10)
+        .await
+        .expect("scan")
+        .is_empty());
+    assert_eq!(runner.projection().top_k(ada, 10).expect("top k").len(), 3);
 }
 
 async fn answers(
@@ -296,6 +307,27 @@ async fn answers(
     who.iter()
         .map(|u| p.top_k(*u, 10).map(|r| users(&r)))
         .collect()
+}
+
+/// The stored profiles opened, by user; none holds a profile in the clear.
+async fn opened(
+    w: &World,
+    docs: &[(String, metachat_core::read_model::Document)],
+) -> Vec<(UserId, metachat_analysis::matching::MatchProfile)> {
+    let mut out = Vec::new();
+    for (k, d) in docs {
+        assert!(
+            !String::from_utf8_lossy(&d.value).contains("theme"),
+            "sealed"
+        );
+        let user: UserId = k.parse().expect("user id");
+        let key = w.vault.get(user).await.expect("vault").expect("key");
+        let sealed: metachat_domain::Sealed = d.json().expect("sealed");
+        let aad = format!("metachat/match_profiles/{user}");
+        let profile = metachat_shred::open_json(&key, aad.as_bytes(), &sealed).expect("opens");
+        out.push((user, profile));
+    }
+    out
 }
 
 #[tokio::test]
@@ -330,15 +362,10 @@ async fn rebuild_from_zero_and_restart_give_the_same_top_k() {
         w.rm.scan_prefix(MATCH_PROFILES, "", None, 100)
             .await
             .expect("scan");
+    // Profiles are sealed under a fresh nonce each time: compare them opened.
     assert_eq!(
-        profiles_before
-            .iter()
-            .map(|(k, d)| (k, &d.value))
-            .collect::<Vec<_>>(),
-        profiles_after
-            .iter()
-            .map(|(k, d)| (k, &d.value))
-            .collect::<Vec<_>>()
+        opened(&w, &profiles_before).await,
+        opened(&w, &profiles_after).await
     );
 
     // A restart: a new projection whose index is loaded from the stored profiles.

@@ -15,7 +15,7 @@ use metachat_core::memory::{InMemoryEventStore, InMemoryReadModels};
 use metachat_core::projection::ProjectionRunner;
 use metachat_core::read_model::{Commit, ReadModelStore};
 use metachat_core::store::{Direction, EventReader};
-use metachat_domain::mood::{self, mood_event_id, mood_stream, open_theme};
+use metachat_domain::mood::{self, mood_event_id, mood_stream, open_mood, open_theme};
 use metachat_domain::mood_worker::MOOD_WORKER;
 use metachat_domain::{
     Date, Diaries, EntryId, KeyVault, MoodEvent, MoodTimeline, MoodWorker, UserId, Users,
@@ -106,7 +106,7 @@ struct World {
     store: Store,
     rm: Rm,
     vault: KeyVault<Rm>,
-    users: Users<Store>,
+    users: Users<Store, Rm>,
     diaries: Diaries<Store, Rm>,
     analyzer: WordAnalyzer,
 }
@@ -117,7 +117,11 @@ impl World {
         let rm = Arc::new(InMemoryReadModels::new());
         let vault = KeyVault::new(rm.clone());
         World {
-            users: Users::new(store.clone()),
+            users: Users::new(
+                store.clone(),
+                vault.clone(),
+                metachat_domain::BlindIndexKey::from_bytes([1; 32]),
+            ),
             diaries: Diaries::new(store.clone(), vault.clone()),
             vault,
             rm,
@@ -228,8 +232,11 @@ async fn created_and_edited_entries_each_get_their_mood() {
         );
         assert_eq!(*author, if *entry_id == e1 { ada } else { bob });
         assert_eq!(*entry_created_at, w.created_at(*entry_id).await);
-        assert_eq!(*mood, mood_of(text));
         let key = w.vault.get(*author).await.expect("vault").expect("key");
+        assert_eq!(
+            open_mood(&key, *entry_id, *entry_revision, mood).expect("opens"),
+            mood_of(text)
+        );
         let theme = theme.as_ref().expect("theme");
         assert_eq!(
             open_theme(&key, *entry_id, *entry_revision, theme).expect("opens"),
@@ -241,23 +248,27 @@ async fn created_and_edited_entries_each_get_their_mood() {
     assert!(w.analyzer.largest_batch.load(Ordering::Relaxed) <= 2);
 
     // The timeline shows the latest revision's mood.
-    ProjectionRunner::new(w.store.clone(), w.rm.clone(), MoodTimeline::new())
-        .catch_up()
-        .await
-        .expect("timeline");
-    let latest = MoodTimeline::analyzed_mood(&*w.rm, ada, e1)
+    ProjectionRunner::new(
+        w.store.clone(),
+        w.rm.clone(),
+        MoodTimeline::new(w.vault.clone()),
+    )
+    .catch_up()
+    .await
+    .expect("timeline");
+    let latest = MoodTimeline::analyzed_mood(&*w.rm, &w.vault, ada, e1)
         .await
         .expect("read")
         .expect("mood");
     assert_eq!(latest.revision, 2);
     assert_eq!(latest.mood, mood_of("a sad sad evening"));
     assert_eq!(
-        MoodTimeline::entry_mood(&*w.rm, bob, e1)
+        MoodTimeline::entry_mood(&*w.rm, &w.vault, bob, e1)
             .await
             .expect("read"),
         None
     );
-    let days = MoodTimeline::days(&*w.rm, ada, None, None)
+    let days = MoodTimeline::days(&*w.rm, &w.vault, ada, None, None)
         .await
         .expect("days");
     assert_eq!(days.len(), 1);
@@ -449,7 +460,9 @@ proptest! {
             w.worker(batch).catch_up().await.expect("final catch up");
             let mut got: BTreeMap<(EntryId, u64), Vec<Mood>> = BTreeMap::new();
             for (_, m) in w.moods().await {
-                let MoodEvent::MoodAnalyzed { entry_id, entry_revision, mood, .. } = m;
+                let MoodEvent::MoodAnalyzed { entry_id, entry_revision, mood, author, .. } = m;
+                let key = w.vault.get(author).await.expect("vault").expect("key");
+                let mood = open_mood(&key, entry_id, entry_revision, &mood).expect("opens");
                 got.entry((entry_id, entry_revision)).or_default().push(mood);
             }
             prop_assert_eq!(

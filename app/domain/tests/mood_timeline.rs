@@ -12,10 +12,10 @@ use metachat_core::memory::{InMemoryEventStore, InMemoryReadModels};
 use metachat_core::projection::ProjectionRunner;
 use metachat_core::read_model::ReadModelStore;
 use metachat_core::store::{EventAppender, ExpectedVersion};
-use metachat_domain::mood::{self, mood_event_id, mood_stream};
+use metachat_domain::mood::{self, mood_event_id, mood_stream, seal_mood};
 use metachat_domain::mood_timeline::{MOOD_DAYS, MOOD_ENTRIES, MOOD_ERASED_USERS};
 use metachat_domain::{
-    diary, Date, DiaryEvent, EntryId, MoodDay, MoodEvent, MoodTimeline, UserEvent, UserId,
+    diary, Date, DiaryEvent, EntryId, KeyVault, MoodDay, MoodEvent, MoodTimeline, UserEvent, UserId,
 };
 use proptest::prelude::*;
 
@@ -44,12 +44,14 @@ fn mood(valence_millis: i32, dominant: Emotion) -> Mood {
 
 struct Log {
     store: Store,
+    vault: KeyVault<Rm>,
 }
 
 impl Log {
     fn new() -> Self {
         Log {
             store: Arc::new(InMemoryEventStore::new()),
+            vault: KeyVault::new(Arc::new(InMemoryReadModels::new())),
         }
     }
 
@@ -61,12 +63,13 @@ impl Log {
         created: Timestamp,
         mood: Mood,
     ) {
+        let key = self.vault.get_or_create(author).await.expect("key");
         let event = MoodEvent::MoodAnalyzed {
             entry_id: entry,
             author,
             entry_revision: revision,
             entry_created_at: created,
-            mood,
+            mood: seal_mood(&key, entry, revision, &mood).expect("seal"),
             theme: None,
         };
         let enc = mood::codec().encode(&event).expect("encode");
@@ -114,9 +117,13 @@ impl Log {
             .expect("append");
     }
 
-    fn runner(&self, rm: &Rm, batch: usize) -> ProjectionRunner<Store, Rm, MoodTimeline> {
-        ProjectionRunner::new(self.store.clone(), rm.clone(), MoodTimeline::new())
-            .with_batch_size(batch)
+    fn runner(&self, rm: &Rm, batch: usize) -> ProjectionRunner<Store, Rm, MoodTimeline<Rm>> {
+        ProjectionRunner::new(
+            self.store.clone(),
+            rm.clone(),
+            MoodTimeline::new(self.vault.clone()),
+        )
+        .with_batch_size(batch)
     }
 }
 
@@ -124,11 +131,29 @@ fn uuid_like() -> String {
     EntryId::new().to_string()
 }
 
-async fn dump(rm: &Rm) -> BTreeMap<(String, String), Vec<u8>> {
+/// Every document; a day's (sealed with a random nonce) as its opened JSON.
+/// No document holds a mood in the clear.
+async fn dump(rm: &Rm, vault: &KeyVault<Rm>) -> BTreeMap<(String, String), Vec<u8>> {
     let mut out = BTreeMap::new();
     for c in [MOOD_ENTRIES, MOOD_DAYS, MOOD_ERASED_USERS] {
         for (k, d) in rm.scan_prefix(c, "", None, usize::MAX).await.expect("scan") {
-            out.insert((c.to_owned(), k), d.value);
+            let text = String::from_utf8_lossy(&d.value).into_owned();
+            assert!(
+                !text.contains("valence") && !text.contains("dominant"),
+                "a mood in the clear: {text}"
+            );
+            let value = if c == MOOD_DAYS {
+                let user: UserId = k[..36].parse().expect("user id");
+                let key = vault.get(user).await.expect("vault").expect("key");
+                let sealed: metachat_domain::Sealed = d.json().expect("sealed");
+                let aad = format!("metachat/mood_days/{k}");
+                let day: serde_json::Value =
+                    metachat_shred::open_json(&key, aad.as_bytes(), &sealed).expect("opens");
+                serde_json::to_vec(&day).expect("json")
+            } else {
+                d.value
+            };
+            out.insert((c.to_owned(), k), value);
         }
     }
     out
@@ -152,7 +177,7 @@ async fn days_follow_analyses_edits_deletions_and_erasure() {
         .await;
     log.runner(&rm, 2).catch_up().await.expect("catch up");
 
-    let days = MoodTimeline::days(&*rm, ada, None, None)
+    let days = MoodTimeline::days(&*rm, &log.vault, ada, None, None)
         .await
         .expect("days");
     let d1 = Date::from_ymd(2026, 1, 1).expect("date");
@@ -168,11 +193,11 @@ async fn days_follow_analyses_edits_deletions_and_erasure() {
         BTreeMap::from([(Emotion::Joy, 1), (Emotion::Sadness, 1)])
     );
     assert_eq!(days[1].date, d2);
-    let only_d2 = MoodTimeline::days(&*rm, ada, Some(d2), None)
+    let only_d2 = MoodTimeline::days(&*rm, &log.vault, ada, Some(d2), None)
         .await
         .expect("days");
     assert_eq!(only_d2.iter().map(|d| d.date).collect::<Vec<_>>(), [d2]);
-    let only_d1 = MoodTimeline::days(&*rm, ada, None, Some(d1))
+    let only_d1 = MoodTimeline::days(&*rm, &log.vault, ada, None, Some(d1))
         .await
         .expect("days");
     assert_eq!(only_d1.iter().map(|d| d.date).collect::<Vec<_>>(), [d1]);
@@ -184,13 +209,13 @@ async fn days_follow_analyses_edits_deletions_and_erasure() {
     log.analyzed(e1, ada, 1, day1, mood(1000, Emotion::Love))
         .await;
     log.runner(&rm, 1).catch_up().await.expect("catch up");
-    let days = MoodTimeline::days(&*rm, ada, Some(d1), Some(d1))
+    let days = MoodTimeline::days(&*rm, &log.vault, ada, Some(d1), Some(d1))
         .await
         .expect("days");
     assert_eq!(days[0].entries, 2);
     assert!((days[0].mean_valence - (-0.6)).abs() < 1e-6);
     assert_eq!(days[0].dominant_emotion, Emotion::Sadness);
-    let latest = MoodTimeline::analyzed_mood(&*rm, ada, e1)
+    let latest = MoodTimeline::analyzed_mood(&*rm, &log.vault, ada, e1)
         .await
         .expect("read")
         .expect("mood");
@@ -201,12 +226,14 @@ async fn days_follow_analyses_edits_deletions_and_erasure() {
     log.analyzed(e2, ada, 1, day1, mood(200, Emotion::Joy))
         .await;
     log.runner(&rm, 3).catch_up().await.expect("catch up");
-    let days = MoodTimeline::days(&*rm, ada, None, None)
+    let days = MoodTimeline::days(&*rm, &log.vault, ada, None, None)
         .await
         .expect("days");
     assert_eq!(days[0].entries, 1);
     assert_eq!(
-        MoodTimeline::entry_mood(&*rm, ada, e2).await.expect("read"),
+        MoodTimeline::entry_mood(&*rm, &log.vault, ada, e2)
+            .await
+            .expect("read"),
         None
     );
 
@@ -215,16 +242,18 @@ async fn days_follow_analyses_edits_deletions_and_erasure() {
     log.analyzed(EntryId::new(), ada, 1, day2, mood(0, Emotion::Joy))
         .await;
     log.runner(&rm, 3).catch_up().await.expect("catch up");
-    assert!(MoodTimeline::days(&*rm, ada, None, None)
+    assert!(MoodTimeline::days(&*rm, &log.vault, ada, None, None)
         .await
         .expect("days")
         .is_empty());
     assert_eq!(
-        MoodTimeline::entry_mood(&*rm, ada, e1).await.expect("read"),
+        MoodTimeline::entry_mood(&*rm, &log.vault, ada, e1)
+            .await
+            .expect("read"),
         None
     );
     assert_eq!(
-        MoodTimeline::days(&*rm, bob, None, None)
+        MoodTimeline::days(&*rm, &log.vault, bob, None, None)
             .await
             .expect("days")
             .len(),
@@ -385,13 +414,13 @@ proptest! {
             let (from, to) = (day(range.0.min(range.1)), day(range.0.max(range.1)));
             for (u, user) in users.iter().enumerate() {
                 let (want, latest) = reference_days(&ops, u, created_day);
-                let got = MoodTimeline::days(&*rm, *user, None, None).await.expect("days");
+                let got = MoodTimeline::days(&*rm, &log.vault, *user, None, None).await.expect("days");
                 prop_assert_eq!(&got, &want);
-                let got_range = MoodTimeline::days(&*rm, *user, Some(from), Some(to)).await.expect("days");
+                let got_range = MoodTimeline::days(&*rm, &log.vault, *user, Some(from), Some(to)).await.expect("days");
                 let want_range: Vec<_> = want.iter().filter(|d| d.date >= from && d.date <= to).cloned().collect();
                 prop_assert_eq!(got_range, want_range);
                 for (e, id) in entries.iter().enumerate() {
-                    let got = MoodTimeline::analyzed_mood(&*rm, *user, *id).await.expect("mood")
+                    let got = MoodTimeline::analyzed_mood(&*rm, &log.vault, *user, *id).await.expect("mood")
                         .map(|a| (a.revision, a.mood));
                     prop_assert_eq!(got, latest.get(&e).cloned());
                 }
@@ -399,10 +428,10 @@ proptest! {
 
             let rebuilt: Rm = Arc::new(InMemoryReadModels::new());
             log.runner(&rebuilt, rebuild_batch).catch_up().await.expect("rebuild");
-            prop_assert_eq!(dump(&rm).await, dump(&rebuilt).await);
+            prop_assert_eq!(dump(&rm, &log.vault).await, dump(&rebuilt, &log.vault).await);
             // And a rebuild in place.
             log.runner(&rm, rebuild_batch).rebuild().await.expect("rebuild in place");
-            prop_assert_eq!(dump(&rm).await, dump(&rebuilt).await);
+            prop_assert_eq!(dump(&rm, &log.vault).await, dump(&rebuilt, &log.vault).await);
             Ok(())
         })?;
     }

@@ -12,8 +12,8 @@ use metachat_core::store::EventReader;
 use metachat_domain::directory::{USERS, USERS_BY_EMAIL};
 use metachat_domain::timeline::{DIARY_ENTRIES, DIARY_TIMELINE};
 use metachat_domain::{
-    Diaries, DiaryTimeline, Email, EntryId, KeyVault, TimelineEntry, TimelineError, UserDirectory,
-    UserId, Users,
+    BlindIndexKey, Diaries, DiaryTimeline, Email, EntryId, KeyVault, TimelineEntry, TimelineError,
+    UserDirectory, UserId, Users,
 };
 use proptest::prelude::*;
 
@@ -61,7 +61,7 @@ async fn all_pages(
 
 struct World {
     store: Store,
-    users: Users<Store>,
+    users: Users<Store, Arc<InMemoryReadModels>>,
     diaries: Diaries<Store, Arc<InMemoryReadModels>>,
     vault: Vault,
 }
@@ -71,7 +71,11 @@ impl World {
         let store = Arc::new(InMemoryEventStore::new());
         let vault = KeyVault::new(Arc::new(InMemoryReadModels::new()));
         World {
-            users: Users::new(store.clone()),
+            users: Users::new(
+                store.clone(),
+                vault.clone(),
+                BlindIndexKey::from_bytes([1; 32]),
+            ),
             diaries: Diaries::new(store.clone(), vault.clone()),
             vault,
             store,
@@ -154,11 +158,15 @@ async fn directory_and_timelines_after_catch_up_and_rebuild() {
         .await
         .expect("get")
         .expect("bob");
-    assert_eq!(p.display_name.as_deref(), Some("Robert"));
+    let bob_key = w.vault.get(bob).await.expect("vault").expect("key");
+    assert_eq!(
+        p.open(&bob_key).expect("opens").0.as_deref(),
+        Some("Robert")
+    );
     assert!(!p.erased);
     let ada_email = Email::parse("ADA@example.org").expect("valid");
     assert_eq!(
-        UserDirectory::find_by_email(&*rm, &ada_email)
+        UserDirectory::find_by_email_index(&*rm, &w.users.email_index(&ada_email))
             .await
             .expect("find"),
         Some(ada)
@@ -169,18 +177,23 @@ async fn directory_and_timelines_after_catch_up_and_rebuild() {
         .expect("cy");
     assert!(cy_profile.erased);
     assert_eq!(cy_profile.display_name, None);
-    assert_eq!(cy_profile.email_hash, None);
+    assert_eq!(cy_profile.email_index, None);
     let cy_email = Email::parse("cy@example.org").expect("valid");
     assert_eq!(
-        UserDirectory::find_by_email(&*rm, &cy_email)
+        UserDirectory::find_by_email_index(&*rm, &w.users.email_index(&cy_email))
             .await
             .expect("find"),
         None
     );
-    // The plain address is nowhere in the directory.
+    // Neither the plain address nor a display name is anywhere in the
+    // directory.
     for ((_, key), (value, _)) in dump(&rm, dir.projection()).await {
         assert!(!key.contains("example.org"));
-        assert!(!String::from_utf8_lossy(&value).contains("example.org"));
+        let value = String::from_utf8_lossy(&value);
+        assert!(
+            !value.contains("example.org") && !value.contains("Robert"),
+            "{value}"
+        );
     }
 
     // Timelines: newest first, edits in place, deletions gone, erased empty.

@@ -14,8 +14,8 @@ use metachat_core::store::{
 };
 use metachat_core::{Error, Result};
 use metachat_domain::{
-    Diaries, DiariesError, DiaryError, Email, EmailReservation, EntryId, ReservationCommand,
-    ReservationEvent, UserError, UserEvent, UserId, Users, UsersError,
+    BlindIndexKey, Diaries, DiariesError, DiaryError, Email, EmailReservation, EntryId,
+    ReservationCommand, ReservationEvent, UserError, UserEvent, UserId, Users, UsersError,
 };
 use metachat_domain::{DiaryEntry, KeyVault};
 
@@ -101,9 +101,26 @@ fn count(types: &[String], ty: &str) -> usize {
     types.iter().filter(|t| *t == ty).count()
 }
 
-fn users() -> (Arc<InMemoryEventStore>, Users<Arc<InMemoryEventStore>>) {
+type Keys = Arc<InMemoryReadModels>;
+
+fn index_key() -> BlindIndexKey {
+    BlindIndexKey::from_bytes([1; 32])
+}
+
+fn users_over<S: metachat_core::store::EventStore + Clone>(store: S) -> Users<S, Keys> {
+    Users::new(
+        store,
+        KeyVault::new(Arc::new(InMemoryReadModels::new())),
+        index_key(),
+    )
+}
+
+fn users() -> (
+    Arc<InMemoryEventStore>,
+    Users<Arc<InMemoryEventStore>, Keys>,
+) {
     let store = Arc::new(InMemoryEventStore::new());
-    (store.clone(), Users::new(store))
+    (store.clone(), users_over(store))
 }
 
 #[tokio::test]
@@ -120,8 +137,9 @@ async fn register_update_lookup() -> std::result::Result<(), Box<dyn std::error:
     assert_eq!(stored[0].recorded_at, outcome.recorded_at);
     let root = done.root;
     assert!(root.state.is_active());
-    assert_eq!(root.state.email(), Some("ada@example.org"));
-    assert_eq!(root.state.display_name(), Some("Ada"));
+    let personal = users.personal(id).await?.expect("active");
+    assert_eq!(personal.email, "ada@example.org");
+    assert_eq!(personal.display_name, "Ada");
 
     assert_eq!(users.find_by_email("ADA@example.org").await?, Some(id));
     assert_eq!(users.find_by_email("bob@example.org").await?, None);
@@ -140,9 +158,20 @@ async fn register_update_lookup() -> std::result::Result<(), Box<dyn std::error:
         )
         .await?
         .root;
-    assert_eq!(root.state.display_name(), Some("Ada L."));
-    assert_eq!(root.state.about(), Some("hi"));
     assert_eq!(root.version, Some(1));
+    let personal = users.personal(id).await?.expect("active");
+    assert_eq!(personal.display_name, "Ada L.");
+    assert_eq!(personal.about.as_deref(), Some("hi"));
+    // Nothing changes: no event.
+    let again = users
+        .update_profile(
+            id,
+            Some(" Ada L. ".into()),
+            Some("hi".into()),
+            Metadata::default(),
+        )
+        .await?;
+    assert_eq!(again.root.version, Some(1));
     Ok(())
 }
 
@@ -310,7 +339,7 @@ async fn concurrent_registrations_of_one_id_release_the_losing_address() {
         // The loser's address is not held: its reservation was never made or
         // was released.
         let emails = Repository::<EmailReservation, _>::new(store.clone());
-        let hash = Email::parse(lost).expect("valid").hash();
+        let hash = Email::parse(lost).expect("valid").index(&index_key());
         let holder = emails
             .load(hash.as_str())
             .await
@@ -326,7 +355,7 @@ async fn concurrent_registrations_of_one_id_release_the_losing_address() {
 async fn registration_is_retried_after_the_user_append_failed(
 ) -> std::result::Result<(), UsersError> {
     let store = Flaky::new("user");
-    let users = Users::new(store.clone());
+    let users = users_over(store.clone());
     let id = UserId::new();
     store.fail_next(1);
     let r = users
@@ -370,7 +399,7 @@ async fn erase_releases_the_address() -> std::result::Result<(), UsersError> {
     users.erase(ada, Metadata::default()).await?;
     let root = users.load(ada).await?;
     assert!(root.state.is_erased());
-    assert_eq!(root.state.email(), None);
+    assert_eq!(users.personal(ada).await?, None);
     assert_eq!(users.find_by_email("ada@example.org").await?, None);
     assert!(users.credentials("ada@example.org").await?.is_none());
 
@@ -403,7 +432,7 @@ async fn erase_releases_the_address() -> std::result::Result<(), UsersError> {
 #[tokio::test]
 async fn erase_is_completed_by_a_retry() -> std::result::Result<(), UsersError> {
     let store = Flaky::new("email");
-    let users = Users::new(store.clone());
+    let users = users_over(store.clone());
     let ada = UserId::new();
     users
         .register(ada, "ada@example.org", HASH, "Ada", Metadata::default())
@@ -433,7 +462,9 @@ async fn erase_is_completed_by_a_retry() -> std::result::Result<(), UsersError> 
         )
         .await?;
     // The reservation stream tells the whole story.
-    let hash = Email::parse("ada@example.org").expect("valid").hash();
+    let hash = Email::parse("ada@example.org")
+        .expect("valid")
+        .index(&index_key());
     let stream = StreamId::from_parts("email", &hash).expect("stream id");
     let codec = JsonCodec::<ReservationEvent>::new();
     let history: Vec<_> = store
@@ -474,8 +505,8 @@ async fn user_events_carry_no_plain_address_in_stream_ids() -> std::result::Resu
         .map(|e| codec.decode(e));
     assert!(matches!(
         registered,
-        Some(Ok(Some(UserEvent::UserRegistered { email_hash, .. })))
-            if Some(email_hash.clone()) == Email::parse("ada@example.org").ok().map(|e| e.hash())
+        Some(Ok(Some(UserEvent::UserRegistered { email_index, .. })))
+            if Some(email_index.clone()) == Email::parse("ada@example.org").ok().map(|e| e.index(&index_key()))
     ));
     Ok(())
 }
@@ -540,7 +571,7 @@ async fn text_of(diaries: &TestDiaries, entry_id: EntryId, state: &DiaryEntry) -
 #[tokio::test]
 async fn diaries_check_the_author() -> std::result::Result<(), DiariesError> {
     let store = Arc::new(InMemoryEventStore::new());
-    let users = Users::new(store.clone());
+    let users = users_over(store.clone());
     let diaries = diaries_over(&store);
     let ada = UserId::new();
     users
@@ -616,7 +647,7 @@ async fn diaries_check_the_author() -> std::result::Result<(), DiariesError> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_edits_at_one_revision_one_wins() -> std::result::Result<(), DiariesError> {
     let store = Arc::new(InMemoryEventStore::new());
-    let users = Users::new(store.clone());
+    let users = users_over(store.clone());
     let diaries = Arc::new(diaries_over(&store));
     let ada = UserId::new();
     users

@@ -13,8 +13,8 @@ use metachat_core::store::{EventAppender, EventReader, ExpectedVersion};
 use metachat_domain::diary::{self, text_aad};
 use metachat_domain::timeline::DIARY_TIMELINE;
 use metachat_domain::{
-    DataKey, Diaries, DiaryEvent, DiaryTimeline, EntryId, EntryText, KeyState, KeyVault,
-    ShredError, UserId, Users,
+    BlindIndexKey, DataKey, Diaries, DiaryEvent, DiaryTimeline, EntryId, EntryText, KeyState,
+    KeyVault, ShredError, UserId, Users,
 };
 use metachat_shred::DATA_KEYS;
 use metachat_shred::{open, seal};
@@ -28,7 +28,7 @@ struct World {
     store: Store,
     rm: Rm,
     vault: KeyVault<Rm>,
-    users: Users<Store>,
+    users: Users<Store, Rm>,
     diaries: Diaries<Store, Rm>,
 }
 
@@ -38,7 +38,11 @@ impl World {
         let rm = Arc::new(InMemoryReadModels::new());
         let vault = KeyVault::new(rm.clone());
         World {
-            users: Users::new(store.clone()),
+            users: Users::new(
+                store.clone(),
+                vault.clone(),
+                BlindIndexKey::from_bytes([1; 32]),
+            ),
             diaries: Diaries::new(store.clone(), vault.clone()),
             vault,
             rm,

@@ -71,6 +71,14 @@ pub(crate) struct Config {
     #[arg(long, env = "METACHAT_REBUILD_PROJECTIONS")]
     pub(crate) rebuild_projections: bool,
 
+    /// File of the blind-index key that hides email addresses (64 hex
+    /// digits; made with mode 0600 on first start if missing). Default:
+    /// `index.key` in --data-dir. `METACHAT_INDEX_KEY` (the key itself)
+    /// overrides it. Every process serving the same users needs the same
+    /// key.
+    #[arg(long, env = "METACHAT_INDEX_KEY_FILE")]
+    pub(crate) index_key_file: Option<PathBuf>,
+
     /// The fsync interval of `--durability periodic`, in milliseconds.
     #[arg(long, env = "METACHAT_SYNC_INTERVAL_MS", default_value_t = 100,
           value_parser = clap::value_parser!(u64).range(1..=60_000))]
@@ -123,6 +131,13 @@ pub(crate) enum DurabilityChoice {
 }
 
 impl Config {
+    /// The blind-index key file (`--index-key-file`, else in --data-dir).
+    pub(crate) fn index_key_file(&self) -> PathBuf {
+        self.index_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("index.key"))
+    }
+
     /// The token lifetime.
     pub(crate) fn token_ttl(&self) -> Duration {
         Duration::from_secs(self.token_ttl_secs)

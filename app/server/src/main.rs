@@ -22,6 +22,7 @@ mod backend;
 mod config;
 mod error;
 mod extract;
+mod keys;
 mod matching;
 mod metrics;
 mod mood_worker;

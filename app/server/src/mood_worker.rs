@@ -17,6 +17,7 @@ use utoipa::ToSchema;
 
 use crate::config::{AnalyzerChoice, Config};
 use crate::error::ApiError;
+use crate::keys::Keys;
 use crate::routes::mood::Day;
 use crate::state::{AppState, ReadModels, Stop, Store, RESTART_AFTER};
 
@@ -67,12 +68,12 @@ impl From<Mood> for MoodView {
 
 /// The projections an entry read waits on.
 pub(crate) fn entry_projections() -> Vec<&'static str> {
-    vec![DiaryTimeline::NAME, MoodTimeline::NAME]
+    vec![DiaryTimeline::NAME, MoodTimeline::<Keys>::NAME]
 }
 
 /// The projections a timeline read waits on.
 pub(crate) fn timeline_projections() -> Vec<&'static str> {
-    vec![MoodTimeline::NAME]
+    vec![MoodTimeline::<Keys>::NAME]
 }
 
 /// The mood of `entry_id` at domain `revision`, once analyzed.
@@ -82,9 +83,14 @@ pub(crate) async fn entry_mood(
     entry_id: EntryId,
     revision: u64,
 ) -> Result<Option<MoodView>, ApiError> {
-    let found = MoodTimeline::analyzed_mood(&state.inner.read_models, user, entry_id)
-        .await
-        .map_err(ApiError::store)?;
+    let found = MoodTimeline::analyzed_mood(
+        &state.inner.read_models,
+        state.inner.users.vault(),
+        user,
+        entry_id,
+    )
+    .await
+    .map_err(ApiError::store)?;
     Ok(found
         .filter(|a| a.revision == revision)
         .map(|a| a.mood.into()))
@@ -97,9 +103,15 @@ pub(crate) async fn days(
     from: Option<Date>,
     to: Option<Date>,
 ) -> Result<Vec<Day>, ApiError> {
-    let days = MoodTimeline::days(&state.inner.read_models, user, from, to)
-        .await
-        .map_err(ApiError::store)?;
+    let days = MoodTimeline::days(
+        &state.inner.read_models,
+        state.inner.users.vault(),
+        user,
+        from,
+        to,
+    )
+    .await
+    .map_err(ApiError::store)?;
     Ok(days
         .into_iter()
         .map(|d| Day {
@@ -185,7 +197,7 @@ pub(crate) async fn spawn(
     config: &Config,
     store: Store,
     read_models: ReadModels,
-    vault: KeyVault<ReadModels>,
+    vault: KeyVault<Keys>,
     stop: Stop,
 ) -> anyhow::Result<Option<(JoinHandle<()>, WorkerHandle)>> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -229,7 +241,7 @@ pub(crate) async fn spawn(
     Ok(Some((task, stats)))
 }
 
-async fn run(worker: Arc<MoodWorker<Store, ReadModels, DefaultMoodAnalyzer>>, stop: Stop) {
+async fn run(worker: Arc<MoodWorker<Store, ReadModels, DefaultMoodAnalyzer, Keys>>, stop: Stop) {
     supervise(
         "mood worker",
         || stop.wait(),

@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 use crate::auth::Tokens;
 use crate::backend::{Backends, DynReadModels, DynStore};
 use crate::config::Config;
+use crate::keys::Keys;
 use metachat_core::progress::{NotifyingReadModels, Progress};
 
 /// The read-model store every part of the server uses, whatever its backend.
@@ -41,7 +42,7 @@ pub(crate) const MOOD_WORKER: &str = MoodWorker::<Store, ReadModels, DefaultMood
 pub(crate) const PROJECTIONS: [&str; 5] = [
     UserDirectory::NAME,
     DiaryTimeline::NAME,
-    MoodTimeline::NAME,
+    MoodTimeline::<Keys>::NAME,
     crate::matching::NAME,
     MOOD_WORKER,
 ];
@@ -59,10 +60,10 @@ pub(crate) struct Inner {
     pub(crate) store: Store,
     /// The read models (publishing projection progress).
     pub(crate) read_models: ReadModels,
-    /// Registration, erasure, credentials.
-    pub(crate) users: Users<Store>,
-    /// Diary entries (and the key vault).
-    pub(crate) diaries: Diaries<Store, ReadModels>,
+    /// Registration, erasure, credentials (and the key vault).
+    pub(crate) users: Users<Store, Keys>,
+    /// Diary entries.
+    pub(crate) diaries: Diaries<Store, Keys>,
     /// Bearer tokens.
     pub(crate) tokens: Tokens<ReadModels>,
     /// Projection checkpoints.
@@ -128,14 +129,14 @@ pub(crate) async fn start(config: &Config, metrics: PrometheusHandle) -> anyhow:
     let store = backends.store.clone();
     let raw_read_models = backends.read_models.clone();
 
+    let vault = KeyVault::new(Keys::open(config, &raw_read_models)?);
+    let index_key = crate::keys::blind_index_key(&config.index_key_file())?;
     // Repairs an erasure interrupted between `UserErased` and the shred.
-    let swept =
-        metachat_domain::shred_erased_users(&KeyVault::new(raw_read_models.clone()), &store)
-            .await?;
+    let swept = metachat_domain::shred_erased_users(&vault, &store).await?;
     tracing::debug!(next = swept, "key vault sweep done");
 
     if config.rebuild_projections {
-        rebuild(&store, &raw_read_models).await?;
+        rebuild(&store, &raw_read_models, &vault).await?;
     }
 
     let mut start = Vec::new();
@@ -146,7 +147,6 @@ pub(crate) async fn start(config: &Config, metrics: PrometheusHandle) -> anyhow:
     }
     let progress = Progress::new(start);
     let read_models = NotifyingReadModels::new(raw_read_models, progress.clone());
-    let vault = KeyVault::new(read_models.clone());
 
     let (stop_tx, stop) = Stop::new();
     let mut tasks = Vec::new();
@@ -165,7 +165,7 @@ pub(crate) async fn start(config: &Config, metrics: PrometheusHandle) -> anyhow:
     tasks.push(spawn_runner(
         store.clone(),
         read_models.clone(),
-        MoodTimeline::new(),
+        MoodTimeline::new(vault.clone()),
         stop.clone(),
     ));
     let matching = crate::matching::projection(vault.clone())?;
@@ -208,7 +208,7 @@ pub(crate) async fn start(config: &Config, metrics: PrometheusHandle) -> anyhow:
 
     let dummy_hash = crate::auth::dummy_hash().await?;
     let inner = Inner {
-        users: Users::new(store.clone()),
+        users: Users::new(store.clone(), vault.clone(), index_key),
         diaries: Diaries::new(store.clone(), vault),
         tokens: Tokens::new(read_models.clone(), config.token_ttl()),
         store,
@@ -233,7 +233,11 @@ pub(crate) async fn start(config: &Config, metrics: PrometheusHandle) -> anyhow:
 /// Rebuilds every projection from position 0 (`--rebuild-projections`).
 /// The mood worker is not rebuilt: it writes events, and its checkpoint
 /// keeps it from analyzing an entry revision twice.
-async fn rebuild(store: &Store, read_models: &DynReadModels) -> anyhow::Result<()> {
+async fn rebuild(
+    store: &Store,
+    read_models: &DynReadModels,
+    vault: &KeyVault<Keys>,
+) -> anyhow::Result<()> {
     async fn one<P: Projection>(
         store: &Store,
         read_models: &DynReadModels,
@@ -248,9 +252,13 @@ async fn rebuild(store: &Store, read_models: &DynReadModels) -> anyhow::Result<(
     tracing::warn!("rebuilding every projection from position 0");
     one(store, read_models, UserDirectory::new()).await?;
     one(store, read_models, DiaryTimeline::new()).await?;
-    one(store, read_models, MoodTimeline::new()).await?;
-    let vault = KeyVault::new(read_models.clone());
-    one(store, read_models, crate::matching::projection(vault)?).await?;
+    one(store, read_models, MoodTimeline::new(vault.clone())).await?;
+    one(
+        store,
+        read_models,
+        crate::matching::projection(vault.clone())?,
+    )
+    .await?;
     Ok(())
 }
 

@@ -32,12 +32,7 @@ async fn match_ids(api: &Api, viewer: &User, min_position: u64) -> Vec<String> {
 
 /// Where `needle` occurs in the data directory's files.
 fn occurrences(server: &Server, needle: &[u8]) -> Vec<String> {
-    server
-        .data_files()
-        .iter()
-        .filter(|(_, bytes)| bytes.windows(needle.len()).any(|w| w == needle))
-        .map(|(path, _)| path.display().to_string())
-        .collect()
+    common::found_in(&server.data_files(), needle)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -113,6 +113,7 @@ fn user_error(e: UsersError) -> ApiError {
         UsersError::User(UserError::InvalidDisplayName(e)) => {
             ApiError::field("display_name", e.to_string())
         }
+        UsersError::User(UserError::Erased) => ApiError::Unauthorized,
         UsersError::User(e) => ApiError::internal(e),
         UsersError::Store(e) => ApiError::store(e),
         other => ApiError::internal(other),
@@ -252,20 +253,19 @@ pub(crate) async fn me(
         q.wait_ms,
     )
     .await?;
-    let user = state
+    let Some(personal) = state
         .inner
         .users
-        .load(auth.user_id)
+        .personal(auth.user_id)
         .await
         .map_err(user_error)?
-        .state;
-    if !user.is_active() {
+    else {
         return Err(ApiError::Unauthorized);
-    }
+    };
     Ok(Json(Me {
         user_id: auth.user_id,
-        email: user.email().unwrap_or_default().to_owned(),
-        display_name: user.display_name().unwrap_or_default().to_owned(),
+        email: personal.email,
+        display_name: personal.display_name,
         position,
     }))
 }

@@ -453,6 +453,15 @@ impl Server {
     }
 }
 
+/// The paths of the `files` that contain `needle`.
+pub fn found_in(files: &[(PathBuf, Vec<u8>)], needle: &[u8]) -> Vec<String> {
+    files
+        .iter()
+        .filter(|(_, bytes)| bytes.windows(needle.len()).any(|w| w == needle))
+        .map(|(path, _)| path.display().to_string())
+        .collect()
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill_now();
