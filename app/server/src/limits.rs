@@ -264,6 +264,22 @@ pub(crate) fn account_key(email: &str) -> [u8; 32] {
     Sha256::digest(normal.as_bytes()).into()
 }
 
+/// The key of a client in the throttle and the quota: an IPv4 address (an
+/// IPv4-mapped IPv6 one included) as it is, an IPv6 address by its /64
+/// (one host usually holds a whole /64, and could rotate through it).
+pub(crate) fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(prefix.into())
+            }
+        },
+    }
+}
+
 /// Failed logins counted per account and per client address; while either
 /// is refused, every login for it is answered 429 before any password is
 /// checked, the right password included.
@@ -288,6 +304,7 @@ impl LoginThrottle {
     /// of the account at once (so concurrent guesses see each other) until
     /// [`Attempt::succeeded`] clears it.
     pub(crate) fn begin(&self, account: [u8; 32], client: IpAddr) -> Result<Attempt<'_>, ApiError> {
+        let client = client_key(client);
         let now = Instant::now();
         let wait = [
             self.accounts.blocked(&account, now),
@@ -374,12 +391,14 @@ impl RegisterQuota {
 
     /// Takes one registration from `client`'s quota, or refuses with 429.
     pub(crate) fn check(&self, client: IpAddr) -> Result<(), ApiError> {
-        self.limiter.check_key(&client).map_err(|not_until| {
-            metrics::counter!(REFUSED, "limit" => "register").increment(1);
-            ApiError::RateLimited {
-                retry_after_secs: retry_secs(not_until.wait_time_from(self.clock.now())),
-            }
-        })
+        self.limiter
+            .check_key(&client_key(client))
+            .map_err(|not_until| {
+                metrics::counter!(REFUSED, "limit" => "register").increment(1);
+                ApiError::RateLimited {
+                    retry_after_secs: retry_secs(not_until.wait_time_from(self.clock.now())),
+                }
+            })
     }
 
     /// Forgets clients whose quota is full again.
@@ -506,6 +525,22 @@ mod tests {
         t.fail(&1u8, start);
         t.fail(&1u8, start + MIN * 2);
         assert!(t.blocked(&1u8, start + MIN * 2).is_none());
+    }
+
+    #[test]
+    fn ipv6_clients_are_keyed_by_their_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().expect("v6");
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().expect("v6");
+        let c: IpAddr = "2001:db8:1:3::1".parse().expect("v6");
+        assert_eq!(client_key(a), client_key(b));
+        assert_ne!(client_key(a), client_key(c));
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().expect("mapped");
+        assert_eq!(client_key(mapped), ip(1));
+        assert_eq!(client_key(ip(7)), ip(7));
+        let q = RegisterQuota::new(1, 1);
+        q.check(a).expect("first");
+        assert!(q.check(b).is_err(), "the same /64");
+        q.check(c).expect("another /64");
     }
 
     #[test]
