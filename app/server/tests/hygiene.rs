@@ -280,6 +280,38 @@ async fn sigterm_ends_the_process_by_its_deadline_with_a_request_unfinished() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_closes_idle_connections_without_waiting_for_the_deadline() {
+    // A deadline far beyond the outer wait: an idle kept-alive connection
+    // must be closed by the graceful shutdown itself.
+    let Some(mut server) = server_with(&[
+        "--shutdown-timeout-secs",
+        "3600",
+        "--idle-timeout-secs",
+        "3600",
+        "--header-timeout-secs",
+        "3600",
+    ])
+    .await
+    else {
+        return;
+    };
+    let mut idle = connect(&server).await;
+    idle.write_all(HEALTHZ).await.expect("send");
+    assert!(matches!(
+        read_answer(&mut idle, PATIENCE).await,
+        RawRead::Answer(_)
+    ));
+    let status = server.sigterm(Duration::from_secs(60)).await;
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        !server.log().contains("shutdown deadline passed"),
+        "{}",
+        server.log_tail(30)
+    );
+    assert!(closed_within(&mut idle, PATIENCE).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_answer_carries_the_security_headers() {
     let Some(server) = Server::lexicon().await else {
         return;
