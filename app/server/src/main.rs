@@ -32,6 +32,7 @@ mod serve;
 mod shutdown;
 mod state;
 
+use anyhow::Context as _;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
@@ -58,8 +59,12 @@ async fn main() -> anyhow::Result<()> {
     let mut started = state::start(&config, handle).await?;
     let app = routes::router(started.state.clone());
 
-    let listener = tokio::net::TcpListener::bind(config.addr).await?;
-    let metrics_listener = tokio::net::TcpListener::bind(config.metrics_addr).await?;
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .with_context(|| format!("cannot listen on --addr {}", config.addr))?;
+    let metrics_listener = tokio::net::TcpListener::bind(config.metrics_addr)
+        .await
+        .with_context(|| format!("cannot listen on --metrics-addr {}", config.metrics_addr))?;
     tracing::info!(
         addr = %metrics_listener.local_addr()?,
         "metrics listening"

@@ -416,3 +416,34 @@ async fn metrics_are_on_their_own_listener_with_fixed_labels() {
         "{requests:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_taken_metrics_address_stops_the_start_naming_the_flag() {
+    if !common::models_present(common::Analyzer::Lexicon) {
+        return;
+    }
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port");
+    let addr = taken.local_addr().expect("its address").to_string();
+    let mut cmd = std::process::Command::new(common::BIN);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("METACHAT_") {
+            cmd.env_remove(key);
+        }
+    }
+    let out = cmd
+        .args(["--analyzer", "lexicon", "--metrics-addr", &addr])
+        .env(
+            "METACHAT_DATA_DIR",
+            tempfile::tempdir().expect("dir").path(),
+        )
+        .env("METACHAT_ADDR", "127.0.0.1:0")
+        .env("METACHAT_MODEL_DIR", common::model_dir())
+        .output()
+        .expect("run the server");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--metrics-addr") && stderr.contains(&addr),
+        "{stderr}"
+    );
+}
