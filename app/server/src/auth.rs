@@ -17,42 +17,53 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
+use crate::limits::HashGate;
 use crate::state::AppState;
 
 /// Read-model collection of sessions, keyed by the token's SHA-256 (hex).
 const SESSIONS: &str = "server_sessions";
 /// Read-model collection `{user_id}/{token hash}` → `{}`: a user's sessions.
 const SESSIONS_BY_USER: &str = "server_sessions_by_user";
-/// The most sessions revoked per page on erasure.
+/// The most sessions revoked per page on erasure, or swept per page.
 const PAGE: usize = 256;
+/// Expired sessions deleted by the sweep.
+pub(crate) const SESSIONS_PURGED: &str = "metachat_sessions_purged_total";
 
-/// Hashes `password` with argon2id (default parameters) on a blocking thread.
-pub(crate) async fn hash_password(password: String) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || {
-        let mut salt = [0u8; 16];
-        getrandom::fill(&mut salt).map_err(ApiError::internal)?;
-        let salt = SaltString::encode_b64(&salt).map_err(ApiError::internal)?;
-        Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .map_err(ApiError::internal)
-    })
-    .await
-    .map_err(ApiError::internal)?
+/// Hashes `password` with argon2id (default parameters), here and now.
+fn hash_now(password: &str) -> Result<String, ApiError> {
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(ApiError::internal)?;
+    let salt = SaltString::encode_b64(&salt).map_err(ApiError::internal)?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(ApiError::internal)
 }
 
-/// Verifies `password` against a PHC `hash` on a blocking thread. A hash
-/// that does not parse verifies nothing.
-pub(crate) async fn verify_password(password: String, hash: String) -> Result<bool, ApiError> {
-    tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&hash).is_ok_and(|parsed| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
-        })
+/// Verifies `password` against a PHC `hash`, here and now. A hash that
+/// does not parse verifies nothing.
+fn verify_now(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|parsed| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
     })
-    .await
-    .map_err(ApiError::internal)
+}
+
+/// Hashes `password` with argon2id on a blocking thread, once `gate` has
+/// a slot (else 503 `busy`).
+pub(crate) async fn hash_password(gate: &HashGate, password: String) -> Result<String, ApiError> {
+    gate.run(move || hash_now(&password)).await?
+}
+
+/// Verifies `password` against a PHC `hash` on a blocking thread, once
+/// `gate` has a slot (else 503 `busy`).
+pub(crate) async fn verify_password(
+    gate: &HashGate,
+    password: String,
+    hash: String,
+) -> Result<bool, ApiError> {
+    gate.run(move || verify_now(&password, &hash)).await
 }
 
 /// A stored session.
@@ -232,6 +243,56 @@ impl<R: ReadModelStore> Tokens<R> {
         self.cache.write().retain(|_, s| s.user_id != user_id);
         Ok(())
     }
+
+    /// Deletes every expired session from both collections (and the
+    /// cache); returns how many. A session that does not decode is
+    /// deleted too: nothing can use it.
+    pub(crate) async fn purge_expired(&self) -> Result<usize, ApiError> {
+        let now = now_secs();
+        self.cache.write().retain(|_, s| s.expires_at > now);
+        let mut purged = 0;
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .store
+                .scan_prefix(SESSIONS, "", after.as_deref(), PAGE)
+                .await
+                .map_err(ApiError::store)?;
+            let Some((last, _)) = page.last() else {
+                break;
+            };
+            after = Some(last.clone());
+            let full = page.len() == PAGE;
+            let mut commit = Commit::default();
+            for (key, doc) in page {
+                let session = doc.json::<Session>().ok();
+                if session.is_some_and(|s| s.expires_at > now) {
+                    continue;
+                }
+                if let Some(s) = session {
+                    commit.ops.push(WriteOp::Delete {
+                        collection: SESSIONS_BY_USER.into(),
+                        key: format!("{}/{key}", s.user_id),
+                        expect: DocExpect::Any,
+                    });
+                }
+                commit.ops.push(WriteOp::Delete {
+                    collection: SESSIONS.into(),
+                    key,
+                    expect: DocExpect::Any,
+                });
+                purged += 1;
+            }
+            if !commit.ops.is_empty() {
+                self.store.commit(commit).await.map_err(ApiError::store)?;
+            }
+            if !full {
+                break;
+            }
+        }
+        metrics::counter!(SESSIONS_PURGED).increment(purged as u64);
+        Ok(purged)
+    }
 }
 
 /// The authenticated caller of a route.
@@ -271,7 +332,10 @@ pub(crate) async fn dummy_hash() -> Result<Arc<str>, ApiError> {
     let mut random = [0u8; 24];
     getrandom::fill(&mut random).map_err(ApiError::internal)?;
     let password = base64::engine::general_purpose::STANDARD.encode(random);
-    Ok(hash_password(password).await?.into())
+    let hash = tokio::task::spawn_blocking(move || hash_now(&password))
+        .await
+        .map_err(ApiError::internal)??;
+    Ok(hash.into())
 }
 
 #[cfg(test)]
@@ -281,17 +345,57 @@ mod tests {
 
     #[tokio::test]
     async fn passwords_verify_only_themselves() {
-        let h = hash_password("correct horse".into()).await.expect("hash");
+        let gate = HashGate::new(2, Duration::from_secs(60));
+        let h = hash_password(&gate, "correct horse".into())
+            .await
+            .expect("hash");
         assert!(h.starts_with("$argon2id$"));
-        assert!(verify_password("correct horse".into(), h.clone())
+        assert!(verify_password(&gate, "correct horse".into(), h.clone())
             .await
             .expect("verify"));
-        assert!(!verify_password("wrong horse".into(), h)
+        assert!(!verify_password(&gate, "wrong horse".into(), h)
             .await
             .expect("verify"));
-        assert!(!verify_password("x".into(), "not a hash".into())
+        assert!(!verify_password(&gate, "x".into(), "not a hash".into())
             .await
             .expect("verify"));
+    }
+
+    #[tokio::test]
+    async fn the_sweep_deletes_expired_sessions_only() {
+        let store = Arc::new(InMemoryReadModels::new());
+        let (a, b) = (UserId::new(), UserId::new());
+        let live = Tokens::new(store.clone(), Duration::from_secs(3_600));
+        let kept = live.issue(a).await.expect("issue");
+        let dead = Tokens::new(store.clone(), Duration::ZERO);
+        for _ in 0..(PAGE + 3) {
+            dead.issue(b).await.expect("issue");
+        }
+        dead.issue(a).await.expect("issue");
+        let count = |c: &'static str| {
+            let store = store.clone();
+            async move {
+                store
+                    .scan_prefix(c, "", None, 10_000)
+                    .await
+                    .expect("scan")
+                    .len()
+            }
+        };
+        assert_eq!(count(SESSIONS).await, PAGE + 5);
+        assert_eq!(count(SESSIONS_BY_USER).await, PAGE + 5);
+
+        let purged = live.purge_expired().await.expect("sweep");
+        assert_eq!(purged, PAGE + 4, "every expired session, over pages");
+        assert_eq!(count(SESSIONS).await, 1);
+        let by_user = store
+            .scan_prefix(SESSIONS_BY_USER, "", None, 10)
+            .await
+            .expect("scan");
+        assert_eq!(by_user.len(), 1);
+        assert!(by_user[0].0.starts_with(&format!("{a}/")));
+        assert_eq!(live.check(&kept.token).await.expect("kept").0, a);
+        assert_eq!(live.purge_expired().await.expect("again"), 0);
     }
 
     #[tokio::test]

@@ -83,6 +83,93 @@ pub(crate) struct Config {
     #[arg(long, env = "METACHAT_SYNC_INTERVAL_MS", default_value_t = 100,
           value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub(crate) sync_interval_ms: u64,
+
+    /// Address of the Prometheus `/metrics` listener (kept off the public
+    /// address; port 0 picks a free port, logged as `metrics listening`).
+    #[arg(long, env = "METACHAT_METRICS_ADDR", default_value = "127.0.0.1:9464")]
+    pub(crate) metrics_addr: SocketAddr,
+
+    /// Seconds a client has to send a whole request head once its first
+    /// byte arrived; then the connection is closed.
+    #[arg(long, env = "METACHAT_HEADER_TIMEOUT_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub(crate) header_timeout_secs: u64,
+
+    /// Seconds a client has to send a request body, from when its handler
+    /// starts reading it; then 408 `request_timeout` and the connection is
+    /// closed.
+    #[arg(long, env = "METACHAT_BODY_TIMEOUT_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub(crate) body_timeout_secs: u64,
+
+    /// Seconds a kept-alive connection may sit idle (no request under way,
+    /// none started) before it is closed.
+    #[arg(long, env = "METACHAT_IDLE_TIMEOUT_SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub(crate) idle_timeout_secs: u64,
+
+    /// The most client connections open at once; one more is answered 503
+    /// (`Retry-After: 1`) and closed.
+    #[arg(long, env = "METACHAT_MAX_CONNECTIONS", default_value_t = 1_024,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub(crate) max_connections: u64,
+
+    /// On SIGTERM or Ctrl-C, seconds the open connections get to finish
+    /// their requests before they are closed.
+    #[arg(long, env = "METACHAT_SHUTDOWN_TIMEOUT_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub(crate) shutdown_timeout_secs: u64,
+
+    /// The most password hashes or verifications (argon2id, ~19 MiB and
+    /// one core each) run at once; 0 means one per core.
+    #[arg(long, env = "METACHAT_HASH_CONCURRENCY", default_value_t = 0)]
+    pub(crate) hash_concurrency: usize,
+
+    /// Milliseconds a login or registration waits for a hashing slot; then
+    /// 503 `busy` with `Retry-After`.
+    #[arg(long, env = "METACHAT_HASH_WAIT_MS", default_value_t = 2_000,
+          value_parser = clap::value_parser!(u64).range(0..=600_000))]
+    pub(crate) hash_wait_ms: u64,
+
+    /// Failed logins of one account that lock it out for
+    /// --login-lockout-secs (the first half are free, then each waits
+    /// twice as long as the one before, from --login-backoff-ms).
+    #[arg(long, env = "METACHAT_LOGIN_ACCOUNT_MAX_FAILURES", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) login_account_max_failures: u32,
+
+    /// Failed logins from one client address (over any accounts) that lock
+    /// it out, with the same backoff and lockout.
+    #[arg(long, env = "METACHAT_LOGIN_CLIENT_MAX_FAILURES", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) login_client_max_failures: u32,
+
+    /// The first backoff after the free failed logins, in milliseconds.
+    #[arg(long, env = "METACHAT_LOGIN_BACKOFF_MS", default_value_t = 1_000)]
+    pub(crate) login_backoff_ms: u64,
+
+    /// How long a lockout lasts, and how long a failed login is remembered,
+    /// in seconds.
+    #[arg(long, env = "METACHAT_LOGIN_LOCKOUT_SECS", default_value_t = 900,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub(crate) login_lockout_secs: u64,
+
+    /// Registrations one client address may make per minute (the quota
+    /// refills evenly); more are answered 429 with `Retry-After`.
+    #[arg(long, env = "METACHAT_REGISTER_PER_MINUTE", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) register_per_minute: u32,
+
+    /// Registrations one client address may make in a burst.
+    #[arg(long, env = "METACHAT_REGISTER_BURST", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) register_burst: u32,
+
+    /// Seconds between sweeps that delete expired sessions and forget
+    /// stale throttling records.
+    #[arg(long, env = "METACHAT_SWEEP_INTERVAL_SECS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub(crate) sweep_interval_secs: u64,
 }
 
 /// A backend for the event store or the read models.
@@ -136,6 +223,31 @@ impl Config {
         self.index_key_file
             .clone()
             .unwrap_or_else(|| self.data_dir.join("index.key"))
+    }
+
+    /// How many password hashes may run at once (`--hash-concurrency`, 0:
+    /// one per core).
+    pub(crate) fn hash_concurrency(&self) -> usize {
+        match self.hash_concurrency {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        }
+    }
+
+    /// The HTTP connection limits.
+    pub(crate) fn http(&self) -> crate::serve::HttpLimits {
+        crate::serve::HttpLimits {
+            header_timeout: Duration::from_secs(self.header_timeout_secs),
+            body_timeout: Duration::from_secs(self.body_timeout_secs),
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+            shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
+        }
+    }
+
+    /// The interval of the session and throttle sweep.
+    pub(crate) fn sweep_interval(&self) -> Duration {
+        Duration::from_secs(self.sweep_interval_secs)
     }
 
     /// The token lifetime.
@@ -221,6 +333,34 @@ mod tests {
         assert!(parse(&["--unknown"]).is_err());
         assert!(parse(&["--store", "eventstoredb"]).is_err());
         assert!(parse(&["--bus", "rabbitmq"]).is_err());
+        assert!(parse(&["--max-connections", "0"]).is_err());
+        assert!(parse(&["--header-timeout-secs", "0"]).is_err());
+        assert!(parse(&["--register-per-minute", "0"]).is_err());
+        assert!(parse(&["--login-account-max-failures", "0"]).is_err());
+    }
+
+    #[test]
+    fn hardening_defaults_are_documented_values() {
+        let c = parse(&[]).expect("defaults");
+        let http = c.http();
+        assert_eq!(http.header_timeout, Duration::from_secs(10));
+        assert_eq!(http.body_timeout, Duration::from_secs(30));
+        assert_eq!(http.idle_timeout, Duration::from_secs(60));
+        assert_eq!(http.max_connections, 1_024);
+        assert_eq!(http.shutdown_timeout, Duration::from_secs(10));
+        assert_eq!(c.metrics_addr.port(), 9464);
+        assert!(c.metrics_addr.ip().is_loopback());
+        assert!(c.hash_concurrency() >= 1, "0 means one per core");
+        assert_eq!(c.hash_wait_ms, 2_000);
+        assert_eq!(
+            (c.login_account_max_failures, c.login_client_max_failures),
+            (5, 100)
+        );
+        assert_eq!((c.register_per_minute, c.register_burst), (10, 5));
+        let c =
+            parse(&["--hash-concurrency", "3", "--metrics-addr", "127.0.0.1:0"]).expect("valid");
+        assert_eq!(c.hash_concurrency(), 3);
+        assert_eq!(c.metrics_addr.port(), 0);
     }
 
     #[test]
@@ -239,6 +379,21 @@ mod tests {
             "METACHAT_STORE",
             "METACHAT_READ_MODELS",
             "METACHAT_BUS",
+            "METACHAT_METRICS_ADDR",
+            "METACHAT_HEADER_TIMEOUT_SECS",
+            "METACHAT_BODY_TIMEOUT_SECS",
+            "METACHAT_IDLE_TIMEOUT_SECS",
+            "METACHAT_MAX_CONNECTIONS",
+            "METACHAT_SHUTDOWN_TIMEOUT_SECS",
+            "METACHAT_HASH_CONCURRENCY",
+            "METACHAT_HASH_WAIT_MS",
+            "METACHAT_LOGIN_ACCOUNT_MAX_FAILURES",
+            "METACHAT_LOGIN_CLIENT_MAX_FAILURES",
+            "METACHAT_LOGIN_BACKOFF_MS",
+            "METACHAT_LOGIN_LOCKOUT_SECS",
+            "METACHAT_REGISTER_PER_MINUTE",
+            "METACHAT_REGISTER_BURST",
+            "METACHAT_SWEEP_INTERVAL_SECS",
         ] {
             assert!(help.contains(var), "{var} missing from --help");
         }

@@ -22,6 +22,9 @@ pub(crate) enum ApiError {
     /// 413 `body_too_large`.
     #[error("the request body exceeds 65536 bytes")]
     BodyTooLarge,
+    /// 408 `request_timeout`: the body did not arrive in time.
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
     /// 415 `unsupported_media_type`.
     #[error("the body must be sent with Content-Type: application/json")]
     UnsupportedMediaType,
@@ -57,6 +60,21 @@ pub(crate) enum ApiError {
     /// 410 `entry_deleted`.
     #[error("the entry was deleted")]
     EntryDeleted,
+    /// 429 `rate_limited`: too many attempts (failed logins, registrations)
+    /// from this client or for this account; `Retry-After` says when to
+    /// try again.
+    #[error("too many attempts, retry after {retry_after_secs} s")]
+    RateLimited {
+        /// Seconds to wait.
+        retry_after_secs: u64,
+    },
+    /// 503 `busy`: every password-hashing slot stayed taken; `Retry-After`
+    /// says when to try again.
+    #[error("the server is busy, retry after {retry_after_secs} s")]
+    Busy {
+        /// Seconds to wait.
+        retry_after_secs: u64,
+    },
     /// 503 `not_caught_up`.
     #[error("the projections did not reach the requested position in time")]
     NotCaughtUp {
@@ -78,6 +96,7 @@ impl ApiError {
         match self {
             InvalidJson(_) | InvalidBody(_) | InvalidQuery(_) => StatusCode::BAD_REQUEST,
             BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             InvalidField { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Unauthorized | InvalidCredentials => StatusCode::UNAUTHORIZED,
@@ -85,7 +104,8 @@ impl ApiError {
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             EmailTaken | RevisionConflict { .. } => StatusCode::CONFLICT,
             EntryDeleted => StatusCode::GONE,
-            NotCaughtUp { .. } | Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Busy { .. } | NotCaughtUp { .. } | Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -98,6 +118,7 @@ impl ApiError {
             InvalidBody(_) => "invalid_body",
             InvalidQuery(_) => "invalid_query",
             BodyTooLarge => "body_too_large",
+            RequestTimeout => "request_timeout",
             UnsupportedMediaType => "unsupported_media_type",
             InvalidField { .. } => "invalid_field",
             Unauthorized => "unauthorized",
@@ -107,6 +128,8 @@ impl ApiError {
             EmailTaken => "email_taken",
             RevisionConflict { .. } => "revision_conflict",
             EntryDeleted => "entry_deleted",
+            RateLimited { .. } => "rate_limited",
+            Busy { .. } => "busy",
             NotCaughtUp { .. } => "not_caught_up",
             Unavailable => "unavailable",
             Internal => "internal",
@@ -122,6 +145,7 @@ impl ApiError {
             field: None,
             current_revision: None,
             position: None,
+            retry_after_secs: None,
         };
         match self {
             ApiError::InvalidBody(d) => detail.detail = Some(d.clone()),
@@ -130,6 +154,9 @@ impl ApiError {
                 detail.current_revision = Some(*current_revision)
             }
             ApiError::NotCaughtUp { position } => detail.position = Some(*position),
+            ApiError::RateLimited { retry_after_secs } | ApiError::Busy { retry_after_secs } => {
+                detail.retry_after_secs = Some(*retry_after_secs)
+            }
             _ => {}
         }
         ErrorBody { error: detail }
@@ -168,9 +195,16 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let mut res = (status, axum::Json(self.body())).into_response();
-        if matches!(self, ApiError::Unauthorized) {
-            res.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        match self {
+            ApiError::Unauthorized => {
+                res.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::RateLimited { retry_after_secs } | ApiError::Busy { retry_after_secs } => {
+                res.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            }
+            _ => {}
         }
         res
     }
@@ -204,6 +238,9 @@ pub(crate) struct ErrorDetail {
     /// `not_caught_up`: the position the projections reached.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) position: Option<u64>,
+    /// `rate_limited`, `busy`: seconds to wait (as `Retry-After` says).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) retry_after_secs: Option<u64>,
 }
 
 #[cfg(test)]
@@ -217,6 +254,7 @@ mod tests {
             (ApiError::InvalidBody("x".into()), 400, "invalid_body"),
             (ApiError::InvalidQuery("x".into()), 400, "invalid_query"),
             (ApiError::BodyTooLarge, 413, "body_too_large"),
+            (ApiError::RequestTimeout, 408, "request_timeout"),
             (
                 ApiError::UnsupportedMediaType,
                 415,
@@ -236,6 +274,20 @@ mod tests {
                 "revision_conflict",
             ),
             (ApiError::EntryDeleted, 410, "entry_deleted"),
+            (
+                ApiError::RateLimited {
+                    retry_after_secs: 3,
+                },
+                429,
+                "rate_limited",
+            ),
+            (
+                ApiError::Busy {
+                    retry_after_secs: 2,
+                },
+                503,
+                "busy",
+            ),
             (ApiError::NotCaughtUp { position: 7 }, 503, "not_caught_up"),
             (ApiError::Unavailable, 503, "unavailable"),
             (ApiError::Internal, 500, "internal"),
@@ -272,5 +324,24 @@ mod tests {
     fn unauthorized_carries_the_challenge() {
         let res = ApiError::Unauthorized.into_response();
         assert_eq!(res.headers()[header::WWW_AUTHENTICATE], "Bearer");
+    }
+
+    #[test]
+    fn refusals_carry_retry_after() {
+        for e in [
+            ApiError::RateLimited {
+                retry_after_secs: 7,
+            },
+            ApiError::Busy {
+                retry_after_secs: 7,
+            },
+        ] {
+            let body = serde_json::to_value(e.body()).unwrap_or_default();
+            assert_eq!(body["error"]["retry_after_secs"], 7);
+            let res = e.into_response();
+            assert_eq!(res.headers()[header::RETRY_AFTER], "7");
+        }
+        let res = ApiError::NotFound.into_response();
+        assert!(res.headers().get(header::RETRY_AFTER).is_none());
     }
 }

@@ -1,18 +1,29 @@
 //! Extractors whose rejections are the API's JSON errors: a JSON body
 //! ([`ApiJson`]), a query string ([`ApiQuery`]) and an entry id in the path
-//! ([`EntryPath`]).
+//! ([`EntryPath`]); and the client's address ([`ClientIp`]).
+
+use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request};
 use axum::http::{header, request::Parts};
 use metachat_domain::EntryId;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
+/// How long a handler may take to read a request body, as a request
+/// extension (set by the accept loop, `serve.rs`); without it a body is
+/// read without a deadline.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyTimeout(pub(crate) Duration);
+
 /// A JSON request body: `Content-Type: application/json` (else 415), at most
-/// the body limit (else 413), UTF-8 JSON (else 400 `invalid_json`) of the
-/// expected shape (else 400 `invalid_body`).
+/// the body limit (else 413), arrived within the [`BodyTimeout`] (else 408
+/// `request_timeout`), UTF-8 JSON (else 400 `invalid_json`) of the expected
+/// shape (else 400 `invalid_body`).
 #[derive(Debug)]
 pub(crate) struct ApiJson<T>(pub(crate) T);
 
@@ -51,7 +62,15 @@ where
         if !is_json(req.headers().get(header::CONTENT_TYPE)) {
             return Err(ApiError::UnsupportedMediaType);
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+        let deadline = req.extensions().get::<BodyTimeout>().map(|t| t.0);
+        let read = Bytes::from_request(req, state);
+        let read = match deadline {
+            Some(d) => tokio::time::timeout(d, read)
+                .await
+                .map_err(|_| ApiError::RequestTimeout)?,
+            None => read.await,
+        };
+        let bytes = read.map_err(|e| {
             if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::BodyTooLarge
             } else {
@@ -78,6 +97,25 @@ where
         serde_urlencoded::from_str(query)
             .map(ApiQuery)
             .map_err(|e| ApiError::InvalidQuery(e.to_string()))
+    }
+}
+
+/// The client's IP address: the TCP peer (`ConnectInfo`, set by the
+/// accept loop); `0.0.0.0` where the server runs without one. Behind a
+/// reverse proxy every client is the proxy.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClientIp(pub(crate) IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Infallible> {
+        Ok(ClientIp(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip()),
+        ))
     }
 }
 

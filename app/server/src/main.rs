@@ -23,14 +23,17 @@ mod config;
 mod error;
 mod extract;
 mod keys;
+mod limits;
 mod matching;
 mod metrics;
 mod mood_worker;
 mod openapi;
 mod routes;
+mod serve;
 mod shutdown;
 mod state;
 
+use anyhow::Context as _;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
@@ -54,10 +57,19 @@ async fn main() -> anyhow::Result<()> {
     init_logging(config.log_format);
     mood_worker::init_compute_pool();
     let handle = metrics::install()?;
-    let started = state::start(&config, handle).await?;
+    let mut started = state::start(&config, handle).await?;
     let app = routes::router(started.state.clone());
 
-    let listener = tokio::net::TcpListener::bind(config.addr).await?;
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .with_context(|| format!("cannot listen on --addr {}", config.addr))?;
+    let metrics_listener = tokio::net::TcpListener::bind(config.metrics_addr)
+        .await
+        .with_context(|| format!("cannot listen on --metrics-addr {}", config.metrics_addr))?;
+    tracing::info!(
+        addr = %metrics_listener.local_addr()?,
+        "metrics listening"
+    );
     tracing::info!(
         addr = %listener.local_addr()?,
         store = ?config.store,
@@ -65,9 +77,32 @@ async fn main() -> anyhow::Result<()> {
         bus = ?config.bus,
         "listening"
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown::signal())
-        .await?;
+    started.tasks.push(sweeper(
+        started.state.clone(),
+        config.sweep_interval(),
+        started.stop.subscribe(),
+    ));
+
+    // One signal stops both listeners.
+    let (down_tx, down_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown::signal().await;
+        let _ = down_tx.send(true);
+    });
+    let down = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|d| *d).await;
+    };
+    let http = config.http();
+    let metrics_server = tokio::spawn(serve::serve(
+        metrics_listener,
+        routes::metrics_router(started.state.clone()),
+        http,
+        down(down_rx.clone()),
+    ));
+    serve::serve(listener, app, http, down(down_rx)).await;
+    if let Err(e) = metrics_server.await {
+        tracing::error!(error = %e, "the metrics listener failed");
+    }
 
     tracing::info!("HTTP server stopped; stopping the background tasks");
     let _ = started.stop.send(true);
@@ -80,4 +115,29 @@ async fn main() -> anyhow::Result<()> {
     started.backends.close().await?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Every `interval`, until `stop`: deletes expired sessions and forgets
+/// stale throttling records.
+fn sweeper(
+    state: state::AppState,
+    interval: std::time::Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                _ = ticks.tick() => {}
+            }
+            match state.inner.tokens.purge_expired().await {
+                Ok(0) => {}
+                Ok(purged) => tracing::info!(purged, "expired sessions deleted"),
+                Err(e) => tracing::warn!(error = %e, "the session sweep failed; next time"),
+            }
+            state.inner.limits.sweep();
+        }
+    })
 }

@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use metachat_core::store::EventReader;
@@ -36,21 +37,55 @@ pub(crate) fn install() -> anyhow::Result<PrometheusHandle> {
     metrics::describe_counter!(EVENTS_APPENDED, "events appended to the log");
     metrics::describe_gauge!(PROJECTION_LAG, "events a projection is behind the head");
     metrics::describe_gauge!(LOG_HEAD, "next position of the global log");
+    metrics::describe_counter!(
+        crate::limits::REFUSED,
+        "requests refused by a limit (hashing slots, login throttling, registration quota)"
+    );
+    metrics::describe_counter!(
+        crate::auth::SESSIONS_PURGED,
+        "expired sessions deleted by the sweep"
+    );
+    metrics::describe_counter!(
+        crate::serve::CONNECTIONS_REFUSED,
+        "connections refused at the connection cap"
+    );
+    metrics::describe_counter!(
+        crate::serve::CONNECTIONS_TIMED_OUT,
+        "connections closed by a header, idle or shutdown deadline"
+    );
     Ok(handle)
 }
 
-/// Middleware: counts and times each request by its route template.
+/// The `method` label: one of the standard methods, else `other` (a
+/// client must not be able to invent labels).
+pub(crate) fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
+    }
+}
+
+/// Middleware: counts and times each request by its route template (`other`
+/// for a request no route matched) and method (see [`method_label`]).
 pub(crate) async fn track(req: Request, next: Next) -> Response {
     let start = Instant::now();
     let route = req
         .extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = req.method().as_str().to_owned();
+        .map_or_else(|| "other".to_owned(), |p| p.as_str().to_owned());
+    let method = method_label(req.method());
     let res = next.run(req).await;
     let status = res.status().as_u16().to_string();
     let elapsed = start.elapsed().as_secs_f64();
-    metrics::counter!(REQUESTS, "method" => method.clone(), "route" => route.clone(), "status" => status)
+    metrics::counter!(REQUESTS, "method" => method, "route" => route.clone(), "status" => status)
         .increment(1);
     metrics::histogram!(LATENCY, "method" => method, "route" => route).record(elapsed);
     res
@@ -106,6 +141,21 @@ async fn poll_head(store: Store, stop: Stop) {
         tokio::select! {
             _ = &mut stopped => return,
             _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_fold_into_a_fixed_set() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::DELETE), "DELETE");
+        for made_up in ["FOO", "BREW", "get", "X-ANYTHING"] {
+            let m = Method::from_bytes(made_up.as_bytes()).expect("a token");
+            assert_eq!(method_label(&m), "other", "{made_up}");
         }
     }
 }

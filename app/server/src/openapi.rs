@@ -18,7 +18,7 @@ use crate::routes::{entries, matches, mood, ops, users};
         version = "1.0.0",
     ),
     paths(
-        ops::healthz, ops::readyz, ops::metrics, ops::openapi,
+        ops::healthz, ops::readyz, ops::openapi,
         users::register, users::login, users::logout, users::me, users::erase,
         entries::create, entries::list, entries::get_one, entries::edit, entries::delete_one,
         mood::timeline, matches::matches,
@@ -34,7 +34,7 @@ use crate::routes::{entries, matches, mood, ops, users};
     )),
     modifiers(&Bearer),
     tags(
-        (name = "ops", description = "Health, readiness, metrics"),
+        (name = "ops", description = "Health, readiness and this document (Prometheus metrics are on the separate metrics address, --metrics-addr)"),
         (name = "users", description = "Registration and one's own account"),
         (name = "sessions", description = "Bearer tokens"),
         (name = "entries", description = "One's own diary entries"),
@@ -84,7 +84,6 @@ mod tests {
         for path in [
             "/healthz",
             "/readyz",
-            "/metrics",
             "/openapi.json",
             "/v1/users",
             "/v1/sessions",
@@ -101,7 +100,21 @@ mod tests {
             doc["components"]["securitySchemes"]["bearer"]["scheme"],
             "bearer"
         );
+        assert!(
+            doc["paths"].get("/metrics").is_none(),
+            "/metrics is not on the public address"
+        );
         assert!(doc["components"]["schemas"].get("ErrorBody").is_some());
+        let login = &doc["paths"]["/v1/sessions"]["post"]["responses"];
+        for status in ["408", "429", "503"] {
+            assert!(login.get(status).is_some(), "login lacks {status}");
+        }
+        assert!(
+            login["429"]["headers"].get("Retry-After").is_some(),
+            "429 documents Retry-After"
+        );
+        let register = &doc["paths"]["/v1/users"]["post"]["responses"];
+        assert!(register.get("429").is_some(), "register lacks 429");
         let put = &doc["paths"]["/v1/entries/{entry_id}"]["put"]["responses"];
         for status in [
             "200", "400", "401", "404", "409", "410", "413", "415", "422", "503",

@@ -78,6 +78,8 @@ pub(crate) struct Inner {
     pub(crate) match_index: metachat_domain::matching::SharedMatchIndex,
     /// Each user's last write position in this process (read-your-writes).
     pub(crate) last_writes: parking_lot::Mutex<std::collections::HashMap<UserId, u64>>,
+    /// The hashing gate, login throttling and registration quota.
+    pub(crate) limits: crate::limits::Limits,
 }
 
 impl std::fmt::Debug for Inner {
@@ -219,6 +221,7 @@ pub(crate) async fn start(config: &Config, metrics: PrometheusHandle) -> anyhow:
         mood_stats,
         match_index,
         last_writes: Default::default(),
+        limits: crate::limits::Limits::new(config),
     };
     Ok(Started {
         state: AppState {

@@ -92,13 +92,12 @@ async fn two_users_full_flow() {
         "an OpenAPI 3 document: {}",
         &openapi.text[..openapi.text.len().min(200)]
     );
-    let metrics = api.raw(Method::GET, "/metrics", &[], None).await;
-    metrics.expect(200);
-    assert!(
-        metrics.text.contains("# TYPE"),
-        "Prometheus text: {}",
-        metrics.text
-    );
+    let metrics = server.metrics().await;
+    assert!(metrics.contains("# TYPE"), "Prometheus text: {metrics}");
+    // Not on the public address.
+    api.raw(Method::GET, "/metrics", &[], None)
+        .await
+        .expect_error(404, "not_found");
 
     let a = api.user("Alice").await;
     let b = api.user("Bob").await;

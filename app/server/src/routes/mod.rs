@@ -1,5 +1,6 @@
 //! The HTTP routes, one module per resource, and the router that joins
-//! them with the JSON fallbacks, the body limit and the metrics layer.
+//! them with the JSON fallbacks, the body limit, the security headers and
+//! the metrics layer; and the separate router of `/metrics`.
 
 pub(crate) mod entries;
 pub(crate) mod matches;
@@ -10,7 +11,7 @@ pub(crate) mod users;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::{header, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::Router;
@@ -19,6 +20,7 @@ use metachat_core::progress::NotCaughtUp;
 use metachat_core::store::EventReader;
 use metachat_domain::UserId;
 use serde::Deserialize;
+use tower_http::set_header::SetResponseHeaderLayer;
 use utoipa::IntoParams;
 
 use crate::error::ApiError;
@@ -34,13 +36,17 @@ const MAX_WAIT_MS: u64 = 30_000;
 /// The header carrying a write's position.
 pub(crate) static POSITION_HEADER: HeaderName = HeaderName::from_static("x-metachat-position");
 
-/// The whole router.
+/// The Content-Security-Policy of every answer: the server serves no
+/// HTML, and nothing it answers may load anything or be framed.
+pub(crate) const CSP: &str = "default-src 'none'; frame-ancestors 'none'";
+
+/// The public router. `/metrics` is not on it ([`metrics_router`]).
+///
+/// Every answer says `X-Content-Type-Options: nosniff` and carries the
+/// [`CSP`]; every answer of a `/v1` route (tokens, personal data) says
+/// `Cache-Control: no-store`.
 pub(crate) fn router(state: AppState) -> Router {
     Router::new()
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
-        .route("/openapi.json", get(ops::openapi))
         .route("/v1/users", post(users::register))
         .route("/v1/sessions", post(users::login))
         .route("/v1/sessions/current", delete(users::logout))
@@ -54,12 +60,65 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         .route("/v1/mood/timeline", get(mood::timeline))
         .route("/v1/matches", get(matches::matches))
+        .route_layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/openapi.json", get(ops::openapi))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(refuse_oversized_body))
         .layer(axum::middleware::from_fn(close_after_unread_body))
         .layer(axum::middleware::from_fn(crate::metrics::track))
+        .layer(security_headers())
         .with_state(state)
+}
+
+/// The router of the metrics listener: `/metrics` only.
+pub(crate) fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(ops::metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(security_headers())
+        .with_state(state)
+}
+
+/// `X-Content-Type-Options: nosniff` and the [`CSP`] on every answer.
+fn security_headers() -> tower::layer::util::Stack<
+    SetResponseHeaderLayer<HeaderValue>,
+    SetResponseHeaderLayer<HeaderValue>,
+> {
+    tower::layer::util::Stack::new(
+        SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ),
+        SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        ),
+    )
+}
+
+/// Answers 413 at once to a request whose `Content-Length` exceeds the
+/// body limit, before anything reads (or waits for) the body.
+async fn refuse_oversized_body(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
+        return ApiError::BodyTooLarge.into_response();
+    }
+    next.run(req).await
 }
 
 /// Adds `Connection: close` to an error answer to a request that carried a

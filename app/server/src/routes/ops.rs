@@ -1,4 +1,5 @@
-//! Health, readiness, metrics and the OpenAPI document.
+//! Health, readiness, metrics (served on the metrics listener) and the
+//! OpenAPI document.
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -81,9 +82,8 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-/// Prometheus text exposition.
-#[utoipa::path(get, path = "/metrics", tag = "ops",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain", body = String)))]
+/// Prometheus text exposition, on the metrics listener only
+/// (`--metrics-addr`), not on the public address.
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     if let Ok((_, lags)) = state.inner.lags().await {
         for (name, lag) in lags {

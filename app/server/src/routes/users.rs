@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use super::{wait_read, written, written_at, ReadQuery};
 use crate::auth::{hash_password, verify_password, AuthUser};
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::{ApiJson, ApiQuery, ClientIp};
 use crate::state::AppState;
 use metachat_core::progress::reported;
 
@@ -129,18 +129,23 @@ fn user_error(e: UsersError) -> ApiError {
         (status = 409, description = "`email_taken`", body = ErrorBody),
         (status = 413, description = "`body_too_large`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+        (status = 408, description = "`request_timeout`: the body did not arrive in time", body = ErrorBody),
         (status = 422, description = "`invalid_field`", body = ErrorBody),
-        (status = 503, description = "`unavailable`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: this client's registration quota is used up",
+            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "`busy` (with `Retry-After`) or `unavailable`", body = ErrorBody),
     ))]
 pub(crate) async fn register(
     State(state): State<AppState>,
+    ClientIp(client): ClientIp,
     ApiJson(body): ApiJson<Register>,
 ) -> Result<Response, ApiError> {
+    state.inner.limits.register.check(client)?;
     Email::parse(&body.email).map_err(|e| ApiError::field("email", e.to_string()))?;
     check_password(&body.password)?;
     metachat_domain::user::validate_display_name(&body.display_name)
         .map_err(|e| ApiError::field("display_name", e.to_string()))?;
-    let hash = hash_password(body.password).await?;
+    let hash = hash_password(&state.inner.limits.hashing, body.password).await?;
     let user_id = UserId::new();
     let done = state
         .inner
@@ -168,14 +173,23 @@ pub(crate) async fn register(
         (status = 201, description = "Logged in", body = Session),
         (status = 400, description = "`invalid_json` or `invalid_body`", body = ErrorBody),
         (status = 401, description = "`invalid_credentials`: unknown email or wrong password", body = ErrorBody),
+        (status = 408, description = "`request_timeout`: the body did not arrive in time", body = ErrorBody),
         (status = 413, description = "`body_too_large`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
-        (status = 503, description = "`unavailable`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many failed logins for this account or from this client (the right password too is refused until `Retry-After`)",
+            body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "`busy` (with `Retry-After`) or `unavailable`", body = ErrorBody),
     ))]
 pub(crate) async fn login(
     State(state): State<AppState>,
+    ClientIp(client): ClientIp,
     ApiJson(body): ApiJson<Login>,
 ) -> Result<(StatusCode, Json<Session>), ApiError> {
+    let attempt = state
+        .inner
+        .limits
+        .login
+        .begin(crate::limits::account_key(&body.email), client)?;
     let found = if body.password.len() > MAX_PASSWORD {
         None
     } else {
@@ -190,10 +204,12 @@ pub(crate) async fn login(
         Some(c) => (Some(c.user_id), c.password_hash),
         None => (None, state.inner.dummy_hash.to_string()),
     };
-    let ok = verify_password(body.password, hash).await?;
+    let ok = verify_password(&state.inner.limits.hashing, body.password, hash).await?;
     let Some(user_id) = user_id.filter(|_| ok) else {
+        attempt.failed();
         return Err(ApiError::InvalidCredentials);
     };
+    attempt.succeeded();
     let issued = state.inner.tokens.issue(user_id).await?;
     let expires = i64::try_from(issued.expires_at).unwrap_or(i64::MAX);
     let expires_at = chrono::DateTime::from_timestamp(expires, 0)

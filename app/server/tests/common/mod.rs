@@ -177,6 +177,10 @@ pub struct Server {
     child: Option<Child>,
     /// `http://127.0.0.1:<port>` of the current process.
     pub base: String,
+    /// `http://127.0.0.1:<port>` of the current process's metrics listener
+    /// (`--metrics-addr`, a free port picked by the server, read from its
+    /// log).
+    pub metrics_base: String,
     config: ServerConfig,
     starts: u32,
     /// Names this server's Cassandra namespace and Kafka topics.
@@ -201,6 +205,7 @@ impl Server {
             dir,
             child: None,
             base: String::new(),
+            metrics_base: String::new(),
             config,
             starts: 0,
             ns: Uuid::new_v4().simple().to_string(),
@@ -247,6 +252,21 @@ impl Server {
         format!("{}{}", self.base, path)
     }
 
+    /// `host:port` of the public listener, for raw TCP.
+    pub fn addr(&self) -> String {
+        self.base.trim_start_matches("http://").to_owned()
+    }
+
+    /// `GET /metrics` on the metrics listener; asserts 200 and returns the
+    /// Prometheus text.
+    pub async fn metrics(&self) -> String {
+        let r = Api::new(&self.metrics_base)
+            .raw(Method::GET, "/metrics", &[], None)
+            .await;
+        r.expect(200);
+        r.text
+    }
+
     /// A client for this process (a restart changes the port: take a new one).
     pub fn api(&self) -> Api {
         Api::new(&self.base)
@@ -278,6 +298,14 @@ impl Server {
             cmd.env("METACHAT_DATA_DIR", self.data_dir())
                 .env("METACHAT_ADDR", format!("127.0.0.1:{port}"))
                 .env("METACHAT_MODEL_DIR", model_dir())
+                // A free port for /metrics, found in the log after start.
+                .env("METACHAT_METRICS_ADDR", "127.0.0.1:0")
+                // Every test registers its users from 127.0.0.1, and some
+                // many at once: generous registration and hashing limits
+                // unless a test asks for small ones (its flags win).
+                .env("METACHAT_REGISTER_PER_MINUTE", "1000000")
+                .env("METACHAT_REGISTER_BURST", "1000000")
+                .env("METACHAT_HASH_WAIT_MS", "600000")
                 .env(
                     "RUST_LOG",
                     std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
@@ -299,7 +327,10 @@ impl Server {
             self.child = Some(child);
             self.base = format!("http://127.0.0.1:{port}");
             match self.wait_healthy().await {
-                Ok(()) => return,
+                Ok(()) => {
+                    self.metrics_base = self.metrics_address();
+                    return;
+                }
                 Err(e) => {
                     last_err = e;
                     self.kill_now();
@@ -338,6 +369,26 @@ impl Server {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The metrics listener's address, from this start's
+    /// `metrics listening addr=…` log line (logged before the server
+    /// answers `/healthz`).
+    fn metrics_address(&self) -> String {
+        let log = self.log();
+        let marker = format!("==== e2e: start #{} ", self.starts);
+        let this_start = log.rfind(&marker).map_or(log.as_str(), |i| &log[i..]);
+        let plain = strip_ansi(this_start);
+        let line = plain
+            .lines()
+            .find(|l| l.contains("metrics listening"))
+            .unwrap_or_else(|| panic!("no `metrics listening` line in the log:\n{plain}"));
+        let addr = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("addr="))
+            .unwrap_or_else(|| panic!("no addr= in {line:?}"))
+            .trim_matches('"');
+        format!("http://{addr}")
     }
 
     fn kill_now(&mut self) -> Option<ExitStatus> {
@@ -478,6 +529,27 @@ pub fn server_help() -> String {
         .output()
         .unwrap_or_else(|e| panic!("run {BIN} --help: {e}"));
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `text` without ANSI escape sequences (the log may be coloured).
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ parameters final-byte (0x40..=0x7e).
+            if chars.next() == Some('[') {
+                for c in chars.by_ref() {
+                    if ('\u{40}'..='\u{7e}').contains(&c) {
+                        break;
+                    }
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// A port nobody listens on right now.
@@ -924,4 +996,76 @@ pub async fn wait_all_moods(api: &Api, token: &str, expected: usize) -> Vec<Valu
 /// A text no other test or entry contains.
 pub fn unique_text(prefix: &str) -> String {
     format!("{prefix} {}", Uuid::new_v4().simple())
+}
+
+/// One answer read off a raw TCP connection.
+#[derive(Debug)]
+pub struct RawAnswer {
+    /// The status code.
+    pub status: u16,
+    /// The head, lowercased (`name: value` lines).
+    pub head: String,
+    /// The body (`Content-Length` bytes).
+    pub body: String,
+}
+
+/// What a raw read ended with.
+#[derive(Debug)]
+pub enum RawRead {
+    /// A whole answer.
+    Answer(RawAnswer),
+    /// The server closed the connection (EOF or reset) before a whole
+    /// answer; what had arrived.
+    Closed(Vec<u8>),
+    /// Neither within the wait.
+    Nothing,
+}
+
+/// Reads one HTTP/1.1 answer (head and `Content-Length` body) from
+/// `stream`, waiting at most `within` in all.
+pub async fn read_answer(stream: &mut tokio::net::TcpStream, within: Duration) -> RawRead {
+    use tokio::io::AsyncReadExt;
+    let deadline = tokio::time::Instant::now() + within;
+    let mut buf = Vec::new();
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+            let len = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                let status = head
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).into_owned();
+                return RawRead::Answer(RawAnswer { status, head, body });
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
+            Err(_) => return RawRead::Nothing,
+            Ok(Ok(0)) | Ok(Err(_)) => return RawRead::Closed(buf),
+            Ok(Ok(n)) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// Waits at most `within` for the server to close `stream`; true when it
+/// did (EOF or reset), false when it stayed open. Bytes that arrive are
+/// discarded.
+pub async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let deadline = tokio::time::Instant::now() + within;
+    let mut chunk = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => {}
+        }
+    }
 }
