@@ -14,7 +14,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use metachat_adapters::cassandra::{CassandraConfig, CassandraDatabase};
+use metachat_adapters::cassandra::{CassandraConfig, CassandraDatabase, CassandraKeyStore};
 use metachat_adapters::kafka::KafkaEventBus;
 use metachat_adapters::sled::{SledConfig, SledDatabase};
 use metachat_core::bus::EventBus;
@@ -34,9 +34,10 @@ pub(crate) type DynBus = Arc<dyn EventBus>;
 pub(crate) struct Backends {
     /// The event store.
     pub(crate) store: DynStore,
-    /// The read models (and the projections' checkpoints, the key vault,
-    /// the sessions).
+    /// The read models (and the projections' checkpoints, the sessions).
     pub(crate) read_models: DynReadModels,
+    /// The data keys' table, with Cassandra read models.
+    pub(crate) cassandra_keys: Option<CassandraKeyStore>,
     /// The bus the relay publishes to, when one is configured.
     pub(crate) bus: Option<(DynBus, String)>,
     /// The sled database, when one is open: flushed by [`Backends::close`].
@@ -104,6 +105,10 @@ impl Backends {
             StoreChoice::Sled => Arc::new(opened(sled.as_ref())?.read_models()),
             StoreChoice::Cassandra => Arc::new(opened(cassandra.as_ref())?.read_models()),
         };
+        let cassandra_keys = match config.read_models {
+            StoreChoice::Sled => None,
+            StoreChoice::Cassandra => Some(opened(cassandra.as_ref())?.key_store()),
+        };
         let bus = match config.bus {
             BusChoice::None => None,
             BusChoice::Kafka => {
@@ -117,6 +122,7 @@ impl Backends {
         Ok(Backends {
             store,
             read_models,
+            cassandra_keys,
             bus,
             sled,
         })

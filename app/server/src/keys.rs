@@ -4,7 +4,7 @@
 //! | read models | data keys | what erasure leaves |
 //! |---|---|---|
 //! | `sled` | one file per key in `<data-dir>/keys` ([`DirKeys`]) | nothing under the data directory: the file is overwritten, removed and its directory synced |
-//! | `cassandra` | documents of the read-model table | the old key in SSTables until a compaction after the table's `gc_grace_seconds` (10 days by default), and in any backup until it expires |
+//! | `cassandra` | rows of the `data_keys` table ([`CassandraKeyStore`]) | the old key in SSTables until a compaction after the table's `gc_grace_seconds` (one day), and in any snapshot or backup until it expires |
 //!
 //! The blind-index key comes from `METACHAT_INDEX_KEY` (64 hex digits) when
 //! set, else from `--index-key-file` (default `<data-dir>/index.key`,
@@ -22,7 +22,9 @@ use metachat_core::error::Result;
 use metachat_domain::{BlindIndexKey, DataKey, DirKeys, KeyState, KeyStore};
 use uuid::Uuid;
 
-use crate::backend::DynReadModels;
+use metachat_adapters::cassandra::CassandraKeyStore;
+
+use crate::backend::Backends;
 use crate::config::{Config, StoreChoice};
 
 /// Environment variable holding the blind-index key as 64 hex digits.
@@ -33,22 +35,22 @@ pub(crate) const INDEX_KEY_ENV: &str = "METACHAT_INDEX_KEY";
 pub(crate) enum Keys {
     /// One file per key (with sled read models).
     Dir(DirKeys),
-    /// Documents of the read-model store (with Cassandra read models).
-    ReadModels(DynReadModels),
+    /// The `data_keys` table (with Cassandra read models).
+    Cassandra(CassandraKeyStore),
 }
 
 impl std::fmt::Debug for Keys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Keys::Dir(k) => f.debug_tuple("Dir").field(k).finish(),
-            Keys::ReadModels(_) => f.write_str("ReadModels"),
+            Keys::Cassandra(k) => f.debug_tuple("Cassandra").field(k).finish(),
         }
     }
 }
 
 impl Keys {
     /// The key store `config` calls for.
-    pub(crate) fn open(config: &Config, read_models: &DynReadModels) -> anyhow::Result<Self> {
+    pub(crate) fn open(config: &Config, backends: &Backends) -> anyhow::Result<Self> {
         match config.read_models {
             StoreChoice::Sled => {
                 let dir = config.data_dir.join("keys");
@@ -57,11 +59,15 @@ impl Keys {
                 Ok(Keys::Dir(keys))
             }
             StoreChoice::Cassandra => {
-                tracing::warn!(
-                    "data keys are kept in the Cassandra read models: an erased user's key \
-                     survives in SSTables until a compaction after gc_grace_seconds"
+                let keys = backends
+                    .cassandra_keys
+                    .clone()
+                    .context("Cassandra read models without a Cassandra key store")?;
+                tracing::info!(
+                    "data keys in Cassandra's data_keys table: an erased user's key survives \
+                     in SSTables until a compaction after gc_grace_seconds (one day)"
                 );
-                Ok(Keys::ReadModels(read_models.clone()))
+                Ok(Keys::Cassandra(keys))
             }
         }
     }
@@ -72,28 +78,28 @@ impl KeyStore for Keys {
     async fn load(&self, subject: Uuid) -> Result<KeyState> {
         match self {
             Keys::Dir(k) => k.load(subject).await,
-            Keys::ReadModels(k) => k.load(subject).await,
+            Keys::Cassandra(k) => k.load(subject).await,
         }
     }
 
     async fn create(&self, subject: Uuid, key: &DataKey) -> Result<KeyState> {
         match self {
             Keys::Dir(k) => k.create(subject, key).await,
-            Keys::ReadModels(k) => k.create(subject, key).await,
+            Keys::Cassandra(k) => k.create(subject, key).await,
         }
     }
 
     async fn shred(&self, subjects: &[Uuid], sweep_next: Option<u64>) -> Result<()> {
         match self {
             Keys::Dir(k) => k.shred(subjects, sweep_next).await,
-            Keys::ReadModels(k) => k.shred(subjects, sweep_next).await,
+            Keys::Cassandra(k) => k.shred(subjects, sweep_next).await,
         }
     }
 
     async fn sweep_checkpoint(&self) -> Result<Option<u64>> {
         match self {
             Keys::Dir(k) => k.sweep_checkpoint().await,
-            Keys::ReadModels(k) => k.sweep_checkpoint().await,
+            Keys::Cassandra(k) => k.sweep_checkpoint().await,
         }
     }
 }

@@ -131,7 +131,7 @@ pub(crate) async fn start(config: &Config, metrics: PrometheusHandle) -> anyhow:
     let store = backends.store.clone();
     let raw_read_models = backends.read_models.clone();
 
-    let vault = KeyVault::new(Keys::open(config, &raw_read_models)?);
+    let vault = KeyVault::new(Keys::open(config, &backends)?);
     let index_key = crate::keys::blind_index_key(&config.index_key_file())?;
     // Repairs an erasure interrupted between `UserErased` and the shred.
     let swept = metachat_domain::shred_erased_users(&vault, &store).await?;

@@ -38,6 +38,7 @@
 //! |---|---|---|---|
 //! | `documents` | namespace, collection | key | value, version |
 //! | `checkpoints` | namespace | projection | next position |
+//! | `data_keys` | namespace, subject | | key, shredded (`gc_grace_seconds` one day: see [`CassandraKeyStore`]) |
 //! | `log_heads` | namespace | stream | stream version; static: next position, committed position, pending batch |
 //! | `stream_events` | namespace, stream | version | position, record |
 //! | `global_log` | namespace, position / 16384 | position | record |
@@ -131,6 +132,7 @@
 mod config;
 mod error;
 mod event_store;
+mod keys;
 mod read_models;
 mod schema;
 
@@ -148,6 +150,7 @@ pub use config::{
 };
 pub use error::{CassandraConfigError, CassandraOpError};
 pub use event_store::CassandraEventStore;
+pub use keys::CassandraKeyStore;
 pub use read_models::CassandraReadModels;
 pub use schema::SCHEMA_VERSION;
 
@@ -171,6 +174,7 @@ use metachat_core::{Error, Result};
 pub struct CassandraDatabase {
     events: CassandraEventStore,
     read_models: CassandraReadModels,
+    keys: CassandraKeyStore,
 }
 
 impl CassandraDatabase {
@@ -183,11 +187,19 @@ impl CassandraDatabase {
     pub async fn connect(config: &CassandraConfig) -> Result<Self> {
         let session = connect(config).await?;
         let events = CassandraEventStore::with_session(session.clone(), config).await?;
-        let read_models = CassandraReadModels::with_session(session, config).await?;
+        let read_models = CassandraReadModels::with_session(session.clone(), config).await?;
+        let keys = CassandraKeyStore::with_session(session, config).await?;
         Ok(CassandraDatabase {
             events,
             read_models,
+            keys,
         })
+    }
+
+    /// The crypto-shredding key store (a cheap clone): see
+    /// [`CassandraKeyStore`] for what an erasure leaves and for how long.
+    pub fn key_store(&self) -> CassandraKeyStore {
+        self.keys.clone()
     }
 
     /// The event store (a cheap clone).

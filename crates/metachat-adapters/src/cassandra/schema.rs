@@ -46,10 +46,18 @@ const MIGRATIONS: &[Migration] = &[
              version bigint, position bigint, PRIMARY KEY ((ns, event_id)))",
         ],
     },
+    Migration {
+        version: 3,
+        description: "data keys: one row per subject, tombstones collected after one day",
+        statements: &[
+            "CREATE TABLE IF NOT EXISTS {ks}.data_keys (ns text, subject uuid, key blob, \
+             shredded boolean, PRIMARY KEY ((ns, subject))) WITH gc_grace_seconds = 86400",
+        ],
+    },
 ];
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// Creates the keyspace (if allowed) and runs every migration not yet recorded.
 pub(crate) async fn migrate(session: &Session, config: &CassandraConfig) -> Result<()> {
