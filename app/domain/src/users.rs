@@ -162,15 +162,6 @@ impl<S: EventStore, K: KeyStore> Users<S, K> {
             validate_display_name(display_name).map_err(UserError::InvalidDisplayName)?;
         validate_password_hash(password_hash)?;
         let hash = email.index(&self.index_key);
-        let key = self.vault.get_or_create(user_id).await?;
-        let command = UserCommand::Register {
-            user_id,
-            email_index: hash.clone(),
-            email: Self::seal(&key, user_id, UserField::Email, email.as_str())?,
-            password_hash: Self::seal(&key, user_id, UserField::PasswordHash, password_hash)?,
-            display_name: Self::seal(&key, user_id, UserField::DisplayName, &display_name)?,
-        };
-
         let reserve = ReservationCommand::Reserve { user_id };
         match self
             .emails
@@ -185,6 +176,16 @@ impl<S: EventStore, K: KeyStore> Users<S, K> {
             Err(Err(e)) => return Err(e.into()),
         }
 
+        // The key is made once the address is ours: a refused registration
+        // leaves no key behind.
+        let key = self.vault.get_or_create(user_id).await?;
+        let command = UserCommand::Register {
+            user_id,
+            email_index: hash.clone(),
+            email: Self::seal(&key, user_id, UserField::Email, email.as_str())?,
+            password_hash: Self::seal(&key, user_id, UserField::PasswordHash, password_hash)?,
+            display_name: Self::seal(&key, user_id, UserField::DisplayName, &display_name)?,
+        };
         match self
             .users
             .execute(&id, &command, metadata.clone())

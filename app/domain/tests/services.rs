@@ -213,16 +213,16 @@ async fn second_registration_of_an_address_is_refused() -> std::result::Result<(
             Metadata::default(),
         )
         .await?;
+    let eve = UserId::new();
     let r = users
-        .register(
-            UserId::new(),
-            "  ADA@example.ORG",
-            HASH,
-            "Eve",
-            Metadata::default(),
-        )
+        .register(eve, "  ADA@example.ORG", HASH, "Eve", Metadata::default())
         .await;
     assert!(matches!(r, Err(UsersError::EmailTaken)), "{r:?}");
+    // The refused registration made no key.
+    assert_eq!(
+        users.vault().state(eve).await?,
+        metachat_domain::KeyState::Missing
+    );
     let again = users
         .register(
             UserId::new(),
