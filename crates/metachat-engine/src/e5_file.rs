@@ -16,6 +16,11 @@ pub const SUPPORTED_VERSIONS: &[u32] = &[1];
 pub const Q4_BLOCK: usize = 32;
 /// Bytes per Q4_0 block: an f16 scale and 16 bytes of nibbles.
 pub const Q4_BLOCK_BYTES: usize = 18;
+/// Largest magnitude of a piece score (multilingual-e5's lie in -20.4..=0).
+/// The tokenizer's Viterbi search adds one score per character in `f32`: a
+/// score near `f32::MAX` overflows the sums to -inf, and the search then
+/// silently returns one `<unk>` for a whole text.
+const MAX_PIECE_SCORE: f32 = 1e6;
 
 /// The model hyper-parameters in the header.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -294,10 +299,16 @@ impl E5File {
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
-        if let Some(i) = scores.iter().position(|s| !s.is_finite()) {
+        if let Some(i) = scores
+            .iter()
+            .position(|s| !(s.is_finite() && s.abs() <= MAX_PIECE_SCORE))
+        {
             return Err(EmbedError::corrupt(
                 path,
-                format!("score of piece {i} is not finite"),
+                format!(
+                    "score of piece {i} is {}, not a log-probability within ±{MAX_PIECE_SCORE:e}",
+                    scores[i]
+                ),
             ));
         }
 
@@ -308,6 +319,18 @@ impl E5File {
         })?;
         let norm_len = c.u32("normaliser length")? as usize;
         let norm_bytes = c.take(norm_len, "normaliser table")?;
+        // An entry takes at least 5 bytes (code point, output length): a count
+        // the table cannot hold is corrupt, and must not size the map below
+        // (i32::MAX entries would be a 64 GiB allocation, an abort).
+        if n_norm > norm_bytes.len() / 5 {
+            return Err(EmbedError::corrupt(
+                path,
+                format!(
+                    "normaliser entry count {n_norm} does not fit in its {} bytes",
+                    norm_bytes.len()
+                ),
+            ));
+        }
         let mut nc = Cursor {
             data: norm_bytes,
             pos: 0,
@@ -505,6 +528,96 @@ pub fn dequantize_q4_0(blocks: &[u8], out: &mut [f32]) {
             let q = b[2 + j];
             o[j] = (f32::from(q & 0x0F) - 8.0) * d;
             o[j + 16] = (f32::from(q >> 4) - 8.0) * d;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An `E5S1` image up to, not including, the normaliser table: a valid
+    /// header (hidden 32, one layer) and a one-piece vocabulary.
+    fn header_and_vocab() -> Vec<u8> {
+        header_and_piece_score(0.0)
+    }
+
+    /// [`header_and_vocab`] with the score of its piece.
+    fn header_and_piece_score(score: f32) -> Vec<u8> {
+        let mut b = Vec::new();
+        b.extend_from_slice(MAGIC);
+        b.extend_from_slice(&1u32.to_le_bytes());
+        // hidden, layers, heads, ffn, vocab, max positions, token types
+        for v in [32i32, 1, 1, 32, 1, 3, 1] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b.extend_from_slice(&1e-12f32.to_le_bytes());
+        b.extend_from_slice(&32i32.to_le_bytes());
+        // One piece "a"; it is BOS, EOS, PAD and UNK.
+        b.extend_from_slice(&1i32.to_le_bytes());
+        for _ in 0..4 {
+            b.extend_from_slice(&0i32.to_le_bytes());
+        }
+        b.extend_from_slice(&1u64.to_le_bytes());
+        b.extend_from_slice(&0u32.to_le_bytes());
+        b.extend_from_slice(&1u32.to_le_bytes());
+        b.extend_from_slice(&score.to_le_bytes());
+        b.push(b'a');
+        b
+    }
+
+    fn reason(r: Result<E5File>) -> String {
+        match r {
+            Err(EmbedError::Corrupt { reason, .. }) => reason,
+            other => panic!("expected a Corrupt error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_normaliser_count_its_table_cannot_hold_is_a_typed_error() {
+        // Found by the e5_file_parse fuzz target: the count sized a HashMap
+        // before any entry was read, so a count of i32::MAX over an empty
+        // table aborted the process (out of memory) instead of failing.
+        let mut b = header_and_vocab();
+        b.extend_from_slice(&i32::MAX.to_le_bytes());
+        b.extend_from_slice(&0u32.to_le_bytes());
+        let r = E5File::parse(Path::new("bad.bin"), b);
+        assert!(reason(r).contains("normaliser entry count"));
+    }
+
+    #[test]
+    fn a_normaliser_table_that_holds_its_count_is_read() {
+        // One entry, tab -> space: parsing goes on to the tensor directory.
+        let mut b = header_and_vocab();
+        b.extend_from_slice(&1i32.to_le_bytes());
+        b.extend_from_slice(&9u32.to_le_bytes());
+        b.extend_from_slice(&9u32.to_le_bytes());
+        b.push(1);
+        b.extend_from_slice(&32u32.to_le_bytes());
+        let r = E5File::parse(Path::new("short.bin"), b);
+        assert!(reason(r).contains("tensor count"));
+    }
+
+    #[test]
+    fn piece_scores_beyond_a_log_probability_are_a_typed_error() {
+        // Found by the e5_file_parse fuzz target: a finite score of -1.7e38
+        // was accepted, the tokenizer's f32 path sums overflowed to -inf and
+        // "Hello, world!" came back as a single <unk>.
+        for score in [-1.7e38, f32::MAX, 1.0e7, f32::NAN, f32::NEG_INFINITY] {
+            let mut b = header_and_piece_score(score);
+            b.extend_from_slice(&0i32.to_le_bytes());
+            b.extend_from_slice(&0u32.to_le_bytes());
+            let r = E5File::parse(Path::new("bad.bin"), b);
+            assert!(reason(r).contains("score of piece 0"), "score {score}");
+        }
+        // The real range (-20.4..=0) and a margin are fine: parsing goes on
+        // to the tensor directory.
+        for score in [0.0, -20.36, -1.0e6] {
+            let mut b = header_and_piece_score(score);
+            b.extend_from_slice(&0i32.to_le_bytes());
+            b.extend_from_slice(&0u32.to_le_bytes());
+            let r = E5File::parse(Path::new("ok.bin"), b);
+            assert!(reason(r).contains("tensor count"), "score {score}");
         }
     }
 }
