@@ -1,28 +1,4 @@
-//! [`CassandraKeyStore`]: the subjects' data keys in a table of their own,
-//! `data_keys`, for a [`KeyVault`](metachat_shred::KeyVault) shared by
-//! every process of a cluster.
-//!
-//! * **Create** is `INSERT … IF NOT EXISTS` (a lightweight transaction): of
-//!   two concurrent creators the first key wins and both get it.
-//! * **Shred** writes `key = null, shredded = true` (as a lightweight
-//!   transaction too, so it is ordered with the creates): a cell tombstone
-//!   over the key and a permanent marker, so the key is never made again.
-//! * The sweep's checkpoint is a row of `checkpoints`
-//!   ([`SWEEP_CHECKPOINT`](metachat_shred::SWEEP_CHECKPOINT)).
-//!
-//! # What erasure leaves, and for how long
-//!
-//! Cassandra does not overwrite: the shredded key stays in the SSTables
-//! written before the shred until a compaction merges them with the
-//! tombstone **after** the table's `gc_grace_seconds`. The table is created
-//! with `gc_grace_seconds = 86400` (one day, against ten days for other
-//! tables), so the window is one day plus the time until the SSTables
-//! holding the key are compacted; `nodetool garbagecollect <keyspace>
-//! data_keys` (or a major compaction) after the day closes it at once.
-//! Run repairs more often than `gc_grace_seconds`, or a replica that missed
-//! the shred could bring the key's bytes back (the `shredded` marker still
-//! keeps it from being used). Snapshots and backups keep keys until they
-//! expire.
+//! [`CassandraKeyStore`]: the subjects' data keys in Cassandra.
 
 use std::sync::Arc;
 
@@ -36,7 +12,33 @@ use uuid::Uuid;
 use super::config::CassandraConfig;
 use super::{error, i64_of, lwt_applied, prepare, u64_of};
 
-/// Data keys in Cassandra (see the [module docs](self)). Cheap to clone.
+/// The subjects' data keys in a table of their own,
+/// `data_keys`, for a [`KeyVault`](metachat_shred::KeyVault) shared by
+/// every process of a cluster.
+///
+/// * **Create** is `INSERT … IF NOT EXISTS` (a lightweight transaction): of
+///   two concurrent creators the first key wins and both get it.
+/// * **Shred** writes `key = null, shredded = true` (as a lightweight
+///   transaction too, so it is ordered with the creates): a cell tombstone
+///   over the key and a permanent marker, so the key is never made again.
+/// * The sweep's checkpoint is a row of `checkpoints`
+///   ([`SWEEP_CHECKPOINT`](metachat_shred::SWEEP_CHECKPOINT)).
+///
+/// # What erasure leaves, and for how long
+///
+/// Cassandra does not overwrite: the shredded key stays in the SSTables
+/// written before the shred until a compaction merges them with the
+/// tombstone **after** the table's `gc_grace_seconds`. The table is created
+/// with `gc_grace_seconds = 86400` (one day, against ten days for other
+/// tables), so the window is one day plus the time until the SSTables
+/// holding the key are compacted; `nodetool garbagecollect <keyspace>
+/// data_keys` (or a major compaction) after the day closes it at once.
+/// Run repairs more often than `gc_grace_seconds`, or a replica that missed
+/// the shred could bring the key's bytes back (the `shredded` marker still
+/// keeps it from being used). Snapshots and backups keep keys until they
+/// expire.
+///
+/// Cheap to clone.
 #[derive(Clone)]
 pub struct CassandraKeyStore {
     inner: Arc<Inner>,
