@@ -9,8 +9,11 @@ use scylla::client::session::Session;
 use scylla::statement::prepared::PreparedStatement;
 use uuid::Uuid;
 
+use metachat_core::read_model::{Commit, ReadModelStore};
+
 use super::config::CassandraConfig;
-use super::{error, i64_of, lwt_applied, prepare, u64_of};
+use super::read_models::CassandraReadModels;
+use super::{error, lwt_applied, prepare};
 
 /// The subjects' data keys in a table of their own,
 /// `data_keys`, for a [`KeyVault`](metachat_shred::KeyVault) shared by
@@ -21,7 +24,8 @@ use super::{error, i64_of, lwt_applied, prepare, u64_of};
 /// * **Shred** writes `key = null, shredded = true` (as a lightweight
 ///   transaction too, so it is ordered with the creates): a cell tombstone
 ///   over the key and a permanent marker, so the key is never made again.
-/// * The sweep's checkpoint is a row of `checkpoints`
+/// * The sweep's checkpoint is a row of `checkpoints` (kept through the
+///   read models)
 ///   ([`SWEEP_CHECKPOINT`](metachat_shred::SWEEP_CHECKPOINT)).
 ///
 /// # What erasure leaves, and for how long
@@ -51,8 +55,8 @@ struct Inner {
     create: PreparedStatement,
     tombstone_new: PreparedStatement,
     tombstone: PreparedStatement,
-    checkpoint_get: PreparedStatement,
-    checkpoint_put: PreparedStatement,
+    /// Where the sweep's checkpoint is kept (the read models' checkpoints).
+    checkpoints: CassandraReadModels,
 }
 
 impl std::fmt::Debug for CassandraKeyStore {
@@ -69,6 +73,7 @@ impl CassandraKeyStore {
     pub(crate) async fn with_session(
         session: Arc<Session>,
         config: &CassandraConfig,
+        checkpoints: CassandraReadModels,
     ) -> Result<Self> {
         let ks = &config.keyspace;
         let c = config.consistency;
@@ -97,14 +102,7 @@ impl CassandraKeyStore {
                     "UPDATE {ks}.data_keys SET key = null, shredded = true WHERE {at} IF EXISTS"
                 ))
                 .await?,
-                checkpoint_get: p(format!(
-                    "SELECT next_position FROM {ks}.checkpoints WHERE ns = ? AND projection = ?"
-                ))
-                .await?,
-                checkpoint_put: p(format!(
-                    "UPDATE {ks}.checkpoints SET next_position = ? WHERE ns = ? AND projection = ?"
-                ))
-                .await?,
+                checkpoints,
                 ns: config.namespace.clone(),
                 session,
             }),
@@ -188,31 +186,19 @@ impl KeyStore for CassandraKeyStore {
         for subject in subjects {
             self.shred_one(*subject).await?;
         }
-        if let Some(next) = sweep_next {
-            let i = &self.inner;
-            i.session
-                .execute_unpaged(
-                    &i.checkpoint_put,
-                    (i64_of(next, "sweep checkpoint")?, &i.ns, SWEEP_CHECKPOINT),
-                )
-                .await
-                .map_err(|e| error::execution("sweep checkpoint", e))?;
+        match sweep_next {
+            Some(next) => {
+                let commit = Commit {
+                    ops: Vec::new(),
+                    checkpoint: Some((SWEEP_CHECKPOINT.to_owned(), next)),
+                };
+                self.inner.checkpoints.commit(commit).await
+            }
+            None => Ok(()),
         }
-        Ok(())
     }
 
     async fn sweep_checkpoint(&self) -> Result<Option<u64>> {
-        let i = &self.inner;
-        let rows = i
-            .session
-            .execute_unpaged(&i.checkpoint_get, (&i.ns, SWEEP_CHECKPOINT))
-            .await
-            .map_err(|e| error::execution("sweep checkpoint", e))?
-            .into_rows_result()
-            .map_err(|e| error::shape("sweep checkpoint", e))?;
-        rows.maybe_first_row::<(i64,)>()
-            .map_err(|e| error::shape("sweep checkpoint", e))?
-            .map(|(v,)| u64_of(v, "sweep checkpoint"))
-            .transpose()
+        self.inner.checkpoints.checkpoint(SWEEP_CHECKPOINT).await
     }
 }

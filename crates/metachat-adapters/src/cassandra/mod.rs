@@ -188,7 +188,7 @@ impl CassandraDatabase {
         let session = connect(config).await?;
         let events = CassandraEventStore::with_session(session.clone(), config).await?;
         let read_models = CassandraReadModels::with_session(session.clone(), config).await?;
-        let keys = CassandraKeyStore::with_session(session, config).await?;
+        let keys = CassandraKeyStore::with_session(session, config, read_models.clone()).await?;
         Ok(CassandraDatabase {
             events,
             read_models,
