@@ -423,3 +423,131 @@ pub async fn check_deduplicator_single_effect<B: EventBus>(bus: B) {
         );
     }
 }
+
+/// One subscription to two topics (`subscribe_topics`): every envelope of
+/// both arrives once, naming its topic, in order per stream; after the
+/// acknowledgements a new member of the group gets only what is published
+/// later, from both topics.
+pub async fn check_subscribe_topics<B: EventBus>(bus: B) {
+    let topics = [unique_name("conf.multi.a."), unique_name("conf.multi.b.")];
+    let group = unique_name("g");
+    let streams: Vec<StreamId> = (0..4).map(|_| unique_stream("multi")).collect();
+    // Streams 0 and 1 on the first topic, 2 and 3 on the second.
+    let batch = |first: u64| -> Vec<(usize, Envelope)> {
+        (0..12u64)
+            .map(|i| {
+                let s = (i % 4) as usize;
+                (s / 2, envelope(&streams[s], first + i / 4, first * 4 + i))
+            })
+            .collect()
+    };
+    let publish = |b: Vec<(usize, Envelope)>| {
+        let bus = &bus;
+        let topics = &topics;
+        async move {
+            for (t, topic) in topics.iter().enumerate() {
+                let mine: Vec<Envelope> = b
+                    .iter()
+                    .filter(|(x, _)| *x == t)
+                    .map(|(_, e)| e.clone())
+                    .collect();
+                ok("publish", bus.publish(topic, &mine).await);
+            }
+            b
+        }
+    };
+    let first = publish(batch(0)).await;
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    let mut sub = ok(
+        "subscribe_topics",
+        bus.subscribe_topics(&names, &group).await,
+    );
+    let got = take(&mut sub, first.len()).await;
+    let mut per_stream: BTreeMap<StreamId, Vec<u64>> = BTreeMap::new();
+    for d in &got {
+        let (t, _) = first
+            .iter()
+            .find(|(_, e)| e.event_id == d.envelope.event_id)
+            .unwrap_or_else(|| panic!("delivered an envelope never published: {:?}", d.envelope));
+        assert_eq!(d.topic, topics[*t], "a delivery names the wrong topic");
+        per_stream
+            .entry(d.envelope.stream_id.clone())
+            .or_default()
+            .push(d.envelope.version);
+    }
+    let unique: HashSet<EventId> = got.iter().map(|d| d.envelope.event_id).collect();
+    assert_eq!(unique.len(), first.len(), "every envelope once");
+    for (s, versions) in &per_stream {
+        assert_eq!(versions, &vec![0, 1, 2], "stream `{s}` in order");
+    }
+    ack_all(got).await;
+    drop(sub);
+    let later = publish(batch(100)).await;
+    let mut sub = ok(
+        "subscribe_topics again",
+        bus.subscribe_topics(&names, &group).await,
+    );
+    let got = take(&mut sub, later.len()).await;
+    let want: HashSet<EventId> = later.iter().map(|(_, e)| e.event_id).collect();
+    let seen: HashSet<EventId> = got.iter().map(|d| d.envelope.event_id).collect();
+    assert_eq!(
+        seen, want,
+        "after the acks, only the later envelopes, from both topics"
+    );
+    ack_all(got).await;
+}
+
+/// `broadcast` reaches every partition: a member of a new group receives
+/// exactly one marker per partition the bus reported (`make(i, n)` for
+/// each `i < n`), each behind the events published to the topic before it.
+pub async fn check_broadcast_reaches_every_partition<B: EventBus>(bus: B) {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let topic = unique_name("conf.broadcast.");
+    let streams: Vec<StreamId> = (0..6).map(|_| unique_stream("bcast")).collect();
+    let before: Vec<Envelope> = streams
+        .iter()
+        .enumerate()
+        .map(|(i, s)| envelope(s, 0, i as u64))
+        .collect();
+    ok("publish", bus.publish(&topic, &before).await);
+    let reported = AtomicU32::new(0);
+    let marker = StreamId::new("marker-broadcast").expect("a stream id");
+    let make = |i: u32, n: u32| {
+        reported.store(n, Ordering::SeqCst);
+        Envelope::recorded(
+            NewEvent::new("Marker", format!("{{\"n\":{i}}}").into_bytes()),
+            marker.clone(),
+            u64::from(i),
+            1_000 + u64::from(i),
+            Timestamp::now(),
+        )
+    };
+    ok("broadcast", bus.broadcast(&topic, &make).await);
+    let n = reported.load(Ordering::SeqCst);
+    assert!(n >= 1, "broadcast built no marker");
+    let mut sub = subscribe(&bus, &topic, &unique_name("g")).await;
+    let got = take(&mut sub, before.len() + n as usize).await;
+    let markers: Vec<u64> = got
+        .iter()
+        .filter(|d| d.envelope.event_type == "Marker")
+        .filter_map(|d| payload_n(&d.envelope))
+        .collect();
+    let mut sorted = markers.clone();
+    sorted.sort_unstable();
+    assert_eq!(
+        sorted,
+        (0..u64::from(n)).collect::<Vec<_>>(),
+        "one marker per partition, each once"
+    );
+    let events: HashSet<EventId> = got
+        .iter()
+        .filter(|d| d.envelope.event_type != "Marker")
+        .map(|d| d.envelope.event_id)
+        .collect();
+    assert_eq!(
+        events,
+        before.iter().map(|e| e.event_id).collect(),
+        "every event once"
+    );
+    ack_all(got).await;
+}

@@ -18,6 +18,7 @@
 //! | [`event_store_suite!`] | `event_store_conformance` | `S: EventStore + Clone + Unpin + Send + Sync + 'static` |
 //! | [`read_model_suite!`] | `read_model_conformance` | `R: ReadModelStore + Clone + Send + Sync + 'static` |
 //! | [`event_bus_suite!`] | `event_bus_conformance` | `B: EventBus + Clone + Send + Sync + 'static` |
+//! | [`partitioned_log_suite!`] | `partitioned_log_conformance` | a store whose log is split into partitions |
 //!
 //! The factory is a path to an `async fn() -> T` that returns a **fresh, empty**
 //! instance on every call. Each test runs on its own multi-threaded tokio
@@ -50,7 +51,8 @@
 //!         .unwrap();
 //!     rt.block_on(async {
 //!         metachat_conformance::store::check_expected_version_absent_stream(store().await).await;
-//!         metachat_conformance::subscription::check_resume_from_checkpoint(store().await).await;
+//!         let s = store().await;
+//!         metachat_conformance::subscription::check_resume_from_checkpoint(s.clone(), vec![s]).await;
 //!         let read_models = Arc::new(InMemoryReadModels::new());
 //!         metachat_conformance::read_model::check_get_put_delete(read_models).await;
 //!     });
@@ -59,6 +61,8 @@
 //!
 //! # Checks
 //!
+//! - [`order`]: the log order the store declares: total (checked in the
+//!   store suite) or per partition (the [`partitioned_log_suite!`]).
 //! - [`store`]: expected-version semantics, idempotent re-append, order,
 //!   positions, reads, envelope round trip, limits and bad input.
 //! - [`subscription`]: catch-up-then-live with concurrent writers, resume from a
@@ -93,6 +97,7 @@
 pub mod bus;
 pub mod fixture;
 pub mod model;
+pub mod order;
 pub mod projection;
 pub mod read_model;
 pub mod store;
@@ -123,6 +128,11 @@ pub mod __private {
                 panic!("conformance check `{name}` did not finish within {HANG_GUARD:?} (hung?)");
             }
         });
+    }
+
+    /// Peers that are clones of the store.
+    pub async fn clone_peer<S: Clone>(store: &S) -> S {
+        store.clone()
     }
 
     /// A fresh in-memory event store.
@@ -161,9 +171,17 @@ macro_rules! __conformance_tests {
 /// check of [`store`], [`subscription`], [`projection`] (with in-memory read
 /// models) and [`model`]; each test builds a two-worker multi-threaded tokio
 /// runtime, calls the factory and awaits the check.
+///
+/// With `peer = $peer`, `$peer` is a path to an `async fn(&S) -> S` that
+/// opens *another instance on the same data* (a second connection to the
+/// same namespace): the concurrency checks then append through several
+/// instances, as several processes would. Without it, the peers are clones.
 #[macro_export]
 macro_rules! event_store_suite {
     ($factory:path) => {
+        $crate::event_store_suite!($factory, peer = $crate::__private::clone_peer);
+    };
+    ($factory:path, peer = $peer:path) => {
         #[allow(unused_imports)]
         mod event_store_conformance {
             use super::*;
@@ -201,15 +219,37 @@ macro_rules! event_store_suite {
                 duplicate_id_in_batch_refused =>
                     $crate::store::check_duplicate_id_in_batch_refused($factory().await),
                 catch_up_then_live_under_concurrent_appends =>
-                    $crate::subscription::check_catch_up_then_live_under_concurrent_appends(
-                        $factory().await,
-                    ),
+                    async {
+                        let store = $factory().await;
+                        let peers = vec![$peer(&store).await, $peer(&store).await];
+                        $crate::subscription::check_catch_up_then_live_under_concurrent_appends(
+                            store, peers,
+                        ).await
+                    },
                 resume_from_checkpoint =>
-                    $crate::subscription::check_resume_from_checkpoint($factory().await),
+                    async {
+                        let store = $factory().await;
+                        let peers = vec![$peer(&store).await, $peer(&store).await];
+                        $crate::subscription::check_resume_from_checkpoint(store, peers).await
+                    },
                 concurrent_exact_appends_one_stream =>
-                    $crate::subscription::check_concurrent_exact_appends_one_stream(
-                        $factory().await,
-                    ),
+                    async {
+                        let store = $factory().await;
+                        let peers = vec![$peer(&store).await, $peer(&store).await];
+                        $crate::subscription::check_concurrent_exact_appends_one_stream(
+                            store, peers,
+                        ).await
+                    },
+                concurrent_same_id_appends_once =>
+                    async {
+                        let store = $factory().await;
+                        let peers = vec![$peer(&store).await, $peer(&store).await];
+                        $crate::subscription::check_concurrent_same_id_appends_once(
+                            store, peers,
+                        ).await
+                    },
+                log_order =>
+                    $crate::order::check_total_order_capability($factory().await),
                 projection_catch_up_equals_fold =>
                     $crate::projection::check_catch_up_equals_fold(
                         $factory().await,
@@ -232,6 +272,49 @@ macro_rules! event_store_suite {
                     ),
                 model_check_against_reference =>
                     $crate::model::check_against_reference($factory().await),
+            }
+        }
+    };
+}
+
+/// Runs the checks of a partitioned log ([`order`]) against a factory of
+/// stores that declare
+/// [`LogOrder::Partitioned`](metachat_core::store::LogOrder::Partitioned).
+///
+/// `$factory` returns a fresh, empty store (`S: EventStore + Clone + Unpin +
+/// Send + Sync + 'static`); `$peer` (an `async fn(&S) -> S`) opens another
+/// instance on the same data. Expands to `mod partitioned_log_conformance`.
+/// A store runs the [`event_store_suite!`] on one partition's
+/// [`Partition`](metachat_core::store::Partition) view as well.
+#[macro_export]
+macro_rules! partitioned_log_suite {
+    ($factory:path, peer = $peer:path) => {
+        #[allow(unused_imports)]
+        mod partitioned_log_conformance {
+            use super::*;
+            $crate::__conformance_tests! {
+                partitions_hold_every_event_in_order =>
+                    async {
+                        let store = $factory().await;
+                        let peers = vec![$peer(&store).await, $peer(&store).await];
+                        $crate::order::check_partitions_hold_every_event_in_order(store, peers)
+                            .await
+                    },
+                concurrent_writers_across_instances =>
+                    async {
+                        let store = $factory().await;
+                        let peers = vec![$peer(&store).await, $peer(&store).await];
+                        $crate::order::check_concurrent_writers_across_instances(store, peers)
+                            .await
+                    },
+                per_partition_followers =>
+                    async {
+                        let store = $factory().await;
+                        let peers = vec![$peer(&store).await, $peer(&store).await];
+                        $crate::order::check_per_partition_followers(
+                            store, peers, $crate::__private::memory_read_models(),
+                        ).await
+                    },
             }
         }
     };
@@ -332,6 +415,10 @@ macro_rules! event_bus_suite {
                     $crate::bus::check_relay_publishes_once_and_resumes($factory().await),
                 deduplicator_single_effect =>
                     $crate::bus::check_deduplicator_single_effect($factory().await),
+                subscribe_topics =>
+                    $crate::bus::check_subscribe_topics($factory().await),
+                broadcast_reaches_every_partition =>
+                    $crate::bus::check_broadcast_reaches_every_partition($factory().await),
             }
         }
     };

@@ -1,5 +1,11 @@
 //! Concurrency checks: catch-up-then-live subscriptions while other tasks
 //! append, resuming from a checkpoint, and racing appenders on one stream.
+//!
+//! Each takes the store and its *peers*: other instances on the same data
+//! (for a networked store, separate connections or sessions on the same
+//! namespace; for an in-process store, clones). Writers take turns over
+//! the peers, so two writers race through the backend, not through one
+//! instance's state.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -35,6 +41,15 @@ where
     got
 }
 
+/// The instance writer `w` uses: the peers in turn, or `store` without peers.
+pub(crate) fn writer<S: Clone>(store: &S, peers: &[S], w: usize) -> S {
+    if peers.is_empty() {
+        store.clone()
+    } else {
+        peers[w % peers.len()].clone()
+    }
+}
+
 /// Writers used by [`check_catch_up_then_live_under_concurrent_appends`].
 pub const WRITERS: u64 = 4;
 /// Events each writer appends.
@@ -45,7 +60,8 @@ pub const EVENTS_PER_WRITER: u64 = 200;
 /// live); another starts once every writer is half-way and they resume at
 /// once (catch-up racing live appends, pages of 37). Each yields exactly
 /// positions `0..800` in order, each event once, matching `read_all`.
-pub async fn check_catch_up_then_live_under_concurrent_appends<S>(store: S)
+/// The writers use the `peers` in turn.
+pub async fn check_catch_up_then_live_under_concurrent_appends<S>(store: S, peers: Vec<S>)
 where
     S: EventStore + Clone + Unpin + Send + Sync + 'static,
 {
@@ -61,7 +77,7 @@ where
     let half_way = Arc::new(Barrier::new(index(WRITERS) + 1));
     let mut writers = Vec::new();
     for w in 0..WRITERS {
-        let store = store.clone();
+        let store = writer(&store, &peers, index(w));
         let half_way = half_way.clone();
         writers.push(tokio::spawn(async move {
             let s = unique_stream("sub");
@@ -114,8 +130,8 @@ where
 
 /// A subscription from a checkpoint `k` yields `k, k+1, …` (catch-up), then
 /// events appended after it started (live), in order; one from the head
-/// yields only new events.
-pub async fn check_resume_from_checkpoint<S>(store: S)
+/// yields only new events. The live writer is a peer.
+pub async fn check_resume_from_checkpoint<S>(store: S, peers: Vec<S>)
 where
     S: EventStore + Clone + Unpin + Send + Sync + 'static,
 {
@@ -141,7 +157,7 @@ where
     let caught = take(&mut from_7, 3).await;
     assert_eq!(positions(&caught), vec![7, 8, 9]);
     let writer = {
-        let store = store.clone();
+        let store = writer(&store, &peers, 0);
         let s = s.clone();
         tokio::spawn(async move {
             for n in 10..15 {
@@ -173,8 +189,9 @@ where
 
 /// Rounds in which eight tasks append to ONE stream at once, all expecting
 /// the same version: exactly one wins each round, the others get `Conflict`
-/// with `actual` = the winner's version; the stream ends contiguous.
-pub async fn check_concurrent_exact_appends_one_stream<S>(store: S)
+/// with `actual` = the winner's version; the stream ends contiguous. The
+/// tasks use the `peers` in turn.
+pub async fn check_concurrent_exact_appends_one_stream<S>(store: S, peers: Vec<S>)
 where
     S: EventStore + Clone + Unpin + Send + Sync + 'static,
 {
@@ -184,7 +201,7 @@ where
     let barrier = Arc::new(Barrier::new(TASKS));
     let mut tasks = Vec::new();
     for t in 0..TASKS {
-        let store = store.clone();
+        let store = writer(&store, &peers, t);
         let s = s.clone();
         let barrier = barrier.clone();
         tasks.push(tokio::spawn(async move {
@@ -251,4 +268,92 @@ where
         ROUNDS,
         "losers wrote nothing"
     );
+}
+
+/// Rounds in which two writers, through the peers, append at once an event
+/// with the *same id* but different payloads to a fresh stream, expecting
+/// `Any` (what a worker does when two of its instances handle the same
+/// input during a rebalance, with a deterministic event id): each round
+/// stores exactly one event; the writer that lost gets `PartialReappend`
+/// (the stored event differs from its own), never a second event.
+pub async fn check_concurrent_same_id_appends_once<S>(store: S, peers: Vec<S>)
+where
+    S: EventStore + Clone + Unpin + Send + Sync + 'static,
+{
+    const ROUNDS: u64 = 30;
+    const TASKS: usize = 2;
+    let streams: Arc<Vec<StreamId>> =
+        Arc::new((0..ROUNDS).map(|_| unique_stream("sameid")).collect());
+    let ids: Arc<Vec<EventId>> = Arc::new((0..ROUNDS).map(|_| EventId::new()).collect());
+    let barrier = Arc::new(Barrier::new(TASKS));
+    let mut tasks = Vec::new();
+    for t in 0..TASKS {
+        let st = writer(&store, &peers, t);
+        let (streams, ids, barrier) = (streams.clone(), ids.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut results = Vec::new();
+            for round in 0..ROUNDS {
+                let mut e = event(round * 10 + t as u64);
+                e.event_id = ids[index(round)];
+                barrier.wait().await;
+                let r = st
+                    .append(
+                        &streams[index(round)],
+                        ExpectedVersion::Any,
+                        vec![e.clone()],
+                    )
+                    .await;
+                results.push((round, e, r));
+            }
+            results
+        }));
+    }
+    // Per round: each writer's payload and whether its append was stored.
+    let mut outcomes: Vec<Vec<(Vec<u8>, bool)>> = vec![Vec::new(); index(ROUNDS)];
+    for task in tasks {
+        for (round, e, r) in ok("racing task", task.await) {
+            let won = match r {
+                Ok(out) => {
+                    assert_eq!(
+                        (out.first_version, out.last_version),
+                        (0, 0),
+                        "round {round}: the one event is version 0"
+                    );
+                    true
+                }
+                Err(Error::PartialReappend { stream }) => {
+                    assert_eq!(stream, streams[index(round)]);
+                    false
+                }
+                Err(other) => {
+                    panic!("round {round}: expected Ok or PartialReappend, got {other:?}")
+                }
+            };
+            outcomes[index(round)].push((e.payload, won));
+        }
+    }
+    for (round, s) in streams.iter().enumerate() {
+        let stored = ok(
+            "read_stream",
+            store
+                .read_stream(s, 0, metachat_core::store::Direction::Forward, 10)
+                .await,
+        );
+        assert_eq!(stored.len(), 1, "round {round}: exactly one event stored");
+        assert_eq!(stored[0].event_id, ids[round]);
+        let winners: Vec<&Vec<u8>> = outcomes[round]
+            .iter()
+            .filter(|(_, won)| *won)
+            .map(|(p, _)| p)
+            .collect();
+        assert_eq!(
+            winners.len(),
+            1,
+            "round {round}: one writer's append stored"
+        );
+        assert_eq!(
+            winners[0], &stored[0].payload,
+            "round {round}: the stored event is the winner's"
+        );
+    }
 }

@@ -144,6 +144,7 @@ async fn store_bugs_are_caught() {
             "concurrent_exact_appends_one_stream",
             Box::pin(subscription::check_concurrent_exact_appends_one_stream(
                 broken(Bug::WritesOnConflict),
+                Vec::new(),
             )),
         ),
         (

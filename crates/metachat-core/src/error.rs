@@ -136,6 +136,23 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+    /// A whole-log read (`read_all`, `next_position`) on a store whose log
+    /// is split into partitions: read each partition instead
+    /// ([`EventReader::read_partition`](crate::store::EventReader::read_partition),
+    /// or a [`store::partition`](crate::store::partition) view).
+    #[error("the log is split into {partitions} partitions: read one partition at a time")]
+    PartitionedLog {
+        /// How many partitions the log has.
+        partitions: u32,
+    },
+    /// A partition number outside the store's partitions.
+    #[error("no partition {partition}: the log has {partitions}")]
+    NoSuchPartition {
+        /// The partition asked for.
+        partition: u32,
+        /// How many partitions the log has.
+        partitions: u32,
+    },
     /// The backend cannot be reached now (a broker or database that went away). Retryable.
     #[error("backend unavailable: {source}")]
     Unavailable {

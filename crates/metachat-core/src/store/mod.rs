@@ -8,6 +8,19 @@
 //! A reader never sees position `N + 1` before `N`: stores assign positions in
 //! the same atomic write as the events.
 //!
+//! # Order: total or per partition
+//! A store declares its [`LogOrder`]. Most stores ([`LogOrder::Total`]) keep
+//! one log: positions `0, 1, 2, …` across every stream, read with
+//! [`read_all`](EventReader::read_all). A store whose log is split into
+//! partitions ([`LogOrder::Partitioned`]) keeps one such log *per
+//! partition*: every stream lives in exactly one partition
+//! ([`partition_of`](EventReader::partition_of)), positions are dense and
+//! ordered within a partition, and nothing orders two partitions. Its
+//! followers read each partition ([`read_partition`](EventReader::read_partition),
+//! or a [`partition`] view, which is an ordinary totally ordered reader),
+//! each with its own checkpoint. The conformance suite checks whichever
+//! order a store declares.
+//!
 //! # Idempotency
 //! Appending a batch whose events (by id) are all already stored, in the same
 //! order at consecutive versions of the same stream, succeeds without writing
@@ -17,6 +30,7 @@
 //! another stream with [`DuplicateEventId`](crate::Error::DuplicateEventId).
 
 mod follow;
+mod partition;
 mod subscription;
 
 use std::fmt;
@@ -28,6 +42,7 @@ use crate::error::{Error, Result};
 use crate::event::{Envelope, NewEvent, StreamId, Timestamp};
 
 pub use follow::{catch_up, follow, LogSink};
+pub use partition::{partition, Partition};
 pub use subscription::{subscribe_all, HeadWatch, Subscription, SubscriptionOptions};
 
 /// What the caller believes about the stream before an append.
@@ -103,6 +118,46 @@ impl AppendOutcome {
     }
 }
 
+/// How a store orders its log: the capability a store declares and the
+/// conformance suite checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LogOrder {
+    /// One log: every event has a global position `0, 1, 2, …` in append
+    /// order across all streams.
+    Total,
+    /// `partitions` logs: each stream lives in one partition; positions are
+    /// `0, 1, 2, …` in append order within each partition, and no order
+    /// holds between partitions.
+    Partitioned {
+        /// How many partitions (at least 2).
+        partitions: u32,
+    },
+}
+
+impl LogOrder {
+    /// How many logs: 1 for [`LogOrder::Total`].
+    pub fn partitions(self) -> u32 {
+        match self {
+            LogOrder::Total => 1,
+            LogOrder::Partitioned { partitions } => partitions,
+        }
+    }
+
+    /// `Ok` when `partition` is one of this order's partitions, else
+    /// [`Error::NoSuchPartition`].
+    pub fn check(self, partition: u32) -> Result<()> {
+        let partitions = self.partitions();
+        if partition < partitions {
+            Ok(())
+        } else {
+            Err(Error::NoSuchPartition {
+                partition,
+                partitions,
+            })
+        }
+    }
+}
+
 /// Reading direction within a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Direction {
@@ -157,6 +212,46 @@ pub trait EventReader: Send + Sync {
     fn head_watch(&self) -> Option<HeadWatch> {
         None
     }
+
+    /// How this store orders its log. Default: [`LogOrder::Total`].
+    fn log_order(&self) -> LogOrder {
+        LogOrder::Total
+    }
+
+    /// The partition that holds `stream`: always 0 in a totally ordered log.
+    fn partition_of(&self, _stream: &StreamId) -> u32 {
+        0
+    }
+
+    /// Up to `limit` events of one partition's log with position `>= from`,
+    /// ascending. In a totally ordered log partition 0 is the whole log
+    /// ([`read_all`](EventReader::read_all)); another number is
+    /// [`Error::NoSuchPartition`].
+    async fn read_partition(
+        &self,
+        partition: u32,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<Envelope>> {
+        self.log_order().check(partition)?;
+        self.read_all(from, limit).await
+    }
+
+    /// The position the next event appended to `partition` will get.
+    async fn partition_next_position(&self, partition: u32) -> Result<u64> {
+        self.log_order().check(partition)?;
+        self.next_position().await
+    }
+
+    /// A watch on one partition's next position; `None` makes its
+    /// subscriptions poll.
+    fn partition_head_watch(&self, partition: u32) -> Option<HeadWatch> {
+        if partition == 0 {
+            self.head_watch()
+        } else {
+            None
+        }
+    }
 }
 
 /// A store that both reads and appends; implemented for every such type.
@@ -198,6 +293,26 @@ impl<T: EventReader + ?Sized> EventReader for std::sync::Arc<T> {
     }
     fn head_watch(&self) -> Option<HeadWatch> {
         (**self).head_watch()
+    }
+    fn log_order(&self) -> LogOrder {
+        (**self).log_order()
+    }
+    fn partition_of(&self, stream: &StreamId) -> u32 {
+        (**self).partition_of(stream)
+    }
+    async fn read_partition(
+        &self,
+        partition: u32,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<Envelope>> {
+        (**self).read_partition(partition, from, limit).await
+    }
+    async fn partition_next_position(&self, partition: u32) -> Result<u64> {
+        (**self).partition_next_position(partition).await
+    }
+    fn partition_head_watch(&self, partition: u32) -> Option<HeadWatch> {
+        (**self).partition_head_watch(partition)
     }
 }
 
@@ -241,4 +356,32 @@ pub fn check_reappend(
         last_position: last.position,
         recorded_at: first.recorded_at,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_order_checks_partition_numbers() {
+        assert_eq!(LogOrder::Total.partitions(), 1);
+        assert!(LogOrder::Total.check(0).is_ok());
+        assert!(matches!(
+            LogOrder::Total.check(1),
+            Err(Error::NoSuchPartition {
+                partition: 1,
+                partitions: 1
+            })
+        ));
+        let p = LogOrder::Partitioned { partitions: 4 };
+        assert_eq!(p.partitions(), 4);
+        assert!((0..4).all(|n| p.check(n).is_ok()));
+        assert!(matches!(
+            p.check(4),
+            Err(Error::NoSuchPartition {
+                partition: 4,
+                partitions: 4
+            })
+        ));
+    }
 }

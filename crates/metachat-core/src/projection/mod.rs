@@ -1,6 +1,12 @@
 //! Projections turn the global log into read models. A [`ProjectionRunner`]
 //! catches up from the projection's checkpoint, then follows the log live,
-//! committing each batch of writes together with the checkpoint.
+//! committing each batch of writes together with the checkpoint. A
+//! [`BusProjectionRunner`] feeds the same projections from an event bus
+//! instead (a service that owns no copy of the store's log).
+
+mod bus;
+
+pub use bus::{BusProjectionRunner, APPLIED_PREFIX};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -250,12 +256,16 @@ pub struct ProjectionRunner<S, R, P> {
     read_models: R,
     projection: P,
     batch: usize,
+    /// The checkpoint's name: the projection's, or (one runner per
+    /// partition) `{name}@{partition}`.
+    checkpoint: String,
 }
 
 impl<S, R, P: Projection> fmt::Debug for ProjectionRunner<S, R, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProjectionRunner")
             .field("projection", &self.projection.name())
+            .field("checkpoint", &self.checkpoint)
             .field("batch", &self.batch)
             .finish()
     }
@@ -270,10 +280,26 @@ where
     /// A runner committing at most 512 events per batch.
     pub fn new(store: S, read_models: R, projection: P) -> Self {
         ProjectionRunner {
+            checkpoint: projection.name().to_owned(),
             store,
             read_models,
             projection,
             batch: 512,
+        }
+    }
+
+    /// A runner for one partition of a partitioned log (`store` being that
+    /// partition's [`store::Partition`] view): its checkpoint is named
+    /// `{projection}@{partition}`, so one runner per partition each resumes
+    /// from its own. The projection's collections are shared: keep the
+    /// documents a projection writes keyed by what the partition key
+    /// groups (a stream's, a user's), so two partitions' runners never
+    /// write the same document.
+    pub fn for_partition(store: S, partition: u32, read_models: R, projection: P) -> Self {
+        let checkpoint = format!("{}@{partition}", projection.name());
+        ProjectionRunner {
+            checkpoint,
+            ..Self::new(store, read_models, projection)
         }
     }
 
@@ -292,7 +318,7 @@ where
     pub async fn checkpoint(&self) -> Result<u64> {
         Ok(self
             .read_models
-            .checkpoint(self.projection.name())
+            .checkpoint(&self.checkpoint)
             .await?
             .unwrap_or(0))
     }
@@ -304,13 +330,15 @@ where
     }
 
     /// Clears the projection's collections and checkpoint, then catches up from 0.
+    ///
+    /// With one runner per partition the collections are shared: rebuild
+    /// every partition's runner one after another and *then* catch each up
+    /// again (a later rebuild clears what an earlier one wrote).
     pub async fn rebuild(&self) -> Result<u64> {
         for c in self.projection.collections() {
             self.read_models.clear_collection(&c).await?;
         }
-        self.read_models
-            .reset_checkpoint(self.projection.name())
-            .await?;
+        self.read_models.reset_checkpoint(&self.checkpoint).await?;
         self.catch_up().await
     }
 
@@ -332,7 +360,7 @@ where
         F: Fn() -> Fut + Send + Sync,
         Fut: Future<Output = ()> + Send,
     {
-        supervise(self.projection.name(), shutdown, restart_after, |stop| {
+        supervise(&self.checkpoint, shutdown, restart_after, |stop| {
             self.run(stop)
         })
         .await
@@ -351,7 +379,7 @@ where
                 })?;
         }
         let next = events.last().map_or(0, |e| e.position + 1);
-        let name = self.projection.name().to_owned();
+        let name = self.checkpoint.clone();
         self.read_models
             .commit(tx.into_commit((name, next)))
             .await?;
