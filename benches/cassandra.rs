@@ -8,14 +8,20 @@
 //!    same `SELECT … key IN ?` + `UPDATE`;
 //! 2. point reads (`ReadModelStore::get`) vs the raw prepared `SELECT`;
 //! 3. event appends of one event to its own stream
-//!    (`CassandraEventStore::append`, expected version exact) vs the raw
-//!    driver running the append protocol's statements (head read, id
+//!    (`CassandraEventStore::append`, `NoStream`) on logs of 1 (one total
+//!    order), 4 and 16 partitions vs the raw driver running the append
+//!    protocol's statements on the same layout (partition head read, id
 //!    lookup, stream head read, the deciding LWT batch, three inserts, the
-//!    committing LWT) without our checks, helping or decoding.
+//!    commit mark) with the same coordination: the same jittered backoff
+//!    after a lost round or while a batch is in flight, but without our
+//!    checks, helping or decoding. Neither side
+//!    serialises its tasks: 32 writers race through the LWTs on both.
+//!    Ours and raw alternate (A/B, B/A, A/B, …: `CASSANDRA_BENCH_ROUNDS`
+//!    rounds, default 3), each run in a fresh namespace after the same warm-up.
 //!
-//! Each workload runs `CASSANDRA_BENCH_OPS` operations (default 20,000;
-//! appends: a fifth of that) from 32 concurrent tasks and reports ops/s
-//! and p50/p99 latency.
+//! The read-model workloads run `CASSANDRA_BENCH_OPS` operations (default
+//! 20,000), each append run `CASSANDRA_BENCH_APPENDS` (default 2,000), from
+//! 32 concurrent tasks; each reports ops/s and p50/p99 latency.
 //!
 //! Run: `eval "$(scripts/cassandra start)" && export CASSANDRA_NODES &&
 //! cargo bench --features cassandra --bench cassandra`.
@@ -24,7 +30,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use metachat_adapters::cassandra::{CassandraConfig, CassandraEventStore, CassandraReadModels};
+use metachat_adapters::cassandra::{
+    partition_for_key, CassandraConfig, CassandraEventStore, CassandraReadModels,
+};
 use metachat_core::event::{wire, Envelope, NewEvent, StreamId, Timestamp};
 use metachat_core::read_model::{Commit, DocExpect, ReadModelStore, WriteOp};
 use metachat_core::store::{EventAppender, ExpectedVersion};
@@ -139,7 +147,7 @@ async fn raw(session: Arc<Session>, ks: &str, ns: String) -> Raw {
             "UPDATE {ks}.log_heads SET version = ? WHERE ns = ? AND stream = ? IF version = ?"
         ))
         .await,
-        commit: p(format!("UPDATE {ks}.log_heads SET committed = ? WHERE ns = ? IF committed = ?")).await,
+        commit: p(format!("UPDATE {ks}.log_heads USING TIMESTAMP ? SET committed = ? WHERE ns = ?")).await,
         write_stream: p(format!(
             "INSERT INTO {ks}.stream_events (ns, stream, version, position, record) VALUES (?, ?, ?, ?, ?)"
         ))
@@ -187,12 +195,17 @@ impl Raw {
             .is_some());
     }
 
-    /// The append protocol's statements for one event, retrying lost races.
-    async fn append(&self, stream: &str, event: NewEvent) {
+    /// The append protocol's statements for one event on `log`, retrying
+    /// lost races after the same backoff as the adapter.
+    async fn append(&self, log: &RawLog, stream: &str, event: NewEvent) {
         let s = &self.session;
+        let p = partition_for_key(stream, log.partitions) as usize;
+        let hk = &log.heads[p];
+        let mut backoff = Backoff::default();
+        let mut first_try = true;
         loop {
             let (next, committed, _pending) = s
-                .execute_unpaged(&self.head, (&self.ns,))
+                .execute_unpaged(&self.head, (hk,))
                 .await
                 .expect("head")
                 .into_rows_result()
@@ -201,22 +214,31 @@ impl Raw {
                 .expect("row")
                 .unwrap_or((None, None, None));
             if committed.unwrap_or(0) < next.unwrap_or(0) {
-                // Someone's batch is in flight; the raw client just waits.
-                tokio::task::yield_now().await;
+                // A batch in flight: the raw client waits for its writer.
+                backoff.pause().await;
                 continue;
             }
-            s.execute_unpaged(&self.id_get, (&self.ns, event.event_id.0))
-                .await
-                .expect("id lookup");
-            let version = s
-                .execute_unpaged(&self.stream_head, (&self.ns, stream))
-                .await
-                .expect("stream head")
-                .into_rows_result()
-                .expect("rows")
-                .maybe_first_row::<(Option<i64>,)>()
-                .expect("row")
-                .and_then(|(v,)| v);
+            // The id lookup; the stream head (at the same time) only after a
+            // lost round: the first try takes the expected `NoStream`, as
+            // the adapter does.
+            let stream_head = async {
+                if first_try {
+                    return None;
+                }
+                s.execute_unpaged(&self.stream_head, (hk, stream))
+                    .await
+                    .expect("stream head")
+                    .into_rows_result()
+                    .expect("rows")
+                    .maybe_first_row::<(Option<i64>,)>()
+                    .expect("row")
+                    .and_then(|(v,)| v)
+            };
+            let (id, version) = tokio::join!(
+                s.execute_unpaged(&self.id_get, (&log.ns, event.event_id.0)),
+                stream_head
+            );
+            id.expect("id lookup");
             let n = next.unwrap_or(0);
             let new_version = version.map_or(0, |v| v + 1);
             let env = Envelope::recorded(
@@ -236,8 +258,8 @@ impl Raw {
                 .batch(
                     &batch,
                     (
-                        (n + 1, &record, &self.ns, next, committed),
-                        (new_version, &self.ns, stream, version),
+                        (n + 1, &record, hk, next, committed),
+                        (new_version, hk, stream, version),
                     ),
                 )
                 .await
@@ -250,26 +272,89 @@ impl Raw {
                 .and_then(|r| r.columns.into_iter().next().flatten())
                 == Some(scylla::value::CqlValue::Boolean(true));
             if !applied {
+                first_try = false;
+                backoff.pause().await;
                 continue;
             }
             let (a, b, c) = tokio::join!(
                 s.execute_unpaged(
                     &self.write_stream,
-                    (&self.ns, stream, new_version, n, &record)
+                    (&log.ns, stream, new_version, n, &record)
                 ),
-                s.execute_unpaged(&self.write_log, (&self.ns, n >> 14, n, &record)),
+                s.execute_unpaged(&self.write_log, (hk, n >> 14, n, &record)),
                 s.execute_unpaged(
                     &self.write_id,
-                    (&self.ns, event.event_id.0, stream, new_version, n)
+                    (&log.ns, event.event_id.0, stream, new_version, n)
                 ),
             );
             a.and(b).and(c).expect("writes");
-            s.execute_unpaged(&self.commit, (n + 1, &self.ns, committed))
+            s.execute_unpaged(&self.commit, ((1i64 << 62) + n + 1, n + 1, hk))
                 .await
                 .expect("commit");
             return;
         }
     }
+}
+
+/// A namespace's log as the raw side addresses it: the same head keys as
+/// the adapter (`ns` for partition 0, `ns\u{1f}p` for the others).
+struct RawLog {
+    ns: String,
+    heads: Vec<String>,
+    partitions: u32,
+}
+
+impl RawLog {
+    fn new(ns: &str, partitions: u32) -> Self {
+        RawLog {
+            ns: ns.to_owned(),
+            heads: (0..partitions)
+                .map(|p| {
+                    if p == 0 {
+                        ns.to_owned()
+                    } else {
+                        format!("{ns}\u{1f}{p}")
+                    }
+                })
+                .collect(),
+            partitions,
+        }
+    }
+}
+
+/// The adapter's pause after a lost round: 1, 2, 4, … 32 ms, times a
+/// random factor in [0.5, 1.5).
+#[derive(Default)]
+struct Backoff {
+    round: u32,
+}
+
+impl Backoff {
+    async fn pause(&mut self) {
+        let base = (1u64 << self.round.min(6)).min(32) * 1000;
+        self.round += 1;
+        let r = u64::from(uuid::Uuid::new_v4().as_fields().0) % 1000;
+        tokio::time::sleep(Duration::from_micros(base / 2 + base * r / 1000)).await;
+    }
+}
+
+/// Min, median and max of the runs' appends/s; the p99s likewise.
+fn spread(runs: &[Figures]) -> String {
+    let mut rates: Vec<f64> = runs.iter().map(|f| f.per_sec).collect();
+    rates.sort_by(f64::total_cmp);
+    let mut p99: Vec<f64> = runs.iter().map(|f| f.p99.as_secs_f64() * 1e3).collect();
+    p99.sort_by(f64::total_cmp);
+    // The median; of an even count, the mean of the middle two.
+    let mid = |v: &[f64]| (v[(v.len() - 1) / 2] + v[v.len() / 2]) / 2.0;
+    format!(
+        "{:.0} ({:.0}–{:.0}) | {:.1} ({:.1}–{:.1})",
+        mid(&rates),
+        rates[0],
+        rates[rates.len() - 1],
+        mid(&p99),
+        p99[0],
+        p99[p99.len() - 1]
+    )
 }
 
 fn main() {
@@ -297,7 +382,6 @@ fn main() {
         let ours_cfg = config("ours");
         let raw_cfg = config("raw");
         let rm = CassandraReadModels::connect(&ours_cfg).await.expect("read models");
-        let store = CassandraEventStore::connect(&ours_cfg).await.expect("store");
         // Migrations (tables) through the adapter; the raw side uses them
         // over a session of its own (its statements set the adapter's
         // consistency).
@@ -379,32 +463,81 @@ fn main() {
         };
         row("read-model point read", reads_ours, reads_raw);
 
-        let appends = ops / 5;
-        let appends_ours = {
-            let store = store.clone();
-            measure(appends, move |i| {
-                let store = store.clone();
-                async move {
-                    let s = StreamId::new(format!("bench-{i}")).expect("stream");
-                    store
-                        .append(&s, ExpectedVersion::NoStream, vec![NewEvent::new("Bench", vec![b'e'; 1024])])
-                        .await
-                        .expect("append");
+        let appends: usize = std::env::var("CASSANDRA_BENCH_APPENDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2_000);
+        let rounds: usize = std::env::var("CASSANDRA_BENCH_ROUNDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3)
+            .max(1);
+        let event = || NewEvent::new("Bench", vec![b'e'; 1024]);
+        println!();
+        println!("| partitions | ours appends/s median (min–max) | ours p99 ms median (min–max) | raw appends/s median (min–max) | raw p99 ms median (min–max) | ours / raw (medians) |");
+        println!("|---|---|---|---|---|---|");
+        let counts: Vec<u32> = std::env::var("CASSANDRA_BENCH_PARTITIONS")
+            .unwrap_or_else(|_| "1,4,16".into())
+            .split(',')
+            .map(|n| n.trim().parse().expect("CASSANDRA_BENCH_PARTITIONS: numbers, e.g. 1,4,16"))
+            .collect();
+        for partitions in counts {
+            let (mut ours_runs, mut raw_runs) = (Vec::new(), Vec::new());
+            for round in 0..rounds {
+                // Alternate which side goes first: ours, raw, raw, ours, …
+                for side in if round % 2 == 0 { [0, 1] } else { [1, 0] } {
+                    // Each run: a fresh namespace with these partitions
+                    // (tables and layout through the adapter), the same
+                    // warm-up (a tenth of the run), then the measured run.
+                    let cfg = CassandraConfig::builder(&nodes)
+                        .keyspace("metachat_bench")
+                        .namespace(format!("b{partitions}r{round}s{side}{}", uuid::Uuid::new_v4().simple()))
+                        .partitions(partitions)
+                        .build()
+                        .expect("config");
+                    let store = CassandraEventStore::connect(&cfg).await.expect("store");
+                    if side == 0 {
+                        let run = |store: CassandraEventStore, n: usize, tag: &'static str| {
+                            measure(n, move |i| {
+                                let store = store.clone();
+                                async move {
+                                    let s = StreamId::new(format!("{tag}-{i}")).expect("stream");
+                                    store
+                                        .append(&s, ExpectedVersion::NoStream, vec![event()])
+                                        .await
+                                        .expect("append");
+                                }
+                            })
+                        };
+                        run(store.clone(), appends / 10, "warm").await;
+                        ours_runs.push(run(store, appends, "bench").await);
+                    } else {
+                        let log = Arc::new(RawLog::new(cfg.namespace(), partitions));
+                        let raw_run = |n: usize, tag: &'static str| {
+                            let raw = raw.clone();
+                            let log = log.clone();
+                            measure(n, move |i| {
+                                let raw = raw.clone();
+                                let log = log.clone();
+                                async move { raw.append(&log, &format!("{tag}-{i}"), event()).await }
+                            })
+                        };
+                        raw_run(appends / 10, "warm").await;
+                        raw_runs.push(raw_run(appends, "bench").await);
+                    }
                 }
-            })
-            .await
-        };
-        let appends_raw = {
-            let raw = raw.clone();
-            measure(appends, move |i| {
-                let raw = raw.clone();
-                async move {
-                    raw.append(&format!("bench-{i}"), NewEvent::new("Bench", vec![b'e'; 1024]))
-                        .await
-                }
-            })
-            .await
-        };
-        row("event append (1 event, 1 KiB, 32 writers)", appends_ours, appends_raw);
+            }
+            let median = |v: &[Figures]| {
+                let mut r: Vec<f64> = v.iter().map(|f| f.per_sec).collect();
+                r.sort_by(f64::total_cmp);
+                (r[(r.len() - 1) / 2] + r[r.len() / 2]) / 2.0
+            };
+            println!(
+                "| {partitions} | {} | {} | {:.2} |",
+                spread(&ours_runs),
+                spread(&raw_runs),
+                median(&ours_runs) / median(&raw_runs)
+            );
+        }
     });
 }

@@ -13,7 +13,7 @@ pub use metachat_core::{
 pub use metachat_conformance::testing;
 
 /// Storage and bus backends, one module per cargo feature: `sled` (default),
-/// `kafka`, `cassandra`.
+/// `kafka`, `cassandra`, `eventstoredb`.
 pub use metachat_adapters as adapters;
 
 /// Crypto-shredding: per-subject data keys, sealed values and the key vault.

@@ -21,6 +21,12 @@ pub const ENV_CONSISTENCY: &str = "CASSANDRA_CONSISTENCY";
 /// `dc1:3,dc2:3` (NetworkTopologyStrategy). Default `1`.
 pub const ENV_REPLICATION: &str = "CASSANDRA_REPLICATION";
 
+/// Environment variable with the number of partitions of the event log
+/// (default `1`: one total order). Fixed per namespace at its first use.
+pub const ENV_PARTITIONS: &str = "CASSANDRA_PARTITIONS";
+/// The most partitions a log may have.
+pub const MAX_PARTITIONS: u32 = 1024;
+
 /// Consistency of the adapter's reads and writes. Lightweight transactions
 /// use the matching serial consistency (`LOCAL_SERIAL` for the `LOCAL_*` and
 /// `ONE` levels, `SERIAL` otherwise).
@@ -151,6 +157,7 @@ pub struct CassandraConfig {
     pub(crate) request_timeout: Duration,
     pub(crate) connect_timeout: Duration,
     pub(crate) page_size: i32,
+    pub(crate) partitions: u32,
 }
 
 impl CassandraConfig {
@@ -172,11 +179,13 @@ impl CassandraConfig {
             request_timeout: Duration::from_secs(12),
             connect_timeout: Duration::from_secs(5),
             page_size: 1000,
+            partitions: 1,
         }
     }
 
     /// A builder from [`ENV_NODES`] (required), [`ENV_KEYSPACE`],
-    /// [`ENV_NAMESPACE`], [`ENV_CONSISTENCY`] and [`ENV_REPLICATION`].
+    /// [`ENV_NAMESPACE`], [`ENV_CONSISTENCY`], [`ENV_REPLICATION`] and
+    /// [`ENV_PARTITIONS`].
     pub fn from_env() -> Result<CassandraConfigBuilder, CassandraConfigError> {
         Self::from_lookup(|k| std::env::var(k).ok())
     }
@@ -203,6 +212,12 @@ impl CassandraConfig {
                     ),
                 })?,
             );
+        }
+        if let Some(n) = get(ENV_PARTITIONS) {
+            b = b.partitions(n.trim().parse().map_err(|_| CassandraConfigError::Env {
+                var: ENV_PARTITIONS,
+                reason: format!("`{n}` is not a number of partitions (1 to {MAX_PARTITIONS})"),
+            })?);
         }
         if let Some(r) = get(ENV_REPLICATION) {
             b = b.replication(
@@ -241,6 +256,11 @@ impl CassandraConfig {
         &self.replication
     }
 
+    /// Partitions of the event log (1: one total order).
+    pub fn partitions(&self) -> u32 {
+        self.partitions
+    }
+
     /// A copy with another namespace (validated like the builder's).
     pub fn with_namespace(
         &self,
@@ -267,6 +287,7 @@ pub struct CassandraConfigBuilder {
     request_timeout: Duration,
     connect_timeout: Duration,
     page_size: i32,
+    partitions: u32,
 }
 
 impl CassandraConfigBuilder {
@@ -322,6 +343,21 @@ impl CassandraConfigBuilder {
         self
     }
 
+    /// Partitions of the event log (default 1; at most [`MAX_PARTITIONS`]).
+    ///
+    /// One partition is one total order of every event, decided by one
+    /// lightweight-transaction row: a few hundred appends per second per
+    /// namespace, whatever the cluster size. With `n` partitions each has its
+    /// own sequencer (appends to different partitions never contend), and
+    /// order holds only within a partition: followers read each partition
+    /// with its own checkpoint. Fixed per namespace at its first use; opening
+    /// a namespace with another count fails with
+    /// [`CassandraConfigError::Layout`].
+    pub fn partitions(mut self, partitions: u32) -> Self {
+        self.partitions = partitions;
+        self
+    }
+
     /// Validates and builds.
     pub fn build(self) -> Result<CassandraConfig, CassandraConfigError> {
         if self.nodes.is_empty() {
@@ -344,6 +380,12 @@ impl CassandraConfigBuilder {
                 reason: "at least 1".into(),
             });
         }
+        if self.partitions == 0 || self.partitions > MAX_PARTITIONS {
+            return Err(CassandraConfigError::Invalid {
+                field: "partitions",
+                reason: format!("{}: 1 to {MAX_PARTITIONS}", self.partitions),
+            });
+        }
         if self.request_timeout.is_zero() || self.connect_timeout.is_zero() {
             return Err(CassandraConfigError::Invalid {
                 field: "timeout",
@@ -360,11 +402,12 @@ impl CassandraConfigBuilder {
             request_timeout: self.request_timeout,
             connect_timeout: self.connect_timeout,
             page_size: self.page_size,
+            partitions: self.partitions,
         })
     }
 }
 
-fn check_namespace(ns: &str) -> Result<(), CassandraConfigError> {
+pub(crate) fn check_namespace(ns: &str) -> Result<(), CassandraConfigError> {
     if ns.is_empty() || ns.len() > 128 || ns.chars().any(char::is_control) {
         return Err(CassandraConfigError::Invalid {
             field: "namespace",
@@ -395,10 +438,12 @@ mod tests {
             (ENV_NAMESPACE, "tenant-1"),
             (ENV_CONSISTENCY, "QUORUM"),
             (ENV_REPLICATION, "dc1:3,dc2:2"),
+            (ENV_PARTITIONS, " 16 "),
         ]))
         .unwrap()
         .build()
         .unwrap();
+        assert_eq!(c.partitions(), 16);
         assert_eq!(c.nodes(), ["10.0.0.1:9042", "10.0.0.2:9042"]);
         assert_eq!(c.keyspace(), "diary");
         assert_eq!(c.namespace(), "tenant-1");
@@ -407,6 +452,30 @@ mod tests {
             c.replication().cql(),
             "{'class': 'NetworkTopologyStrategy', 'dc1': 3, 'dc2': 2}"
         );
+    }
+
+    #[test]
+    fn partitions_default_to_one_and_are_bounded() {
+        let b = CassandraConfig::builder("a:1");
+        assert_eq!(b.clone().build().unwrap().partitions(), 1);
+        for bad in [0, MAX_PARTITIONS + 1] {
+            assert!(matches!(
+                b.clone().partitions(bad).build(),
+                Err(CassandraConfigError::Invalid {
+                    field: "partitions",
+                    ..
+                })
+            ));
+        }
+        for bad in ["", "-1", "four", "1.5"] {
+            assert!(matches!(
+                CassandraConfig::from_lookup(env(&[(ENV_NODES, "a:1"), (ENV_PARTITIONS, bad)])),
+                Err(CassandraConfigError::Env {
+                    var: ENV_PARTITIONS,
+                    ..
+                })
+            ));
+        }
     }
 
     #[test]

@@ -28,6 +28,20 @@ pub enum CassandraConfigError {
         /// Why its value was refused.
         reason: String,
     },
+    /// The namespace's event log already has another number of partitions
+    /// (fixed at its first use: events already stored are placed by it).
+    #[error(
+        "namespace `{namespace}` holds an event log of {stored} partition(s); \
+         configured {configured}: open it with {stored}"
+    )]
+    Layout {
+        /// The namespace.
+        namespace: String,
+        /// The partitions its log has.
+        stored: u32,
+        /// The partitions configured.
+        configured: u32,
+    },
 }
 
 impl From<CassandraConfigError> for metachat_core::Error {

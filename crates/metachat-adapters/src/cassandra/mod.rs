@@ -39,9 +39,10 @@
 //! | `documents` | namespace, collection | key | value, version |
 //! | `checkpoints` | namespace | projection | next position |
 //! | `data_keys` | namespace, subject | | key, shredded (`gc_grace_seconds` one day: see [`CassandraKeyStore`]) |
-//! | `log_heads` | namespace | stream | stream version; static: next position, committed position, pending batch |
+//! | `log_layout` | namespace | | partitions of its log |
+//! | `log_heads` | namespace (partition 0) or namespace + `\u{1f}` + partition | stream | stream version; static: next position, committed position, pending batch |
 //! | `stream_events` | namespace, stream | version | position, record |
-//! | `global_log` | namespace, position / 16384 | position | record |
+//! | `global_log` | namespace (+ partition, as above), position / 16384 | position | record |
 //! | `event_ids` | namespace, event id | | stream, version, position |
 //!
 //! Records are the core's checksummed [`wire`](metachat_core::event::wire) format.
@@ -85,36 +86,71 @@
 //!
 //! # Event store
 //!
-//! Every append of a namespace is decided by one lightweight transaction on
-//! the namespace's `log_heads` partition, which holds the global sequencer
-//! (static `next_position`), the commit mark (static `committed`) and one row
-//! per stream with its version. An append:
+//! The log of a namespace has a fixed number of **partitions**
+//! ([`CassandraConfigBuilder::partitions`], `CASSANDRA_PARTITIONS`; default
+//! 1, recorded in `log_layout` at the namespace's first use). Each stream
+//! lives in one partition, chosen by its *partition key*
+//! ([`CassandraEventStore::with_partition_key`]; default the stream id) as
+//! `crc32(key) % partitions` ([`partition_for_key`]). Each partition is a
+//! gap-free log of its own, positions `0, 1, 2, …`, with its own sequencer:
+//! its `log_heads` partition holds the sequencer (static `next_position`),
+//! the commit mark (static `committed`), the batch being written (static
+//! `pending`) and one row per stream of the partition with its version.
+//! With one partition the log is one total order
+//! ([`LogOrder::Total`](metachat_core::store::LogOrder)); with more, order
+//! holds within each partition ([`LogOrder::Partitioned`](metachat_core::store::LogOrder)):
+//! `read_all` and `next_position` answer
+//! [`PartitionedLog`](metachat_core::Error::PartitionedLog), and followers
+//! read each partition (`read_partition`, or a
+//! [`Partition`](metachat_core::store::Partition) view, with a checkpoint per
+//! partition: [`ProjectionRunner::for_partition`](metachat_core::projection::ProjectionRunner::for_partition)).
 //!
-//! 1. reads the head; if `committed < next_position`, an earlier append was
-//!    decided but not finished (its writer crashed or is still writing): it
+//! An append to a stream of partition `p`:
+//!
+//! 1. reads `p`'s head; if `committed < next_position`, an earlier append was
+//!    decided but not finished: it waits a moment for its writer, and if the
+//!    batch is still unfinished after 25 ms (the writer crashed or stalls)
 //!    *helps*, finishing that batch from the `pending` column (steps 4–5),
 //!    and starts over;
 //! 2. looks the event ids up in `event_ids`: a whole match is an idempotent
 //!    re-append (the original outcome), a partial match or an id of another
 //!    stream is refused;
-//! 3. checks the expected version against the stream's row, then **decides**
-//!    with one conditional batch on that partition:
+//! 3. checks the expected version against the stream's row (on the first
+//!    try of a `NoStream` or `Exact` append it takes the expected version
+//!    instead of reading it: the decision checks it), then **decides** with
+//!    one conditional batch on `p`'s head partition:
 //!    `SET next_position = n + k, pending = <batch> IF next_position = n AND committed = n`
 //!    and `SET version = v + k IF version = v` for the stream. Losing on the
 //!    stream is a [`Conflict`](metachat_core::Error::Conflict) carrying the
-//!    winner's version; losing on the sequencer is a retry. Losers write
-//!    nothing, so positions have no gaps;
+//!    winner's version (after a serial reread); losing on the sequencer is a
+//!    retry after a short jittered pause. Losers write nothing, so positions
+//!    have no gaps;
 //! 4. writes the records to `stream_events`, `global_log` and `event_ids`
 //!    (idempotent inserts, so a helper and the writer may both write them);
-//! 5. **commits**: `SET committed = n + k IF committed = n`, then returns.
+//! 5. **commits**: `SET committed = n + k` with the write timestamp
+//!    `2^62 + n + k`, a plain write whose timestamp grows with the mark, so
+//!    the highest mark wins whoever writes it when, then returns.
 //!
-//! Readers (`read_all`, `read_stream`, `stream_version`, `next_position`)
-//! see only positions below `committed`, which moves only after every record
-//! below it was written: no reader sees position `N + 1` before `N`, and a
-//! decided batch is never half visible. Appends of one namespace are
-//! serialized by the sequencer (a few hundred per second on one node; each
-//! carries up to [`Limits`](metachat_core::event::Limits) events); reads
-//! scale with the cluster. A timeout while deciding or committing is
+//! One lightweight transaction per append, and no lock in the process:
+//! several instances and processes append to one namespace at once and
+//! race only through the conditions. Readers (`read_partition`,
+//! `read_stream`, `stream_version`, and with one partition `read_all` and
+//! `next_position`) see only positions below `committed`, which moves only
+//! after every record below it was written: no reader sees position `N + 1`
+//! before `N` in a partition, and a decided batch is never half visible.
+//!
+//! **What the partitions cost and buy.** Appends of one partition are
+//! serialized by its sequencer; 32 writers on one node reach a few hundred
+//! appends per second on one partition, and more with more partitions,
+//! since appends to different partitions never contend (figures in
+//! `benches/README.md`). Reads scale with the cluster either way. Keep one
+//! partition when a consumer needs one total order of every event; the
+//! price is that ceiling. Event-id uniqueness *across streams* is checked,
+//! but two appends racing the same id into streams of different partitions
+//! can both succeed (ids are random UUIDs: only a client bug does that); a
+//! retry into the same stream is always recognised.
+//!
+//! A timeout while deciding or committing is
 //! [`Unavailable`](metachat_core::Error::Unavailable): the batch may still be
 //! completed later by a helper, and a retry with the same event ids returns
 //! its outcome instead of appending twice.
@@ -146,10 +182,10 @@ use scylla::statement::prepared::PreparedStatement;
 
 pub use config::{
     CassandraConfig, CassandraConfigBuilder, Consistency, Replication, ENV_CONSISTENCY,
-    ENV_KEYSPACE, ENV_NAMESPACE, ENV_NODES, ENV_REPLICATION,
+    ENV_KEYSPACE, ENV_NAMESPACE, ENV_NODES, ENV_PARTITIONS, ENV_REPLICATION, MAX_PARTITIONS,
 };
 pub use error::{CassandraConfigError, CassandraOpError};
-pub use event_store::CassandraEventStore;
+pub use event_store::{partition_for_key, CassandraEventStore, PartitionKey};
 pub use keys::CassandraKeyStore;
 pub use read_models::CassandraReadModels;
 pub use schema::SCHEMA_VERSION;

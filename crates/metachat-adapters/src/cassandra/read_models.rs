@@ -31,6 +31,7 @@ pub struct CassandraReadModels {
     inner: Arc<Inner>,
 }
 
+#[derive(Clone)]
 struct Inner {
     session: Arc<Session>,
     ns: String,
@@ -145,6 +146,29 @@ impl CassandraReadModels {
     /// The namespace these read models live in.
     pub fn namespace(&self) -> &str {
         &self.inner.ns
+    }
+
+    /// Read models in another namespace of the same keyspace, on the same
+    /// session and prepared statements (they bind the namespace): what
+    /// several services of one process, or one service's instances, use to
+    /// keep their documents and checkpoints apart without another
+    /// connection. The namespace is validated like the configuration's.
+    ///
+    /// ```no_run
+    /// # use metachat_adapters::cassandra::{CassandraConfig, CassandraReadModels};
+    /// # async fn run() -> metachat_core::Result<()> {
+    /// let shared = CassandraReadModels::connect(&CassandraConfig::from_env()?.build()?).await?;
+    /// let diary = shared.in_namespace("prod_diary")?;
+    /// let matching = shared.in_namespace("prod_matching_1")?;
+    /// # let _ = (diary, matching); Ok(()) }
+    /// ```
+    pub fn in_namespace(&self, namespace: &str) -> Result<Self> {
+        super::config::check_namespace(namespace)?;
+        let mut inner = (*self.inner).clone();
+        inner.ns = namespace.to_owned();
+        Ok(CassandraReadModels {
+            inner: Arc::new(inner),
+        })
     }
 
     /// Stored versions of `keys` in `collection` (absent keys are missing).

@@ -54,10 +54,17 @@ const MIGRATIONS: &[Migration] = &[
              shredded boolean, PRIMARY KEY ((ns, subject))) WITH gc_grace_seconds = 86400",
         ],
     },
+    Migration {
+        version: 4,
+        description: "event store: the number of partitions of each namespace's log",
+        statements: &[
+            "CREATE TABLE IF NOT EXISTS {ks}.log_layout (ns text PRIMARY KEY, partitions int)",
+        ],
+    },
 ];
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// Creates the keyspace (if allowed) and runs every migration not yet recorded.
 pub(crate) async fn migrate(session: &Session, config: &CassandraConfig) -> Result<()> {

@@ -219,6 +219,46 @@ impl KafkaEventBus {
         Ok(())
     }
 
+    /// Each partition of `topic` with its high watermark (the offset its
+    /// next record will get), asked of the broker now: a consumer that has
+    /// read every partition up to these offsets has seen everything
+    /// published to the topic before this call.
+    ///
+    /// A topic that does not exist yet has no partitions (an empty list).
+    pub async fn high_watermarks(&self, topic: &str) -> Result<Vec<(i32, i64)>> {
+        let producer = self.inner.producer.clone();
+        let topic = topic.to_owned();
+        let timeout = self
+            .inner
+            .config
+            .delivery_timeout
+            .min(Duration::from_secs(5));
+        tokio::task::spawn_blocking(move || {
+            let client = producer.client();
+            let md = client
+                .fetch_metadata(Some(&topic), timeout)
+                .map_err(|e| map("topic metadata", e))?;
+            let Some(t) = md.topics().iter().find(|t| t.name() == topic) else {
+                return Ok(Vec::new());
+            };
+            if t.error().is_some() {
+                // Unknown topic (or not yet visible): nothing published.
+                return Ok(Vec::new());
+            }
+            let mut out = Vec::with_capacity(t.partitions().len());
+            for p in t.partitions() {
+                let (_, high) = client
+                    .fetch_watermarks(&topic, p.id(), timeout)
+                    .map_err(|e| map("watermarks", e))?;
+                out.push((p.id(), high));
+            }
+            out.sort_unstable();
+            Ok(out)
+        })
+        .await
+        .map_err(|e| Error::backend(format!("watermark task failed: {e}")))?
+    }
+
     async fn wait_for_metadata(&self, topic: &str) -> Result<()> {
         let producer = self.inner.producer.clone();
         let topic = topic.to_owned();
@@ -247,6 +287,31 @@ impl KafkaEventBus {
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
+        })
+        .await
+        .map_err(Error::backend)?
+    }
+
+    /// How many partitions `topic` has, from the broker's metadata.
+    async fn partition_count(&self, topic: &str) -> Result<u32> {
+        let producer = self.inner.producer.clone();
+        let topic = topic.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let md = producer
+                .client()
+                .fetch_metadata(Some(&topic), Duration::from_secs(5))
+                .map_err(|e| map("topic metadata", e))?;
+            md.topics()
+                .iter()
+                .find(|t| t.name() == topic && t.error().is_none())
+                .map(|t| u32::try_from(t.partitions().len()).unwrap_or(u32::MAX))
+                .filter(|n| *n > 0)
+                .ok_or_else(|| {
+                    map(
+                        "topic metadata",
+                        KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownTopicOrPartition),
+                    )
+                })
         })
         .await
         .map_err(Error::backend)?
@@ -517,6 +582,36 @@ impl EventBus for KafkaEventBus {
                 Ok(f) => pending.push(f),
                 Err(e) => {
                     // Let what is in flight finish; report the enqueue error.
+                    let _ = Self::await_all(pending).await;
+                    return Err(e);
+                }
+            }
+        }
+        Self::await_all(pending).await
+    }
+
+    /// One record per partition of the topic (the count from the broker's
+    /// metadata), each sent to its partition explicitly.
+    async fn broadcast(
+        &self,
+        topic: &str,
+        make: &(dyn Fn(u32, u32) -> Envelope + Sync),
+    ) -> Result<()> {
+        self.ensure_topic(topic).await?;
+        let n = self.partition_count(topic).await?;
+        let ct = &self.inner.config.content_type;
+        let envelopes: Vec<Envelope> = (0..n).map(|i| make(i, n)).collect();
+        let mut pending = Vec::with_capacity(envelopes.len());
+        for (i, e) in (0..n).zip(&envelopes) {
+            let partition = i32::try_from(i).map_err(Error::backend)?;
+            let rec = FutureRecord::to(topic)
+                .partition(partition)
+                .key(e.stream_id.as_str())
+                .payload(e.payload.as_slice())
+                .headers(record::headers(e, ct));
+            match self.send(rec).await {
+                Ok(f) => pending.push(f),
+                Err(e) => {
                     let _ = Self::await_all(pending).await;
                     return Err(e);
                 }

@@ -68,6 +68,50 @@ pub async fn event_store(nodes: &str) -> CassandraEventStore {
         .expect("an event store on the test node")
 }
 
+/// An event store in namespace `ns` whose log has `partitions` partitions.
+pub async fn store_in(nodes: &str, ns: &str, partitions: u32) -> CassandraEventStore {
+    let config = CassandraConfig::builder(nodes)
+        .keyspace(KEYSPACE)
+        .namespace(ns)
+        .request_timeout(Duration::from_secs(10))
+        .partitions(partitions)
+        .build()
+        .expect("a valid config");
+    CassandraEventStore::connect(&config)
+        .await
+        .expect("an event store on the test node")
+}
+
+/// An event store in a fresh namespace whose log has `partitions` partitions.
+pub async fn partitioned_store(nodes: &str, partitions: u32) -> CassandraEventStore {
+    let ns = format!("t{}", uuid::Uuid::new_v4().simple());
+    store_in(nodes, &ns, partitions).await
+}
+
+/// Another instance on `store`'s namespace: its own session (connections,
+/// prepared statements), as another process would open.
+pub async fn peer(store: &CassandraEventStore) -> CassandraEventStore {
+    let nodes = nodes().expect("a node: the store was opened on one");
+    store_in(&nodes, store.namespace(), store.partitions()).await
+}
+
+/// Deletes `ns`'s row of `log_layout`, as in a namespace written before
+/// the table existed (through a driver session of its own).
+pub async fn delete_layout_row(nodes: &str, ns: &str) {
+    let session = scylla::client::session_builder::SessionBuilder::new()
+        .known_nodes(nodes.split(','))
+        .build()
+        .await
+        .expect("a session on the test node");
+    session
+        .query_unpaged(
+            format!("DELETE FROM {KEYSPACE}.log_layout WHERE ns = ?"),
+            (ns,),
+        )
+        .await
+        .expect("delete the layout row");
+}
+
 /// Runs `scripts/cassandra <cmd>` of this repository; panics if it fails.
 pub fn script(cmd: &str) -> String {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/cassandra");
