@@ -55,6 +55,8 @@ impl From<CommandError<DiaryError>> for DiariesError {
 /// [`KeyVault`] over the read-model store `R`.
 pub struct Diaries<S: EventStore, R> {
     users: Repository<User, S>,
+    /// Whether `create` reads the author's user stream.
+    check_author_stream: bool,
     entries: Repository<DiaryEntry, S>,
     vault: KeyVault<R>,
 }
@@ -71,6 +73,7 @@ impl<S: EventStore + Clone, R: KeyStore> Diaries<S, R> {
     pub fn new(store: S, vault: KeyVault<R>) -> Self {
         Diaries {
             users: Repository::new(store.clone()),
+            check_author_stream: true,
             entries: Repository::new(store).with_codec(diary::codec()),
             vault,
         }
@@ -78,6 +81,17 @@ impl<S: EventStore + Clone, R: KeyStore> Diaries<S, R> {
 }
 
 impl<S: EventStore, R: KeyStore> Diaries<S, R> {
+    /// Diaries that do not read the author's user stream on
+    /// [`create`](Self::create): the caller vouches that the author is an
+    /// active user (a diary *service* that checked the author's token and
+    /// learnt of erasures from the bus, and reads no other service's
+    /// streams). The key vault still refuses an author whose key was
+    /// shredded ([`DiariesError::UnknownAuthor`]).
+    pub fn trusting_authors(mut self) -> Self {
+        self.check_author_stream = false;
+        self
+    }
+
     /// The repository of [`DiaryEntry`]s (with the upcasting [`diary::codec`]).
     pub fn repository(&self) -> &Repository<DiaryEntry, S> {
         &self.entries
@@ -117,9 +131,11 @@ impl<S: EventStore, R: KeyStore> Diaries<S, R> {
         text: &str,
         metadata: Metadata,
     ) -> Result<Executed<DiaryEntry>, DiariesError> {
-        let user = self.users.load(&author.to_string()).await?;
-        if !user.state.is_active() {
-            return Err(DiariesError::UnknownAuthor);
+        if self.check_author_stream {
+            let user = self.users.load(&author.to_string()).await?;
+            if !user.state.is_active() {
+                return Err(DiariesError::UnknownAuthor);
+            }
         }
         let command = DiaryCommand::Create {
             entry_id,

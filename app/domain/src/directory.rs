@@ -3,6 +3,20 @@
 //! sealed with the user's key here too ([`UserProfile::open`] opens them),
 //! so a read-model store that keeps old versions of documents (sled does)
 //! keeps nothing readable once the key is shredded.
+//!
+//! # Order between streams
+//!
+//! Each user's events come in their stream's order, but a bus may deliver
+//! the streams of different users in any interleaving, so the login of an
+//! address that was released by an erasure and registered again cannot
+//! follow arrival order. An address is held by at most one active user at a
+//! time, and a new registration of it comes after the erasure of the
+//! previous holder, so the holder is the registration of the address with
+//! the **highest global position**: a `UserRegistered` takes the address
+//! only if no registration after it holds it already ([`EmailEntry`] keeps
+//! the position), and a `UserErased` frees it only if the erased user holds
+//! it. A late registration of an erased holder may hold the address until
+//! that user's own `UserErased` (behind it in its stream) frees it again.
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -69,6 +83,10 @@ impl UserProfile {
 pub struct EmailEntry {
     /// The active user registered with the address.
     pub user_id: UserId,
+    /// Global position of that user's `UserRegistered` (0 in documents
+    /// written before it was kept).
+    #[serde(default)]
+    pub registered: u64,
 }
 
 /// Projection of user events into [`USERS`] and [`USERS_BY_EMAIL`].
@@ -154,11 +172,20 @@ impl Projection for UserDirectory {
                     position: env.position,
                 };
                 tx.put_json(USERS, &user_id.to_string(), &profile)?;
-                tx.put_json(
-                    USERS_BY_EMAIL,
-                    email_index.as_str(),
-                    &EmailEntry { user_id },
-                )?;
+                // A registration after this one (arrived first) keeps it.
+                let holder = tx
+                    .get_json::<EmailEntry>(USERS_BY_EMAIL, email_index.as_str())
+                    .await?;
+                if holder.is_none_or(|h| h.user_id == user_id || h.registered < env.position) {
+                    tx.put_json(
+                        USERS_BY_EMAIL,
+                        email_index.as_str(),
+                        &EmailEntry {
+                            user_id,
+                            registered: env.position,
+                        },
+                    )?;
+                }
             }
             UserEvent::ProfileUpdated {
                 user_id,

@@ -11,6 +11,7 @@
 //! | [`email`] | [`EmailReservation`] (`email`) | `EmailReserved`, `EmailReleased` |
 //! | [`diary`] | [`DiaryEntry`] (`entry`) | `EntryCreated`, `EntryEdited`, `EntryDeleted` |
 //! | [`mood`] | none (stream `mood-{entry_id}`) | `MoodAnalyzed` |
+//! | [`session`] | none (stream `session-{user_id}`) | `SessionRevoked` |
 //!
 //! Services that span aggregates: [`Users`] (registration with a unique
 //! address, profile, erasure, lookups by address) and [`Diaries`] (entries
@@ -139,6 +140,7 @@ pub mod mood;
 pub mod mood_route;
 pub mod mood_timeline;
 pub mod mood_worker;
+pub mod session;
 pub mod timeline;
 pub mod user;
 pub mod users;

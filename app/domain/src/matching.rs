@@ -35,6 +35,23 @@
 //!   are deleted, the user is marked erased, and erased from the index (so
 //!   they are never recommended again, nor can they query).
 //!
+//! # Order between streams
+//!
+//! An entry's analyses (`mood-{entry}`), its deletion (`entry-{entry}`)
+//! and its author's erasure (`user-{author}`) are three streams, which a
+//! bus may deliver in any interleaving; the profile must not depend on it.
+//! The tombstones above make a late analysis of a deleted entry or an
+//! erased author a no-op, and the revision check keeps the newest
+//! revision's contribution. The sums of moods and embeddings do not depend
+//! on the order they were added in. The *recent* entries would: the profile
+//! keeps only the newest [`ProfileConfig::recent_entries`] embeddings and
+//! does not bring back an older one when a kept entry is removed, so an
+//! entry deleted before or after its analysis arrived would leave different
+//! sets. When an embedding leaves the recent entries (a deletion, or an
+//! analysis without one), the projection refills them from the author's
+//! other stored contributions, newest first: the recent entries are always
+//! the newest of the live ones, whatever the order.
+//!
 //! # The shared index
 //!
 //! The projection holds a [`SharedMatchIndex`] (`Arc<RwLock<MatchIndex>>`).
@@ -446,6 +463,72 @@ impl<R: KeyStore> MatchingProjection<R> {
         }
     }
 
+    /// Fills `profile`'s recent entries up to the configured number with
+    /// the newest of `author`'s other live contributions that have an
+    /// embedding (`except` is the entry being changed), so that they do
+    /// not depend on the order entries were removed and added in.
+    async fn refill_recent(
+        &self,
+        tx: &ProjectionTx<'_>,
+        key: &DataKey,
+        author: UserId,
+        except: EntryId,
+        profile: &mut MatchProfile,
+    ) -> metachat_core::Result<()> {
+        let missing = self
+            .profiles
+            .recent_entries()
+            .saturating_sub(profile.recent().len());
+        if missing == 0 {
+            return Ok(());
+        }
+        const PAGE: usize = 256;
+        let prefix = format!("{author}/");
+        let mut after: Option<String> = None;
+        let mut candidates = Vec::new();
+        loop {
+            let page = tx
+                .scan_prefix(MATCH_ENTRIES, &prefix, after.as_deref(), PAGE)
+                .await?;
+            let full = page.len() == PAGE;
+            for (k, _) in &page {
+                let Some(entry) = k
+                    .strip_prefix(&prefix)
+                    .and_then(|e| e.parse::<EntryId>().ok())
+                else {
+                    continue;
+                };
+                if entry == except || profile.recent().iter().any(|r| r.entry == entry.0) {
+                    continue;
+                }
+                if let Some(EntryDoc {
+                    at,
+                    embedding: Some(e),
+                    deleted: false,
+                    ..
+                }) = Self::load_entry(tx, Some(key), author, entry).await?
+                {
+                    candidates.push((at, entry, e));
+                }
+            }
+            after = page.last().map(|(k, _)| k.clone());
+            if !full {
+                break;
+            }
+        }
+        // Newest first, ties by entry id: the profile's own order.
+        candidates.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1 .0.cmp(&b.1 .0)));
+        for (at, entry, e) in candidates.into_iter().take(missing) {
+            // The profile has no call that only remembers an entry: an
+            // "edit" to the same embedding leaves the theme sums as they
+            // were and puts the entry back among the recent ones.
+            if let Err(err) = profile.edit_entry(entry.0, at, &e, &e) {
+                tracing::warn!(%entry, error = %err, "matching: recent entry not restored");
+            }
+        }
+        Ok(())
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn analyzed(
         &self,
@@ -491,6 +574,8 @@ impl<R: KeyStore> MatchingProjection<R> {
             }
             (Some(o), None) => {
                 let _ = profile.remove_entry(entry.0, o);
+                self.refill_recent(tx, &key, author, entry, &mut profile)
+                    .await?;
                 false
             }
             (None, Some(n)) => profile.add_entry(entry.0, at, n).is_ok(),
@@ -530,6 +615,8 @@ impl<R: KeyStore> MatchingProjection<R> {
             }
             if let Some(e) = &old.embedding {
                 let _ = profile.remove_entry(entry.0, e);
+                self.refill_recent(tx, key, author, entry, &mut profile)
+                    .await?;
             }
             self.store_profile(tx, key, author, &profile)?;
         }

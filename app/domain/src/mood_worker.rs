@@ -20,6 +20,17 @@
 //!
 //! An analyzer error stops the worker with that error, its checkpoint at the
 //! last completed batch; run it again to retry.
+//!
+//! # On a bus, as a consumer group
+//!
+//! [`MoodWorker::run_on_bus`] consumes the diary entries' topic (the
+//! relay's `{prefix}entry`) as a member of a consumer group instead of the
+//! log: several workers split the topic's partitions, and a worker that
+//! dies leaves its partitions (and its unacknowledged deliveries) to the
+//! others. Deliveries are acknowledged after their moods were recorded;
+//! what a dead or revoked worker had in hand is redelivered and analyzed
+//! again, and the deterministic event id makes the store keep one
+//! `MoodAnalyzed` per entry revision whoever analyzed it first.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -32,8 +43,10 @@ use async_trait::async_trait;
 use super::diary::{self, DiaryEntry, DiaryEvent, EntryText};
 use super::ids::{EntryId, UserId};
 use super::mood::{self, mood_event_id, mood_stream, seal_mood, seal_theme, MoodEvent};
+use futures::StreamExt;
 use metachat_analysis::MoodAnalyzer;
 use metachat_core::aggregate::Aggregate;
+use metachat_core::bus::EventBus;
 use metachat_core::codec::{Codec, JsonCodec};
 use metachat_core::error::{Error, Result};
 use metachat_core::event::{Envelope, EventId, Metadata, NewEvent, StreamId, Timestamp};
@@ -170,6 +183,70 @@ where
     pub async fn run(&self, shutdown: impl Future<Output = ()> + Send) -> Result<u64> {
         let next = self.checkpoint().await?;
         store::follow(&self.store, next, PAGE, shutdown, self).await
+    }
+
+    /// Analyzes the entry events among `events` and records their moods,
+    /// without a checkpoint: for a driver that keeps its own position (a
+    /// consumer group on a bus). Events of other categories are ignored;
+    /// each entry's events must come in their stream's order.
+    pub async fn handle(&self, events: &[Envelope]) -> Result<()> {
+        let mut jobs = Vec::new();
+        let mut seen = HashMap::new();
+        for env in events {
+            if env.stream_id.category() != DiaryEntry::KIND {
+                continue;
+            }
+            if let Some(job) = self.job(env, &mut seen).await? {
+                jobs.push(job);
+            }
+            if jobs.len() >= self.batch {
+                self.flush(&mut jobs).await?;
+            }
+        }
+        self.flush(&mut jobs).await
+    }
+
+    /// Consumes `topic` (the entries' topic, `{prefix}entry`) as a member of
+    /// consumer group `group` until `shutdown` completes: up to a batch of
+    /// deliveries (or what arrived within 50 ms) at a time, analyzed and
+    /// recorded, then acknowledged. See the [module docs](self#on-a-bus-as-a-consumer-group).
+    pub async fn run_on_bus<B: EventBus>(
+        &self,
+        bus: &B,
+        topic: &str,
+        group: &str,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<()> {
+        let mut sub = bus.subscribe(topic, group).await?;
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let first = tokio::select! {
+                biased;
+                () = &mut shutdown => return Ok(()),
+                next = sub.next() => next,
+            };
+            let Some(first) = first else {
+                return Ok(());
+            };
+            let mut batch = vec![first?];
+            let linger = tokio::time::sleep(std::time::Duration::from_millis(50));
+            tokio::pin!(linger);
+            while batch.len() < self.batch {
+                tokio::select! {
+                    biased;
+                    () = &mut linger => break,
+                    next = sub.next() => match next {
+                        Some(d) => batch.push(d?),
+                        None => break,
+                    },
+                }
+            }
+            let envelopes: Vec<Envelope> = batch.iter().map(|d| d.envelope.clone()).collect();
+            self.handle(&envelopes).await?;
+            for d in batch {
+                d.ack().await?;
+            }
+        }
     }
 
     async fn store_checkpoint(&self, next: u64) -> Result<()> {

@@ -477,3 +477,81 @@ proptest! {
         })?;
     }
 }
+
+/// Two workers in one consumer group on a bus fed by the relay: every entry
+/// revision gets exactly one mood, though the in-memory bus hands both
+/// members the same deliveries (at-least-once, the worst a rebalance does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_in_one_group_record_one_mood_per_revision() {
+    use metachat_core::memory::InMemoryEventBus;
+    use metachat_core::relay::Relay;
+
+    let w = Arc::new(World::new());
+    let ada = w.user("ada@example.org").await;
+    let bob = w.user("bob@example.org").await;
+    let mut entries = Vec::new();
+    for i in 0..12 {
+        let author = if i % 2 == 0 { ada } else { bob };
+        entries.push((author, w.create(author, &format!("entry {i} happy")).await));
+    }
+    for (author, entry) in entries.iter().take(3) {
+        w.edit(*author, *entry, "edited and sad").await;
+    }
+    let bus = Arc::new(InMemoryEventBus::new());
+    Relay::new(
+        w.store.clone(),
+        bus.clone(),
+        InMemoryReadModels::new(),
+        "relay",
+        "t.",
+    )
+    .catch_up()
+    .await
+    .expect("relay");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+    let mut workers = Vec::new();
+    for _ in 0..2 {
+        let worker = Arc::new(w.worker(4));
+        workers.push(worker.clone());
+        let (bus, mut stop) = (bus.clone(), stop_rx.clone());
+        tasks.push(tokio::spawn(async move {
+            worker
+                .run_on_bus(&bus, "t.entry", "mood", async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await
+        }));
+    }
+    for _ in 0..500 {
+        if w.moods().await.len() >= 15 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // Let any late duplicate land before counting.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    stop_tx.send(true).expect("stop");
+    for t in tasks {
+        t.await.expect("join").expect("run_on_bus");
+    }
+    let mut revisions = std::collections::BTreeSet::new();
+    for (_, m) in w.moods().await {
+        let MoodEvent::MoodAnalyzed {
+            entry_id,
+            entry_revision,
+            ..
+        } = m;
+        assert!(
+            revisions.insert((entry_id, entry_revision)),
+            "a second mood for {entry_id} revision {entry_revision}"
+        );
+    }
+    assert_eq!(
+        revisions.len(),
+        15,
+        "12 creations and 3 edits, one mood each"
+    );
+    let analyzed: u64 = workers.iter().map(|w| w.stats().analyzed).sum();
+    assert!(analyzed >= 15, "the workers recorded every revision");
+}
