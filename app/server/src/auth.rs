@@ -1,5 +1,13 @@
-//! Passwords (argon2id, off the async threads) and bearer tokens (32 random
-//! bytes, stored only as their SHA-256, with an expiry; cached in memory).
+//! Passwords (argon2id, off the async threads), sessions and bearer tokens.
+//!
+//! A login opens a *session* (kept by the `user` role in its read models,
+//! keyed by a random session id) and returns two tokens: a short-lived
+//! access token, signed ([`crate::token`]) and checked by every role
+//! without a call, and a refresh token (`{session id}.{32 random bytes}`,
+//! stored only as a SHA-256) that `POST /v1/sessions/refresh` trades for a
+//! new pair. Logout and erasure end sessions: the `user` role deletes them
+//! (its own checks refuse them at once) and records the revocation as an
+//! event, which the other roles learn from the bus ([`Revocations`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,11 +26,14 @@ use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
 use crate::limits::HashGate;
-use crate::state::AppState;
+use crate::revocations::Revocations;
+use crate::state::{AppState, ReadModels};
+use crate::token::{now_secs, TokenClaims, TokenSigner, TokenVerifier, MAX_TOKEN_LEN};
+use uuid::Uuid;
 
-/// Read-model collection of sessions, keyed by the token's SHA-256 (hex).
+/// Read-model collection of sessions, keyed by the session id.
 const SESSIONS: &str = "server_sessions";
-/// Read-model collection `{user_id}/{token hash}` → `{}`: a user's sessions.
+/// Read-model collection `{user_id}/{session id}` → `{}`: a user's sessions.
 const SESSIONS_BY_USER: &str = "server_sessions_by_user";
 /// The most sessions revoked per page on erasure, or swept per page.
 const PAGE: usize = 256;
@@ -66,82 +77,123 @@ pub(crate) async fn verify_password(
     gate.run(move || verify_now(&password, &hash)).await
 }
 
-/// A stored session.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+/// A stored session: what a refresh token and the user role's token check
+/// look up, keyed by the session id.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Session {
     user_id: UserId,
-    /// Seconds since the Unix epoch.
+    /// The SHA-256 (hex) of the refresh token's secret part.
+    refresh_hash: String,
+    /// When the session ends (its refresh token's expiry), seconds since
+    /// the Unix epoch.
     expires_at: u64,
 }
 
-/// A freshly issued token.
+/// A freshly issued pair of tokens.
 #[derive(Debug)]
 pub(crate) struct Issued {
-    /// The bearer token (shown once, never stored).
+    /// The access token (`Authorization: Bearer …`), shown once.
     pub(crate) token: String,
-    /// Expiry, seconds since the Unix epoch.
+    /// Its expiry, seconds since the Unix epoch.
     pub(crate) expires_at: u64,
+    /// The refresh token (`POST /v1/sessions/refresh`), shown once, stored
+    /// only as a hash.
+    pub(crate) refresh_token: String,
+    /// The session's end, seconds since the Unix epoch.
+    pub(crate) refresh_expires_at: u64,
+    /// Whose session.
+    pub(crate) user_id: UserId,
 }
 
-/// Bearer tokens over a read-model store, with an in-memory cache of the
-/// sessions seen.
+/// Sessions of the `user` role over a read-model store: signs access
+/// tokens, keeps the sessions (for refresh and for its own exact checks),
+/// revokes them. Caches the sessions it has seen.
 pub(crate) struct Tokens<R> {
     store: R,
+    signer: Arc<TokenSigner>,
     ttl: Duration,
-    cache: RwLock<HashMap<[u8; 32], Session>>,
+    refresh_ttl: Duration,
+    cache: RwLock<HashMap<Uuid, Session>>,
 }
 
 impl<R> std::fmt::Debug for Tokens<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tokens")
             .field("ttl", &self.ttl)
+            .field("refresh_ttl", &self.refresh_ttl)
             .field("cached", &self.cache.read().len())
             .finish()
     }
 }
 
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-fn digest(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
-}
-
-fn hex(bytes: &[u8; 32]) -> String {
+fn digest(secret: &str) -> String {
     use std::fmt::Write;
+    let bytes: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
     bytes.iter().fold(String::with_capacity(64), |mut s, b| {
         let _ = write!(s, "{b:02x}");
         s
     })
 }
 
+/// `{session id}.{secret}`: a refresh token names its session.
+fn split_refresh(token: &str) -> Option<(Uuid, &str)> {
+    let (sid, secret) = token.split_once('.')?;
+    if secret.len() != 43 {
+        return None;
+    }
+    Some((sid.parse().ok()?, secret))
+}
+
 impl<R: ReadModelStore> Tokens<R> {
-    /// Tokens valid for `ttl`, stored in `store`.
-    pub(crate) fn new(store: R, ttl: Duration) -> Self {
+    /// Sessions stored in `store`, access tokens signed by `signer`, valid
+    /// for `ttl`; sessions (refresh tokens) last `refresh_ttl`.
+    pub(crate) fn new(
+        store: R,
+        signer: Arc<TokenSigner>,
+        ttl: Duration,
+        refresh_ttl: Duration,
+    ) -> Self {
         Tokens {
             store,
+            signer,
             ttl,
+            refresh_ttl,
             cache: RwLock::new(HashMap::new()),
         }
     }
 
-    /// Issues a token for `user_id`, stored durably before it is returned.
-    pub(crate) async fn issue(&self, user_id: UserId) -> Result<Issued, ApiError> {
+    /// How long an access token lasts.
+    pub(crate) fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// The verifier of the tokens signed here.
+    pub(crate) fn verifier(&self) -> &TokenVerifier {
+        self.signer.verifier()
+    }
+
+    fn new_refresh(session_id: Uuid) -> Result<(String, String), ApiError> {
         let mut raw = [0u8; 32];
         getrandom::fill(&mut raw).map_err(ApiError::internal)?;
-        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
-        let hash = digest(&token);
-        let key = hex(&hash);
+        let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+        let hash = digest(&secret);
+        Ok((format!("{session_id}.{secret}"), hash))
+    }
+
+    /// Opens a session for `user_id`, stored durably before its tokens are
+    /// returned.
+    pub(crate) async fn issue(&self, user_id: UserId) -> Result<Issued, ApiError> {
+        let session_id = Uuid::new_v4();
+        let (refresh_token, refresh_hash) = Self::new_refresh(session_id)?;
         let session = Session {
             user_id,
-            expires_at: now_secs().saturating_add(self.ttl.as_secs()),
+            refresh_hash,
+            expires_at: now_secs().saturating_add(self.refresh_ttl.as_secs()),
         };
+        let key = session_id.to_string();
         let mut commit = Commit::default();
         commit
-            .put_json(SESSIONS, &key, &session, DocExpect::Any)
+            .put_json(SESSIONS, &key, &session, DocExpect::Absent)
             .map_err(ApiError::internal)?;
         commit
             .put_json(
@@ -152,43 +204,105 @@ impl<R: ReadModelStore> Tokens<R> {
             )
             .map_err(ApiError::internal)?;
         self.store.commit(commit).await.map_err(ApiError::store)?;
-        self.cache.write().insert(hash, session);
+        let refresh_expires_at = session.expires_at;
+        self.cache.write().insert(session_id, session);
+        self.sign(user_id, session_id, refresh_token, refresh_expires_at)
+    }
+
+    fn sign(
+        &self,
+        user_id: UserId,
+        session_id: Uuid,
+        refresh_token: String,
+        refresh_expires_at: u64,
+    ) -> Result<Issued, ApiError> {
+        // An access token never outlives its session.
+        let left = refresh_expires_at.saturating_sub(now_secs());
+        let ttl = self.ttl.min(Duration::from_secs(left));
+        let (token, expires_at) = self.signer.sign(user_id, session_id, ttl)?;
         Ok(Issued {
             token,
-            expires_at: session.expires_at,
+            expires_at,
+            refresh_token,
+            refresh_expires_at,
+            user_id,
         })
     }
 
-    /// The user a token belongs to, if it is known, unexpired and not
-    /// revoked. Returns the token's hash too (to revoke it).
-    pub(crate) async fn check(&self, token: &str) -> Result<(UserId, [u8; 32]), ApiError> {
-        let hash = digest(token);
-        let cached = self.cache.read().get(&hash).copied();
+    /// A new access token (and a new refresh token: the one given is used
+    /// up) for the session `refresh_token` names, if it is live.
+    pub(crate) async fn refresh(&self, refresh_token: &str) -> Result<Issued, ApiError> {
+        let (session_id, secret) =
+            split_refresh(refresh_token).ok_or(ApiError::InvalidRefreshToken)?;
+        let key = session_id.to_string();
+        let Some((session, version)) = self
+            .store
+            .get_json::<Session>(SESSIONS, &key)
+            .await
+            .map_err(ApiError::store)?
+        else {
+            return Err(ApiError::InvalidRefreshToken);
+        };
+        let presented = digest(secret);
+        let same: bool = presented
+            .as_bytes()
+            .iter()
+            .zip(session.refresh_hash.as_bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+            && presented.len() == session.refresh_hash.len();
+        if !same || session.expires_at <= now_secs() {
+            return Err(ApiError::InvalidRefreshToken);
+        }
+        let (next_token, next_hash) = Self::new_refresh(session_id)?;
+        let rotated = Session {
+            refresh_hash: next_hash,
+            ..session
+        };
+        let mut commit = Commit::default();
+        commit
+            .put_json(SESSIONS, &key, &rotated, DocExpect::Version(version))
+            .map_err(ApiError::internal)?;
+        // A concurrent refresh with the same token, or a logout, changed
+        // the session first: this one loses.
+        self.store.commit(commit).await.map_err(|e| match e {
+            metachat_core::Error::DocumentConflict { .. } => ApiError::InvalidRefreshToken,
+            other => ApiError::store(other),
+        })?;
+        let (user_id, expires_at) = (rotated.user_id, rotated.expires_at);
+        self.cache.write().insert(session_id, rotated);
+        self.sign(user_id, session_id, next_token, expires_at)
+    }
+
+    /// The caller a token names, if its signature is ours, it is valid now
+    /// and its session is live (not logged out, not erased, not expired).
+    pub(crate) async fn check(&self, token: &str) -> Result<AuthUser, ApiError> {
+        let claims = self.verifier().verify(token)?;
+        let cached = self.cache.read().get(&claims.session_id).cloned();
         let session = match cached {
             Some(s) => s,
             None => {
                 let Some((s, _)) = self
                     .store
-                    .get_json::<Session>(SESSIONS, &hex(&hash))
+                    .get_json::<Session>(SESSIONS, &claims.session_id.to_string())
                     .await
                     .map_err(ApiError::store)?
                 else {
                     return Err(ApiError::Unauthorized);
                 };
-                self.cache.write().insert(hash, s);
+                self.cache.write().insert(claims.session_id, s.clone());
                 s
             }
         };
-        if session.expires_at <= now_secs() {
-            self.cache.write().remove(&hash);
+        if session.user_id != claims.user_id || session.expires_at <= now_secs() {
             return Err(ApiError::Unauthorized);
         }
-        Ok((session.user_id, hash))
+        Ok(AuthUser::from(claims))
     }
 
-    /// Revokes one token.
-    pub(crate) async fn revoke(&self, user_id: UserId, hash: &[u8; 32]) -> Result<(), ApiError> {
-        let key = hex(hash);
+    /// Ends one session of `user_id` (its tokens are refused from now on).
+    pub(crate) async fn revoke(&self, user_id: UserId, session_id: Uuid) -> Result<(), ApiError> {
+        let key = session_id.to_string();
         let commit = Commit {
             ops: vec![
                 WriteOp::Delete {
@@ -204,11 +318,11 @@ impl<R: ReadModelStore> Tokens<R> {
             ],
             checkpoint: None,
         };
-        self.cache.write().remove(hash);
+        self.cache.write().remove(&session_id);
         self.store.commit(commit).await.map_err(ApiError::store)
     }
 
-    /// Revokes every token of `user_id`.
+    /// Ends every session of `user_id`.
     pub(crate) async fn revoke_all(&self, user_id: UserId) -> Result<(), ApiError> {
         self.cache.write().retain(|_, s| s.user_id != user_id);
         let prefix = format!("{user_id}/");
@@ -223,10 +337,10 @@ impl<R: ReadModelStore> Tokens<R> {
             }
             let mut commit = Commit::default();
             for (key, _) in page {
-                if let Some(hash) = key.strip_prefix(&prefix) {
+                if let Some(sid) = key.strip_prefix(&prefix) {
                     commit.ops.push(WriteOp::Delete {
                         collection: SESSIONS.into(),
-                        key: hash.to_owned(),
+                        key: sid.to_owned(),
                         expect: DocExpect::Any,
                     });
                 }
@@ -266,7 +380,7 @@ impl<R: ReadModelStore> Tokens<R> {
             let mut commit = Commit::default();
             for (key, doc) in page {
                 let session = doc.json::<Session>().ok();
-                if session.is_some_and(|s| s.expires_at > now) {
+                if session.as_ref().is_some_and(|s| s.expires_at > now) {
                     continue;
                 }
                 if let Some(s) = session {
@@ -295,13 +409,56 @@ impl<R: ReadModelStore> Tokens<R> {
     }
 }
 
+/// How a process decides whether a bearer token is good.
+#[derive(Debug)]
+pub(crate) enum Authenticator {
+    /// The `user` role: the signature, and the session in its own store
+    /// (exact: a logout is refused at once).
+    Sessions(Arc<Tokens<ReadModels>>),
+    /// Every other role: the signature with the public key, and the
+    /// revocations (logouts, erasures) it learnt from the bus, brought up
+    /// to date with the bus before each check.
+    Remote {
+        /// The public key.
+        verifier: TokenVerifier,
+        /// What was revoked.
+        revocations: Arc<Revocations>,
+    },
+}
+
+impl Authenticator {
+    /// The caller `token` names, if it is good.
+    pub(crate) async fn check(&self, token: &str) -> Result<AuthUser, ApiError> {
+        match self {
+            Authenticator::Sessions(tokens) => tokens.check(token).await,
+            Authenticator::Remote {
+                verifier,
+                revocations,
+            } => {
+                let claims = verifier.verify(token)?;
+                revocations.check(&claims).await?;
+                Ok(AuthUser::from(claims))
+            }
+        }
+    }
+}
+
 /// The authenticated caller of a route.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct AuthUser {
     /// Who.
     pub(crate) user_id: UserId,
-    /// The SHA-256 of the bearer token used.
-    pub(crate) token_hash: [u8; 32],
+    /// The session of the token used.
+    pub(crate) session_id: Uuid,
+}
+
+impl From<TokenClaims> for AuthUser {
+    fn from(c: TokenClaims) -> Self {
+        AuthUser {
+            user_id: c.user_id,
+            session_id: c.session_id,
+        }
+    }
 }
 
 impl FromRequestParts<AppState> for AuthUser {
@@ -315,14 +472,11 @@ impl FromRequestParts<AppState> for AuthUser {
             .ok_or(ApiError::Unauthorized)?;
         let (scheme, token) = value.split_once(' ').ok_or(ApiError::Unauthorized)?;
         let token = token.trim();
-        if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || token.len() > 256 {
+        if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || token.len() > MAX_TOKEN_LEN
+        {
             return Err(ApiError::Unauthorized);
         }
-        let (user_id, token_hash) = state.inner.tokens.check(token).await?;
-        Ok(AuthUser {
-            user_id,
-            token_hash,
-        })
+        state.inner.auth.check(token).await
     }
 }
 
@@ -361,13 +515,30 @@ mod tests {
             .expect("verify"));
     }
 
+    fn tokens(
+        store: &Arc<InMemoryReadModels>,
+        ttl: u64,
+        session: u64,
+    ) -> Tokens<Arc<InMemoryReadModels>> {
+        static SIGNER: std::sync::OnceLock<Arc<TokenSigner>> = std::sync::OnceLock::new();
+        let signer = SIGNER
+            .get_or_init(|| Arc::new(TokenSigner::generate()))
+            .clone();
+        Tokens::new(
+            store.clone(),
+            signer,
+            Duration::from_secs(ttl),
+            Duration::from_secs(session),
+        )
+    }
+
     #[tokio::test]
     async fn the_sweep_deletes_expired_sessions_only() {
         let store = Arc::new(InMemoryReadModels::new());
         let (a, b) = (UserId::new(), UserId::new());
-        let live = Tokens::new(store.clone(), Duration::from_secs(3_600));
+        let live = tokens(&store, 60, 3_600);
         let kept = live.issue(a).await.expect("issue");
-        let dead = Tokens::new(store.clone(), Duration::ZERO);
+        let dead = tokens(&store, 60, 0);
         for _ in 0..(PAGE + 3) {
             dead.issue(b).await.expect("issue");
         }
@@ -394,37 +565,87 @@ mod tests {
             .expect("scan");
         assert_eq!(by_user.len(), 1);
         assert!(by_user[0].0.starts_with(&format!("{a}/")));
-        assert_eq!(live.check(&kept.token).await.expect("kept").0, a);
+        assert_eq!(live.check(&kept.token).await.expect("kept").user_id, a);
         assert_eq!(live.purge_expired().await.expect("again"), 0);
     }
 
     #[tokio::test]
-    async fn tokens_are_checked_revoked_and_expire() {
+    async fn sessions_are_checked_revoked_and_expire() {
         let store = Arc::new(InMemoryReadModels::new());
-        let tokens = Tokens::new(store.clone(), Duration::from_secs(60));
+        let tokens_a = tokens(&store, 60, 3_600);
         let (a, b) = (UserId::new(), UserId::new());
-        let ta = tokens.issue(a).await.expect("issue");
-        let ta2 = tokens.issue(a).await.expect("issue");
-        let tb = tokens.issue(b).await.expect("issue");
-        assert_eq!(ta.token.len(), 43);
-        assert_eq!(tokens.check(&ta.token).await.expect("valid").0, a);
-        assert!(tokens.check("nope").await.is_err());
+        let ta = tokens_a.issue(a).await.expect("issue");
+        let ta2 = tokens_a.issue(a).await.expect("issue");
+        let tb = tokens_a.issue(b).await.expect("issue");
+        assert!(ta.token.starts_with("v4.public."));
+        let who = tokens_a.check(&ta.token).await.expect("valid");
+        assert_eq!(who.user_id, a);
+        assert!(tokens_a.check("nope").await.is_err());
 
         // A fresh cache reads the stored sessions (a restart).
-        let fresh = Tokens::new(store.clone(), Duration::from_secs(60));
-        assert_eq!(fresh.check(&tb.token).await.expect("valid").0, b);
+        let fresh = tokens(&store, 60, 3_600);
+        assert_eq!(fresh.check(&tb.token).await.expect("valid").user_id, b);
 
-        let (_, hash) = tokens.check(&ta.token).await.expect("valid");
-        tokens.revoke(a, &hash).await.expect("revoke");
-        assert!(tokens.check(&ta.token).await.is_err());
-        assert!(tokens.check(&ta2.token).await.is_ok());
-        tokens.revoke_all(a).await.expect("revoke all");
-        assert!(tokens.check(&ta2.token).await.is_err());
+        tokens_a.revoke(a, who.session_id).await.expect("revoke");
+        assert!(tokens_a.check(&ta.token).await.is_err());
+        assert!(fresh.check(&ta.token).await.is_err());
+        assert!(tokens_a.check(&ta2.token).await.is_ok());
+        tokens_a.revoke_all(a).await.expect("revoke all");
+        assert!(tokens_a.check(&ta2.token).await.is_err());
         assert!(fresh.check(&ta2.token).await.is_err());
-        assert!(tokens.check(&tb.token).await.is_ok());
+        assert!(tokens_a.check(&tb.token).await.is_ok());
 
-        let expired = Tokens::new(store, Duration::ZERO);
-        let t = expired.issue(a).await.expect("issue");
-        assert!(expired.check(&t.token).await.is_err());
+        // A session that ended refuses its still-signed tokens.
+        let ended = tokens(&store, 60, 0);
+        let t = ended.issue(a).await.expect("issue");
+        assert!(ended.check(&t.token).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_refresh_token_is_used_once_and_dies_with_its_session() {
+        let store = Arc::new(InMemoryReadModels::new());
+        let t = tokens(&store, 60, 3_600);
+        let user = UserId::new();
+        let first = t.issue(user).await.expect("issue");
+        let second = t.refresh(&first.refresh_token).await.expect("refresh");
+        assert_eq!(second.user_id, user);
+        assert_ne!(second.refresh_token, first.refresh_token);
+        let s1 = t
+            .check(&first.token)
+            .await
+            .expect("the old access token lives on");
+        let s2 = t.check(&second.token).await.expect("the new one works");
+        assert_eq!(s1.session_id, s2.session_id, "one session");
+        // Used up: the old refresh token is refused, the new one works once.
+        assert!(matches!(
+            t.refresh(&first.refresh_token).await,
+            Err(ApiError::InvalidRefreshToken)
+        ));
+        let third = t.refresh(&second.refresh_token).await.expect("refresh");
+        // Junk and tampered tokens.
+        for junk in [
+            "",
+            "x",
+            "not-a-uuid.secret",
+            &format!("{}.short", s1.session_id),
+        ] {
+            assert!(
+                matches!(t.refresh(junk).await, Err(ApiError::InvalidRefreshToken)),
+                "{junk:?}"
+            );
+        }
+        let mut forged = third.refresh_token.clone();
+        forged.pop();
+        forged.push('A');
+        if forged != third.refresh_token {
+            assert!(t.refresh(&forged).await.is_err());
+        }
+        // Logout ends the session: its refresh token too.
+        t.revoke(user, s1.session_id).await.expect("revoke");
+        assert!(matches!(
+            t.refresh(&third.refresh_token).await,
+            Err(ApiError::InvalidRefreshToken)
+        ));
+        assert!(t.check(&third.token).await.is_err());
     }
 }

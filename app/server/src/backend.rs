@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use metachat_adapters::cassandra::{CassandraConfig, CassandraDatabase, CassandraKeyStore};
-use metachat_adapters::kafka::KafkaEventBus;
+use metachat_adapters::kafka::{KafkaConfig, KafkaEventBus};
 use metachat_adapters::sled::{SledConfig, SledDatabase};
 use metachat_core::bus::EventBus;
 use metachat_core::read_model::ReadModelStore;
@@ -40,6 +40,8 @@ pub(crate) struct Backends {
     pub(crate) cassandra_keys: Option<CassandraKeyStore>,
     /// The bus the relay publishes to, when one is configured.
     pub(crate) bus: Option<(DynBus, String)>,
+    /// The same bus as Kafka (watermarks, deliveries with their offsets).
+    pub(crate) kafka: Option<KafkaEventBus>,
     /// The sled database, when one is open: flushed by [`Backends::close`].
     sled: Option<SledDatabase>,
 }
@@ -60,6 +62,17 @@ impl Backends {
     /// either is on Cassandra, and a Kafka client (from `KAFKA_BROKERS` and
     /// the other `KAFKA_*` variables) with `--bus kafka`.
     pub(crate) async fn open(config: &Config) -> anyhow::Result<Self> {
+        if !config.roles.is_embedded() {
+            anyhow::ensure!(
+                config.store == StoreChoice::Cassandra
+                    && config.read_models == StoreChoice::Cassandra
+                    && config.bus == BusChoice::Kafka,
+                "--roles {}: a distributed process needs --store cassandra, --read-models \
+                 cassandra and --bus kafka (the services share the event store and talk \
+                 through Kafka); use --roles all for the embedded server",
+                config.roles
+            );
+        }
         let uses = |choice| config.store == choice || config.read_models == choice;
         let sled = if uses(StoreChoice::Sled) {
             let db = SledDatabase::open(
@@ -82,6 +95,15 @@ impl Backends {
             let cassandra_config = CassandraConfig::from_env()
                 .and_then(|b| b.build())
                 .context("configuring Cassandra (CASSANDRA_NODES, CASSANDRA_KEYSPACE, ...)")?;
+            // The server's followers (projections, the mood worker, the
+            // relay) read one total order; the partitioned log comes with
+            // the distributed roles.
+            anyhow::ensure!(
+                cassandra_config.partitions() == 1,
+                "CASSANDRA_PARTITIONS={}: this server reads one total order of events; \
+                 run it on a one-partition namespace (CASSANDRA_PARTITIONS=1, the default)",
+                cassandra_config.partitions()
+            );
             let db = CassandraDatabase::connect(&cassandra_config)
                 .await
                 .with_context(|| {
@@ -103,27 +125,60 @@ impl Backends {
         };
         let read_models: DynReadModels = match config.read_models {
             StoreChoice::Sled => Arc::new(opened(sled.as_ref())?.read_models()),
-            StoreChoice::Cassandra => Arc::new(opened(cassandra.as_ref())?.read_models()),
+            StoreChoice::Cassandra if config.roles.is_embedded() => {
+                Arc::new(opened(cassandra.as_ref())?.read_models())
+            }
+            StoreChoice::Cassandra => {
+                // A distributed process's read models are its own: a
+                // namespace no other service reads.
+                let db = opened(cassandra.as_ref())?;
+                let ns = config.read_model_namespace_for(db.read_models().namespace());
+                let own = db
+                    .read_models()
+                    .in_namespace(&ns)
+                    .with_context(|| format!("the read-model namespace {ns:?}"))?;
+                tracing::info!(namespace = %ns, "read models in a namespace of this process's own");
+                Arc::new(own)
+            }
         };
         let cassandra_keys = match config.read_models {
             StoreChoice::Sled => None,
             StoreChoice::Cassandra => Some(opened(cassandra.as_ref())?.key_store()),
         };
-        let bus = match config.bus {
+        let kafka = match config.bus {
             BusChoice::None => None,
             BusChoice::Kafka => {
-                let bus = KafkaEventBus::from_env()
+                let mut kafka_config = KafkaConfig::from_env()
                     .context("configuring Kafka (KAFKA_BROKERS, KAFKA_TOPIC_PREFIX, ...)")?;
-                let prefix = bus.config().topic_prefix().to_owned();
-                tracing::info!(topic_prefix = %prefix, "the relay publishes every event to Kafka");
-                Some((Arc::new(bus) as DynBus, prefix))
+                if !config.roles.is_embedded() {
+                    kafka_config = kafka_config.client_id(format!(
+                        "metachat-{}-{}",
+                        config.roles.to_string().replace(',', "-"),
+                        config.instance
+                    ));
+                }
+                let bus = KafkaEventBus::new(
+                    kafka_config
+                        .build()
+                        .context("configuring Kafka (KAFKA_BROKERS, KAFKA_TOPIC_PREFIX, ...)")?,
+                )
+                .context("connecting to Kafka")?;
+                tracing::info!(topic_prefix = %bus.config().topic_prefix(), "Kafka configured");
+                Some(bus)
             }
         };
+        let bus = kafka.as_ref().map(|k| {
+            (
+                Arc::new(k.clone()) as DynBus,
+                k.config().topic_prefix().to_owned(),
+            )
+        });
         Ok(Backends {
             store,
             read_models,
             cassandra_keys,
             bus,
+            kafka,
             sled,
         })
     }

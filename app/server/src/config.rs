@@ -50,10 +50,46 @@ pub(crate) struct Config {
     #[arg(long, env = "METACHAT_ANALYZER", value_enum, default_value_t = AnalyzerChoice::Auto)]
     pub(crate) analyzer: AnalyzerChoice,
 
-    /// Lifetime of a bearer token in seconds.
-    #[arg(long, env = "METACHAT_TOKEN_TTL_SECS", default_value_t = 86_400,
+    /// Lifetime of an access token (a signed bearer token) in seconds;
+    /// `POST /v1/sessions/refresh` gives a new one.
+    #[arg(long, env = "METACHAT_TOKEN_TTL_SECS", default_value_t = 900,
           value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
     pub(crate) token_ttl_secs: u64,
+
+    /// Lifetime of a session (its refresh token) in seconds.
+    #[arg(long, env = "METACHAT_REFRESH_TTL_SECS", default_value_t = 2_592_000,
+          value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    pub(crate) refresh_ttl_secs: u64,
+
+    /// The roles this process plays: `all` (the embedded server: every
+    /// role, followers reading the log) or a comma-separated set of
+    /// `user`, `diary`, `mood`, `matching`, `relay` (a distributed process:
+    /// needs --store cassandra, --read-models cassandra and --bus kafka).
+    #[arg(long, env = "METACHAT_ROLES", default_value = "all")]
+    pub(crate) roles: crate::roles::RoleSet,
+
+    /// This process's name among the instances of its roles (Kafka client
+    /// and group names; a matching instance's read-model namespace).
+    #[arg(long, env = "METACHAT_INSTANCE", default_value = "0",
+          value_parser = parse_instance)]
+    pub(crate) instance: String,
+
+    /// The Cassandra namespace of a distributed process's read models.
+    /// Default: `{CASSANDRA_NAMESPACE}_{roles}` (plus `_{instance}` with
+    /// the matching role, whose instances each keep a full index).
+    #[arg(long, env = "METACHAT_READ_MODEL_NAMESPACE")]
+    pub(crate) read_model_namespace: Option<String>,
+
+    /// The token signing key (PASERK `k4.secret`) of the `user` role; made
+    /// with mode 0600 on first start if missing, its public key written to
+    /// `<file>.pub`. Default: `token.key` in --data-dir.
+    #[arg(long, env = "METACHAT_TOKEN_KEY_FILE")]
+    pub(crate) token_key_file: Option<PathBuf>,
+
+    /// The public token key (PASERK `k4.public`) that a process without the
+    /// `user` role verifies tokens with. Default: `<--token-key-file>.pub`.
+    #[arg(long, env = "METACHAT_TOKEN_PUBLIC_KEY_FILE")]
+    pub(crate) token_public_key_file: Option<PathBuf>,
 
     /// Log format.
     #[arg(long, env = "METACHAT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -172,6 +208,19 @@ pub(crate) struct Config {
     pub(crate) sweep_interval_secs: u64,
 }
 
+/// An instance name: 1 to 32 ASCII letters, digits, `_` or `-`.
+fn parse_instance(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 32
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err("1 to 32 ASCII letters, digits, `_` or `-`".into())
+    }
+}
+
 /// A backend for the event store or the read models.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum StoreChoice {
@@ -250,9 +299,46 @@ impl Config {
         Duration::from_secs(self.sweep_interval_secs)
     }
 
-    /// The token lifetime.
+    /// The access-token lifetime.
     pub(crate) fn token_ttl(&self) -> Duration {
         Duration::from_secs(self.token_ttl_secs)
+    }
+
+    /// The session (refresh-token) lifetime.
+    pub(crate) fn refresh_ttl(&self) -> Duration {
+        Duration::from_secs(self.refresh_ttl_secs)
+    }
+
+    /// The token signing key file (`--token-key-file`, else in --data-dir).
+    pub(crate) fn token_key_file(&self) -> PathBuf {
+        self.token_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("token.key"))
+    }
+
+    /// The public token key file.
+    pub(crate) fn token_public_key_file(&self) -> PathBuf {
+        self.token_public_key_file
+            .clone()
+            .unwrap_or_else(|| crate::token::public_key_path(&self.token_key_file()))
+    }
+
+    /// The read-model namespace of a distributed process (see
+    /// `--read-model-namespace`), given the store's namespace.
+    pub(crate) fn read_model_namespace_for(&self, base: &str) -> String {
+        if let Some(ns) = &self.read_model_namespace {
+            return ns.clone();
+        }
+        let mut ns = base.to_owned();
+        for role in self.roles.iter() {
+            ns.push('_');
+            ns.push_str(role.name());
+        }
+        if self.roles.has(crate::roles::Role::Matching) {
+            ns.push('_');
+            ns.push_str(&self.instance);
+        }
+        ns
     }
 
     /// The sled durability setting.
@@ -337,6 +423,10 @@ mod tests {
         assert!(parse(&["--header-timeout-secs", "0"]).is_err());
         assert!(parse(&["--register-per-minute", "0"]).is_err());
         assert!(parse(&["--login-account-max-failures", "0"]).is_err());
+        assert!(parse(&["--roles", "gateway"]).is_err());
+        assert!(parse(&["--roles", "all,mood"]).is_err());
+        assert!(parse(&["--instance", "a b"]).is_err());
+        assert!(parse(&["--instance", ""]).is_err());
     }
 
     #[test]
@@ -361,6 +451,37 @@ mod tests {
             parse(&["--hash-concurrency", "3", "--metrics-addr", "127.0.0.1:0"]).expect("valid");
         assert_eq!(c.hash_concurrency(), 3);
         assert_eq!(c.metrics_addr.port(), 0);
+    }
+
+    #[test]
+    fn a_distributed_process_has_read_models_of_its_own() {
+        let c = parse(&[]).expect("defaults");
+        assert!(c.roles.is_embedded(), "`all` is the default");
+        let c = parse(&["--roles", "diary"]).expect("valid");
+        assert_eq!(c.read_model_namespace_for("prod"), "prod_diary");
+        let c = parse(&["--roles", "mood,relay", "--instance", "2"]).expect("valid");
+        assert_eq!(
+            c.read_model_namespace_for("prod"),
+            "prod_mood_relay",
+            "mood workers share their records whatever the instance"
+        );
+        let c = parse(&["--roles", "matching", "--instance", "b"]).expect("valid");
+        assert_eq!(
+            c.read_model_namespace_for("prod"),
+            "prod_matching_b",
+            "each matching instance keeps a whole index"
+        );
+        let c = parse(&["--roles", "user", "--read-model-namespace", "mine"]).expect("valid");
+        assert_eq!(c.read_model_namespace_for("prod"), "mine");
+        let c = parse(&["--data-dir", "/d"]).expect("valid");
+        assert_eq!(c.token_key_file(), PathBuf::from("/d/token.key"));
+        assert_eq!(c.token_public_key_file(), PathBuf::from("/d/token.key.pub"));
+        assert_eq!(
+            c.token_ttl(),
+            Duration::from_secs(900),
+            "short access tokens"
+        );
+        assert_eq!(c.refresh_ttl(), Duration::from_secs(30 * 86_400));
     }
 
     #[test]
@@ -394,6 +515,12 @@ mod tests {
             "METACHAT_REGISTER_PER_MINUTE",
             "METACHAT_REGISTER_BURST",
             "METACHAT_SWEEP_INTERVAL_SECS",
+            "METACHAT_ROLES",
+            "METACHAT_INSTANCE",
+            "METACHAT_READ_MODEL_NAMESPACE",
+            "METACHAT_TOKEN_KEY_FILE",
+            "METACHAT_TOKEN_PUBLIC_KEY_FILE",
+            "METACHAT_REFRESH_TTL_SECS",
         ] {
             assert!(help.contains(var), "{var} missing from --help");
         }

@@ -42,6 +42,9 @@ pub(crate) enum ApiError {
     /// 401 `invalid_credentials`.
     #[error("unknown email or wrong password")]
     InvalidCredentials,
+    /// 401 `invalid_refresh_token`.
+    #[error("the refresh token is unknown, used up, revoked or expired: log in again")]
+    InvalidRefreshToken,
     /// 404 `not_found`.
     #[error("not found")]
     NotFound,
@@ -99,7 +102,7 @@ impl ApiError {
             RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             InvalidField { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Unauthorized | InvalidCredentials => StatusCode::UNAUTHORIZED,
+            Unauthorized | InvalidCredentials | InvalidRefreshToken => StatusCode::UNAUTHORIZED,
             NotFound => StatusCode::NOT_FOUND,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             EmailTaken | RevisionConflict { .. } => StatusCode::CONFLICT,
@@ -123,6 +126,7 @@ impl ApiError {
             InvalidField { .. } => "invalid_field",
             Unauthorized => "unauthorized",
             InvalidCredentials => "invalid_credentials",
+            InvalidRefreshToken => "invalid_refresh_token",
             NotFound => "not_found",
             MethodNotAllowed => "method_not_allowed",
             EmailTaken => "email_taken",
@@ -263,6 +267,7 @@ mod tests {
             (ApiError::field("text", "empty"), 422, "invalid_field"),
             (ApiError::Unauthorized, 401, "unauthorized"),
             (ApiError::InvalidCredentials, 401, "invalid_credentials"),
+            (ApiError::InvalidRefreshToken, 401, "invalid_refresh_token"),
             (ApiError::NotFound, 404, "not_found"),
             (ApiError::MethodNotAllowed, 405, "method_not_allowed"),
             (ApiError::EmailTaken, 409, "email_taken"),

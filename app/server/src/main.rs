@@ -28,10 +28,13 @@ mod matching;
 mod metrics;
 mod mood_worker;
 mod openapi;
+mod revocations;
+mod roles;
 mod routes;
 mod serve;
 mod shutdown;
 mod state;
+mod token;
 
 use anyhow::Context as _;
 use clap::Parser;
@@ -75,6 +78,7 @@ async fn main() -> anyhow::Result<()> {
         store = ?config.store,
         read_models = ?config.read_models,
         bus = ?config.bus,
+        roles = %config.roles,
         "listening"
     );
     started.tasks.push(sweeper(
@@ -132,10 +136,12 @@ fn sweeper(
                 _ = stop.wait_for(|s| *s) => return,
                 _ = ticks.tick() => {}
             }
-            match state.inner.tokens.purge_expired().await {
-                Ok(0) => {}
-                Ok(purged) => tracing::info!(purged, "expired sessions deleted"),
-                Err(e) => tracing::warn!(error = %e, "the session sweep failed; next time"),
+            if let Some(tokens) = &state.inner.tokens {
+                match tokens.purge_expired().await {
+                    Ok(0) => {}
+                    Ok(purged) => tracing::info!(purged, "expired sessions deleted"),
+                    Err(e) => tracing::warn!(error = %e, "the session sweep failed; next time"),
+                }
             }
             state.inner.limits.sweep();
         }

@@ -81,8 +81,7 @@ pub(crate) async fn top_k(
         };
         let Some(key) = state
             .inner
-            .users
-            .vault()
+            .vault
             .get(UserId(m.user))
             .await
             .map_err(ApiError::store)?

@@ -83,14 +83,10 @@ pub(crate) async fn entry_mood(
     entry_id: EntryId,
     revision: u64,
 ) -> Result<Option<MoodView>, ApiError> {
-    let found = MoodTimeline::analyzed_mood(
-        &state.inner.read_models,
-        state.inner.users.vault(),
-        user,
-        entry_id,
-    )
-    .await
-    .map_err(ApiError::store)?;
+    let found =
+        MoodTimeline::analyzed_mood(&state.inner.read_models, &state.inner.vault, user, entry_id)
+            .await
+            .map_err(ApiError::store)?;
     Ok(found
         .filter(|a| a.revision == revision)
         .map(|a| a.mood.into()))
@@ -103,15 +99,9 @@ pub(crate) async fn days(
     from: Option<Date>,
     to: Option<Date>,
 ) -> Result<Vec<Day>, ApiError> {
-    let days = MoodTimeline::days(
-        &state.inner.read_models,
-        state.inner.users.vault(),
-        user,
-        from,
-        to,
-    )
-    .await
-    .map_err(ApiError::store)?;
+    let days = MoodTimeline::days(&state.inner.read_models, &state.inner.vault, user, from, to)
+        .await
+        .map_err(ApiError::store)?;
     Ok(days
         .into_iter()
         .map(|d| Day {
@@ -179,6 +169,24 @@ impl WorkerHandle {
     }
 }
 
+/// Where the worker reads entry revisions from.
+#[derive(Clone)]
+pub(crate) enum WorkerFeed {
+    /// The store's log, from the worker's checkpoint (the embedded server).
+    Log,
+    /// A Kafka topic, as a member of a consumer group: start a second
+    /// worker with the same group and the partitions split; a worker that
+    /// dies leaves its partitions to the others.
+    Bus {
+        /// The bus.
+        bus: crate::backend::DynBus,
+        /// The entry events' topic.
+        topic: String,
+        /// The workers' group.
+        group: String,
+    },
+}
+
 /// Loads the analyzer the configuration asks for and starts the mood
 /// worker; returns its task and a way to read its counters, or `None` when
 /// no analyzer could be loaded (see [`analyzer`]).
@@ -198,6 +206,7 @@ pub(crate) async fn spawn(
     store: Store,
     read_models: ReadModels,
     vault: KeyVault<Keys>,
+    feed: WorkerFeed,
     stop: Stop,
 ) -> anyhow::Result<Option<(JoinHandle<()>, WorkerHandle)>> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -224,7 +233,7 @@ pub(crate) async fn spawn(
                     WorkerHandle(Arc::new(move || w.stats()))
                 };
                 if ready.send(Some(stats)).is_ok() {
-                    run(worker, stop).await;
+                    run(worker, feed, stop).await;
                 }
             });
             let _ = finished.send(());
@@ -241,14 +250,35 @@ pub(crate) async fn spawn(
     Ok(Some((task, stats)))
 }
 
-async fn run(worker: Arc<MoodWorker<Store, ReadModels, DefaultMoodAnalyzer, Keys>>, stop: Stop) {
-    supervise(
-        "mood worker",
-        || stop.wait(),
-        RESTART_AFTER,
-        |s| worker.run(s),
-    )
-    .await;
+async fn run(
+    worker: Arc<MoodWorker<Store, ReadModels, DefaultMoodAnalyzer, Keys>>,
+    feed: WorkerFeed,
+    stop: Stop,
+) {
+    match feed {
+        WorkerFeed::Log => {
+            supervise(
+                "mood worker",
+                || stop.wait(),
+                RESTART_AFTER,
+                |s| worker.run(s),
+            )
+            .await;
+        }
+        WorkerFeed::Bus { bus, topic, group } => {
+            tracing::info!(%topic, %group, "mood worker: a member of a Kafka consumer group");
+            supervise(
+                "mood worker",
+                || stop.wait(),
+                RESTART_AFTER,
+                |s| async {
+                    worker.run_on_bus(&bus, &topic, &group, s).await?;
+                    Ok(0)
+                },
+            )
+            .await;
+        }
+    }
 }
 
 /// Lowers the calling thread to the lowest CPU priority (on Linux, nice is

@@ -19,14 +19,14 @@ use crate::routes::{entries, matches, mood, ops, users};
     ),
     paths(
         ops::healthz, ops::readyz, ops::openapi,
-        users::register, users::login, users::logout, users::me, users::erase,
+        users::register, users::login, users::refresh, users::logout, users::me, users::erase,
         entries::create, entries::list, entries::get_one, entries::edit, entries::delete_one,
         mood::timeline, matches::matches,
     ),
     components(schemas(
         ErrorBody, ErrorDetail, MoodView,
         ops::Health, ops::Readiness,
-        users::Register, users::Registered, users::Login, users::Session, users::Me, users::Position,
+        users::Register, users::Registered, users::Login, users::Refresh, users::Session, users::Me, users::Position,
         entries::CreateEntry, entries::EditEntry, entries::Created, entries::Edited,
         entries::Entry, entries::EntryRead, entries::EntryPage,
         mood::Day, mood::Timeline,

@@ -17,10 +17,17 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::auth::Tokens;
-use crate::backend::{Backends, DynReadModels, DynStore};
+use anyhow::Context as _;
+use metachat_core::aggregate::Aggregate as _;
+use metachat_core::projection::BusProjectionRunner;
+
+use crate::auth::{Authenticator, Tokens};
+use crate::backend::{Backends, DynBus, DynReadModels, DynStore};
 use crate::config::Config;
+use crate::error::ApiError;
 use crate::keys::Keys;
+use crate::revocations::Revocations;
+use crate::roles::{Role, RoleSet};
 use metachat_core::progress::{NotifyingReadModels, Progress};
 
 /// The read-model store every part of the server uses, whatever its backend.
@@ -38,15 +45,6 @@ pub(crate) const RELAY: &str = "kafka_relay";
 /// The mood worker's checkpoint name.
 pub(crate) const MOOD_WORKER: &str = MoodWorker::<Store, ReadModels, DefaultMoodAnalyzer>::NAME;
 
-/// The names of the projections (and the worker) whose progress is tracked.
-pub(crate) const PROJECTIONS: [&str; 5] = [
-    UserDirectory::NAME,
-    DiaryTimeline::NAME,
-    MoodTimeline::<Keys>::NAME,
-    crate::matching::NAME,
-    MOOD_WORKER,
-];
-
 /// Shared state: cheap to clone.
 #[derive(Debug, Clone)]
 pub(crate) struct AppState {
@@ -54,18 +52,27 @@ pub(crate) struct AppState {
     pub(crate) inner: Arc<Inner>,
 }
 
-/// What [`AppState`] holds.
+/// What [`AppState`] holds. The parts of a role this process does not play
+/// are `None` (their routes are not mounted).
 pub(crate) struct Inner {
+    /// The roles this process plays.
+    pub(crate) roles: RoleSet,
     /// The event store.
     pub(crate) store: Store,
     /// The read models (publishing projection progress).
     pub(crate) read_models: ReadModels,
-    /// Registration, erasure, credentials (and the key vault).
-    pub(crate) users: Users<Store, Keys>,
-    /// Diary entries.
-    pub(crate) diaries: Diaries<Store, Keys>,
-    /// Bearer tokens.
-    pub(crate) tokens: Tokens<ReadModels>,
+    /// The users' data keys.
+    pub(crate) vault: KeyVault<Keys>,
+    /// Registration, erasure, credentials (`user`).
+    pub(crate) users: Option<Users<Store, Keys>>,
+    /// Diary entries (`diary`).
+    pub(crate) diaries: Option<Diaries<Store, Keys>>,
+    /// Sessions and the signing key (`user`).
+    pub(crate) tokens: Option<Arc<Tokens<ReadModels>>>,
+    /// How bearer tokens are checked.
+    pub(crate) auth: Authenticator,
+    /// Revocations from the bus (distributed processes).
+    pub(crate) revocations: Option<Arc<Revocations>>,
     /// Projection checkpoints.
     pub(crate) progress: Progress,
     /// The hash an unknown email's login verifies against.
@@ -74,8 +81,8 @@ pub(crate) struct Inner {
     pub(crate) metrics: PrometheusHandle,
     /// The mood worker's counters (`None` when mood analysis is off).
     pub(crate) mood_stats: Option<crate::mood_worker::WorkerHandle>,
-    /// The matching projection's index.
-    pub(crate) match_index: metachat_domain::matching::SharedMatchIndex,
+    /// The matching projection's index (`matching`).
+    pub(crate) match_index: Option<metachat_domain::matching::SharedMatchIndex>,
     /// Each user's last write position in this process (read-your-writes).
     pub(crate) last_writes: parking_lot::Mutex<std::collections::HashMap<UserId, u64>>,
     /// The hashing gate, login throttling and registration quota.
@@ -85,9 +92,40 @@ pub(crate) struct Inner {
 impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Inner")
+            .field("roles", &self.roles.to_string())
             .field("progress", &self.progress)
             .field("mood_stats", &self.mood_stats)
             .finish_non_exhaustive()
+    }
+}
+
+/// A part of a role this process does not play: its routes are not
+/// mounted, so reaching this is a bug, answered 500.
+fn missing<'a, T>(part: Option<&'a T>, what: &str) -> Result<&'a T, ApiError> {
+    part.ok_or_else(|| ApiError::internal(format!("{what}: a role this process does not play")))
+}
+
+impl Inner {
+    /// The user service's parts.
+    pub(crate) fn users(&self) -> Result<&Users<Store, Keys>, ApiError> {
+        missing(self.users.as_ref(), "users")
+    }
+
+    /// The diary service's parts.
+    pub(crate) fn diaries(&self) -> Result<&Diaries<Store, Keys>, ApiError> {
+        missing(self.diaries.as_ref(), "diaries")
+    }
+
+    /// The sessions.
+    pub(crate) fn tokens(&self) -> Result<&Tokens<ReadModels>, ApiError> {
+        missing(self.tokens.as_deref(), "sessions")
+    }
+
+    /// The matching index.
+    pub(crate) fn match_index(
+        &self,
+    ) -> Result<&metachat_domain::matching::SharedMatchIndex, ApiError> {
+        missing(self.match_index.as_ref(), "matching")
     }
 }
 
@@ -124,26 +162,131 @@ pub(crate) struct Started {
     pub(crate) stop: watch::Sender<bool>,
 }
 
-/// Opens the backends, starts the projections, the mood worker and (with a
-/// bus) the outbox relay.
+/// The topics a distributed process's followers read: the categories
+/// whose events the projections and the worker fold.
+pub(crate) const FOLLOWED: [&str; 3] = ["user", "entry", "mood"];
+
+/// The categories the relay sends watermarks to (every topic a follower
+/// or the revocations read).
+const WATERMARKED: [&str; 5] = ["user", "entry", "mood", "session", "email"];
+
+/// How long a check waits for the revocations to catch up with Kafka, and
+/// how long a logout waits for its revocation to come back from Kafka.
+pub(crate) const REVOCATION_WAIT: Duration = Duration::from_secs(5);
+
+/// Where the followers of this process read events from.
+#[derive(Clone)]
+pub(crate) enum Feed {
+    /// The store's log (the embedded server).
+    Log,
+    /// Kafka topics `{prefix}{category}`, as consumer groups named
+    /// `{prefix}{role}[.{instance}].{follower}`.
+    Bus {
+        /// The bus.
+        bus: DynBus,
+        /// The topic prefix.
+        prefix: String,
+        /// This process's instance name.
+        instance: String,
+    },
+}
+
+impl Feed {
+    fn topics(prefix: &str) -> Vec<String> {
+        FOLLOWED.iter().map(|c| format!("{prefix}{c}")).collect()
+    }
+}
+
+/// Starts `projection` on the feed: a log-following runner, or a bus
+/// runner as group `group`.
+fn spawn_follower<P: Projection + 'static>(
+    feed: &Feed,
+    store: &Store,
+    read_models: &ReadModels,
+    projection: P,
+    group: &str,
+    stop: &Stop,
+) -> JoinHandle<()> {
+    match feed {
+        Feed::Log => spawn_runner(store.clone(), read_models.clone(), projection, stop.clone()),
+        Feed::Bus { bus, prefix, .. } => {
+            let topics = Feed::topics(prefix);
+            let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+            let name = projection.name().to_owned();
+            let group = format!("{prefix}{group}.{name}");
+            let runner = BusProjectionRunner::new(
+                bus.clone(),
+                read_models.clone(),
+                projection,
+                &names,
+                &group,
+            );
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                supervise(&name, || stop.wait(), RESTART_AFTER, |s| runner.run(s)).await;
+            })
+        }
+    }
+}
+
+/// Opens the backends and starts what the roles call for: the projections,
+/// the mood worker, the outbox relay, the revocations.
 pub(crate) async fn start(config: &Config, metrics: PrometheusHandle) -> anyhow::Result<Started> {
+    let roles = config.roles;
     let backends = Backends::open(config).await?;
     let store = backends.store.clone();
     let raw_read_models = backends.read_models.clone();
+    let feed = if roles.is_embedded() {
+        Feed::Log
+    } else {
+        let (bus, prefix) = backends
+            .bus
+            .clone()
+            .context("a distributed process needs --bus kafka")?;
+        Feed::Bus {
+            bus,
+            prefix,
+            instance: config.instance.clone(),
+        }
+    };
 
     let vault = KeyVault::new(Keys::open(config, &backends)?);
-    let index_key = crate::keys::blind_index_key(&config.index_key_file())?;
-    // Repairs an erasure interrupted between `UserErased` and the shred.
-    let swept = metachat_domain::shred_erased_users(&vault, &store).await?;
-    tracing::debug!(next = swept, "key vault sweep done");
+    if roles.has(Role::User) {
+        // Repairs an erasure interrupted between `UserErased` and the shred.
+        let swept = metachat_domain::shred_erased_users(&vault, &store).await?;
+        tracing::debug!(next = swept, "key vault sweep done");
+    }
 
     if config.rebuild_projections {
+        anyhow::ensure!(
+            roles.is_embedded(),
+            "--rebuild-projections rebuilds from the log: only with --roles all \
+             (a distributed process rebuilds by starting on a fresh read-model namespace)"
+        );
         rebuild(&store, &raw_read_models, &vault).await?;
     }
 
+    // The followers this process runs, for progress and readiness.
+    let mut names: Vec<&str> = Vec::new();
+    if roles.has(Role::User) {
+        names.push(UserDirectory::NAME);
+    }
+    if roles.has(Role::Diary) {
+        names.extend([DiaryTimeline::NAME, MoodTimeline::<Keys>::NAME]);
+    }
+    if roles.has(Role::Matching) {
+        names.extend(crate::matching::projections());
+    }
+    if roles.has(Role::Mood) {
+        names.push(MOOD_WORKER);
+    }
+    if roles.has(Role::Relay) && backends.bus.is_some() {
+        names.push(RELAY);
+    }
+    names.sort_unstable();
+    names.dedup();
     let mut start = Vec::new();
-    let relay = backends.bus.is_some().then_some(RELAY);
-    for name in PROJECTIONS.into_iter().chain(relay) {
+    for name in names {
         let next = raw_read_models.checkpoint(name).await?.unwrap_or(0);
         start.push((name.to_owned(), next));
     }
@@ -152,67 +295,165 @@ pub(crate) async fn start(config: &Config, metrics: PrometheusHandle) -> anyhow:
 
     let (stop_tx, stop) = Stop::new();
     let mut tasks = Vec::new();
-    tasks.push(spawn_runner(
-        store.clone(),
-        read_models.clone(),
-        UserDirectory::new(),
-        stop.clone(),
-    ));
-    tasks.push(spawn_runner(
-        store.clone(),
-        read_models.clone(),
-        DiaryTimeline::new(),
-        stop.clone(),
-    ));
-    tasks.push(spawn_runner(
-        store.clone(),
-        read_models.clone(),
-        MoodTimeline::new(vault.clone()),
-        stop.clone(),
-    ));
-    let matching = crate::matching::projection(vault.clone())?;
-    let indexed = matching.load_index(&read_models).await?;
-    tracing::info!(users = indexed, "matching index loaded");
-    let match_index = matching.index();
-    tasks.push(spawn_runner(
-        store.clone(),
-        read_models.clone(),
-        matching,
-        stop.clone(),
-    ));
+    let group = |role: Role| match role {
+        Role::Matching => format!("{}.{}", role.name(), config.instance),
+        _ => role.name().to_owned(),
+    };
+    if roles.has(Role::User) || roles.has(Role::Matching) {
+        let owner = if roles.has(Role::User) {
+            Role::User
+        } else {
+            Role::Matching
+        };
+        tasks.push(spawn_follower(
+            &feed,
+            &store,
+            &read_models,
+            UserDirectory::new(),
+            &group(owner),
+            &stop,
+        ));
+    }
+    if roles.has(Role::Diary) {
+        tasks.push(spawn_follower(
+            &feed,
+            &store,
+            &read_models,
+            DiaryTimeline::new(),
+            &group(Role::Diary),
+            &stop,
+        ));
+        tasks.push(spawn_follower(
+            &feed,
+            &store,
+            &read_models,
+            MoodTimeline::new(vault.clone()),
+            &group(Role::Diary),
+            &stop,
+        ));
+    }
+    let mut match_index = None;
+    if roles.has(Role::Matching) {
+        let matching = crate::matching::projection(vault.clone())?;
+        let indexed = matching.load_index(&read_models).await?;
+        tracing::info!(users = indexed, "matching index loaded");
+        match_index = Some(matching.index());
+        tasks.push(spawn_follower(
+            &feed,
+            &store,
+            &read_models,
+            matching,
+            &group(Role::Matching),
+            &stop,
+        ));
+    }
     tasks.push(crate::metrics::spawn_head_counter(
         store.clone(),
         stop.clone(),
     ));
-    if let Some((bus, prefix)) = backends.bus.clone() {
-        let relay = Relay::new(store.clone(), bus, read_models.clone(), RELAY, &prefix);
-        let stop = stop.clone();
-        tasks.push(tokio::spawn(async move {
-            supervise(RELAY, || stop.wait(), RESTART_AFTER, |s| relay.run(s)).await;
-        }));
+    if roles.has(Role::Relay) {
+        if let Some((bus, prefix)) = backends.bus.clone() {
+            let mut relay = Relay::new(store.clone(), bus, read_models.clone(), RELAY, &prefix);
+            if !roles.is_embedded() {
+                relay = relay.with_watermarks(WATERMARKED);
+            }
+            let stop = stop.clone();
+            tasks.push(tokio::spawn(async move {
+                supervise(RELAY, || stop.wait(), RESTART_AFTER, |s| relay.run(s)).await;
+            }));
+        }
     }
 
-    let mood_stats = match crate::mood_worker::spawn(
-        config,
-        store.clone(),
-        read_models.clone(),
-        vault.clone(),
-        stop.clone(),
-    )
-    .await?
-    {
-        Some((task, stats)) => {
+    let mut mood_stats = None;
+    if roles.has(Role::Mood) {
+        let worker_feed = match &feed {
+            Feed::Log => crate::mood_worker::WorkerFeed::Log,
+            Feed::Bus { bus, prefix, .. } => crate::mood_worker::WorkerFeed::Bus {
+                bus: bus.clone(),
+                topic: format!("{prefix}{}", metachat_domain::DiaryEntry::KIND),
+                group: format!("{prefix}{}", Role::Mood.name()),
+            },
+        };
+        if let Some((task, stats)) = crate::mood_worker::spawn(
+            config,
+            store.clone(),
+            read_models.clone(),
+            vault.clone(),
+            worker_feed,
+            stop.clone(),
+        )
+        .await?
+        {
             tasks.push(task);
-            Some(stats)
+            mood_stats = Some(stats);
         }
-        None => None,
+    }
+
+    // Tokens: the user role signs and keeps sessions; the others verify
+    // with the public key and learn revocations from the bus.
+    let tokens = if roles.has(Role::User) {
+        let signer = crate::token::load_signer(&config.token_key_file())?;
+        Some(Arc::new(Tokens::new(
+            read_models.clone(),
+            Arc::new(signer),
+            config.token_ttl(),
+            config.refresh_ttl(),
+        )))
+    } else {
+        None
+    };
+    let revocations = match (&feed, &backends.kafka) {
+        (
+            Feed::Bus {
+                prefix, instance, ..
+            },
+            Some(kafka),
+        ) => {
+            let revocations = Revocations::new(kafka.clone(), prefix, REVOCATION_WAIT);
+            let group = format!(
+                "{prefix}revocations.{}.{instance}.{}",
+                roles.to_string().replace(',', "-"),
+                uuid::Uuid::new_v4().simple()
+            );
+            tasks.push(tokio::spawn(revocations.clone().run(group, stop.clone())));
+            Some(revocations)
+        }
+        _ => None,
+    };
+    let auth = match (&tokens, &revocations) {
+        (Some(tokens), _) => Authenticator::Sessions(tokens.clone()),
+        (None, Some(revocations)) => Authenticator::Remote {
+            verifier: crate::token::load_verifier(&config.token_public_key_file())?,
+            revocations: revocations.clone(),
+        },
+        (None, None) => anyhow::bail!(
+            "no way to check tokens: a process without the user role needs --bus kafka"
+        ),
     };
 
     let dummy_hash = crate::auth::dummy_hash().await?;
     let inner = Inner {
-        users: Users::new(store.clone(), vault.clone(), index_key),
-        diaries: Diaries::new(store.clone(), vault),
-        tokens: Tokens::new(read_models.clone(), config.token_ttl()),
+        roles,
+        users: if roles.has(Role::User) {
+            Some(Users::new(store.clone(), vault.clone(), index_key(config)?))
+        } else {
+            None
+        },
+        diaries: roles.has(Role::Diary).then(|| {
+            let diaries = Diaries::new(store.clone(), vault.clone());
+            if roles.is_embedded() {
+                diaries
+            } else {
+                // The author is vouched for by a checked token (not erased,
+                // session live) and the key vault (not shredded): the
+                // diary service reads no user stream.
+                diaries.trusting_authors()
+            }
+        }),
+        vault,
+        tokens,
+        auth,
+        revocations,
         store,
         read_models,
         progress,
@@ -231,6 +472,11 @@ pub(crate) async fn start(config: &Config, metrics: PrometheusHandle) -> anyhow:
         tasks,
         stop: stop_tx,
     })
+}
+
+/// The blind-index key, for the user role.
+fn index_key(config: &Config) -> anyhow::Result<metachat_domain::BlindIndexKey> {
+    crate::keys::blind_index_key(&config.index_key_file())
 }
 
 /// Rebuilds every projection from position 0 (`--rebuild-projections`).

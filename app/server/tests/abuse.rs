@@ -254,7 +254,13 @@ async fn registrations_per_client_have_a_quota() {
 async fn expired_sessions_are_swept_from_the_store() {
     let Some(server) = Server::start(ServerConfig {
         token_ttl_secs: Some(1),
-        args: vec!["--sweep-interval-secs".into(), "1".into()],
+        // A session ends with its refresh token: sessions of one second.
+        args: vec![
+            "--sweep-interval-secs".into(),
+            "1".into(),
+            "--refresh-ttl-secs".into(),
+            "1".into(),
+        ],
         ..ServerConfig::lexicon()
     })
     .await

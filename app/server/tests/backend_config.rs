@@ -11,6 +11,12 @@ use common::BIN;
 /// Runs the server with `args` and no `METACHAT_*`, `CASSANDRA_*` or
 /// `KAFKA_*` variables; returns its exit status and what it printed.
 fn start_without_settings(args: &[&str]) -> (std::process::ExitStatus, String) {
+    start_with_settings(args, &[])
+}
+
+/// Runs the server with `args` and, of the `METACHAT_*`, `CASSANDRA_*` and
+/// `KAFKA_*` variables, only `env`; returns its exit status and output.
+fn start_with_settings(args: &[&str], env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let mut cmd = Command::new(BIN);
     for (key, _) in std::env::vars_os() {
@@ -19,6 +25,7 @@ fn start_without_settings(args: &[&str]) -> (std::process::ExitStatus, String) {
             cmd.env_remove(key);
         }
     }
+    cmd.envs(env.iter().copied());
     let out = cmd
         .args([
             "--addr",
@@ -80,4 +87,30 @@ fn an_unknown_backend_is_a_usage_error() {
         text.contains("sled") && text.contains("cassandra"),
         "{text}"
     );
+}
+
+#[test]
+fn a_partitioned_cassandra_log_is_refused_before_connecting() {
+    // No node at port 1: the refusal comes before any connection.
+    let (status, text) = start_with_settings(
+        &["--store", "cassandra"],
+        &[
+            ("CASSANDRA_NODES", "127.0.0.1:1"),
+            ("CASSANDRA_PARTITIONS", "4"),
+        ],
+    );
+    assert!(!status.success(), "started on a partitioned log: {text}");
+    assert!(
+        text.contains("CASSANDRA_PARTITIONS=4") && text.contains("one total order"),
+        "{text}"
+    );
+    let (status, text) = start_with_settings(
+        &["--store", "cassandra"],
+        &[
+            ("CASSANDRA_NODES", "127.0.0.1:1"),
+            ("CASSANDRA_PARTITIONS", "many"),
+        ],
+    );
+    assert!(!status.success());
+    assert!(text.contains("CASSANDRA_PARTITIONS"), "{text}");
 }

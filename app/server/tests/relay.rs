@@ -10,21 +10,6 @@ use std::process::Command;
 
 use common::{eventually, Backend, Server, ServerConfig, CATCH_UP};
 
-/// The broker, or `None` (printing `SKIPPED: …`) outside CI; in CI a missing
-/// broker fails the test.
-fn brokers() -> Option<String> {
-    match std::env::var("KAFKA_BROKERS") {
-        Ok(b) if !b.trim().is_empty() => Some(b.trim().to_owned()),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("KAFKA_BROKERS is not set but CI is: the relay test must run against a broker")
-        }
-        _ => {
-            println!("SKIPPED: KAFKA_BROKERS not set; run `eval \"$(scripts/kafka start)\"`");
-            None
-        }
-    }
-}
-
 /// The message keys (stream ids) of `topic`, read from the beginning with
 /// Debian's `kcat` (installed by `scripts/kafka install`); empty while the
 /// topic does not exist.
@@ -56,7 +41,9 @@ fn keys(brokers: &str, topic: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_stored_event_reaches_its_kafka_topic() {
-    let Some(brokers) = brokers() else { return };
+    let Some(brokers) = common::kafka_brokers() else {
+        return;
+    };
     let mut config = ServerConfig::lexicon();
     if Backend::current() == Backend::Sled {
         config.args = vec!["--bus".into(), "kafka".into()];

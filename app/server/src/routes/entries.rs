@@ -203,7 +203,7 @@ pub(crate) async fn create(
     let entry_id = EntryId::new();
     let done = state
         .inner
-        .diaries
+        .diaries()?
         .create(entry_id, auth.user_id, text, metadata(auth.user_id))
         .await
         .map_err(diaries_error)?;
@@ -246,7 +246,7 @@ pub(crate) async fn list(
     let position = wait_read(&state, auth.user_id, &names, q.min_position, q.wait_ms).await?;
     let page = DiaryTimeline::page(
         &state.inner.read_models,
-        state.inner.diaries.vault(),
+        &state.inner.vault,
         auth.user_id,
         q.cursor.as_deref(),
         limit,
@@ -301,7 +301,7 @@ pub(crate) async fn get_one(
     let position = wait_read(&state, auth.user_id, &names, q.min_position, q.wait_ms).await?;
     let found = DiaryTimeline::entry(
         &state.inner.read_models,
-        state.inner.diaries.vault(),
+        &state.inner.vault,
         auth.user_id,
         entry_id,
     )
@@ -341,7 +341,7 @@ pub(crate) async fn edit(
     let text = check_text(&body.text)?;
     let done = state
         .inner
-        .diaries
+        .diaries()?
         .edit(
             entry_id,
             auth.user_id,
@@ -391,7 +391,7 @@ pub(crate) async fn delete_one(
     // overwritten.
     let done = state
         .inner
-        .diaries
+        .diaries()?
         .delete(
             entry_id,
             auth.user_id,

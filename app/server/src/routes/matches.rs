@@ -81,6 +81,7 @@ pub(crate) async fn matches(
     }
     let names = crate::matching::projections();
     let position = wait_read(&state, auth.user_id, &names, q.min_position, q.wait_ms).await?;
-    let matches = crate::matching::top_k(&state, &state.inner.match_index, auth.user_id, k).await?;
+    let matches =
+        crate::matching::top_k(&state, state.inner.match_index()?, auth.user_id, k).await?;
     Ok(Json(Matches { matches, position }))
 }

@@ -24,6 +24,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use utoipa::IntoParams;
 
 use crate::error::ApiError;
+use crate::roles::Role;
 use crate::state::AppState;
 
 /// The most bytes a request body may have.
@@ -45,26 +46,43 @@ pub(crate) const CSP: &str = "default-src 'none'; frame-ancestors 'none'";
 /// Every answer says `X-Content-Type-Options: nosniff` and carries the
 /// [`CSP`]; every answer of a `/v1` route (tokens, personal data) says
 /// `Cache-Control: no-store`.
+///
+/// Only the routes of the roles this process plays are mounted (see
+/// `roles.rs`); the others answer 404 like any unknown path, and the
+/// gateway sends them to the process that plays them.
 pub(crate) fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/v1/users", post(users::register))
-        .route("/v1/sessions", post(users::login))
-        .route("/v1/sessions/current", delete(users::logout))
-        .route("/v1/me", get(users::me).delete(users::erase))
-        .route("/v1/entries", post(entries::create).get(entries::list))
-        .route(
-            "/v1/entries/{entry_id}",
-            get(entries::get_one)
-                .put(entries::edit)
-                .delete(entries::delete_one),
-        )
-        .route("/v1/mood/timeline", get(mood::timeline))
-        .route("/v1/matches", get(matches::matches))
-        .route_layer(SetResponseHeaderLayer::overriding(
+    let roles = state.inner.roles;
+    let mut api = Router::new();
+    if roles.has(Role::User) {
+        api = api
+            .route("/v1/users", post(users::register))
+            .route("/v1/sessions", post(users::login))
+            .route("/v1/sessions/refresh", post(users::refresh))
+            .route("/v1/sessions/current", delete(users::logout))
+            .route("/v1/me", get(users::me).delete(users::erase));
+    }
+    if roles.has(Role::Diary) {
+        api = api
+            .route("/v1/entries", post(entries::create).get(entries::list))
+            .route(
+                "/v1/entries/{entry_id}",
+                get(entries::get_one)
+                    .put(entries::edit)
+                    .delete(entries::delete_one),
+            )
+            .route("/v1/mood/timeline", get(mood::timeline));
+    }
+    if roles.has(Role::Matching) {
+        api = api.route("/v1/matches", get(matches::matches));
+    }
+    if roles.serves_api() {
+        // (`route_layer` needs a route to layer.)
+        api = api.route_layer(SetResponseHeaderLayer::overriding(
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
-        ))
-        .route("/healthz", get(ops::healthz))
+        ));
+    }
+    api.route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/openapi.json", get(ops::openapi))
         .fallback(not_found)

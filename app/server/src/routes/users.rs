@@ -16,6 +16,7 @@ use crate::auth::{hash_password, verify_password, AuthUser};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery, ClientIp};
 use crate::state::AppState;
+use crate::token::rfc3339;
 use metachat_core::progress::reported;
 
 /// Shortest password, in bytes.
@@ -60,19 +61,46 @@ pub(crate) struct Login {
     password: String,
 }
 
-/// A bearer token.
+/// `POST /v1/sessions/refresh`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Refresh {
+    /// The `refresh_token` of the last login or refresh.
+    refresh_token: String,
+}
+
+/// A session's tokens.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Session {
-    /// Send as `Authorization: Bearer <token>`.
+    /// The access token: send as `Authorization: Bearer <token>`. A signed
+    /// PASETO `v4.public` token, valid until `expires_at`.
     token: String,
     /// Always `Bearer`.
     #[schema(example = "Bearer")]
     token_type: String,
-    /// RFC 3339 UTC.
+    /// The access token's expiry, RFC 3339 UTC.
     expires_at: String,
+    /// Trade it at `POST /v1/sessions/refresh` for a new pair before the
+    /// session ends; it can be used once.
+    refresh_token: String,
+    /// The session's end (the refresh token's expiry), RFC 3339 UTC.
+    refresh_expires_at: String,
     /// Whose token it is.
     #[schema(value_type = String, format = Uuid)]
     user_id: UserId,
+}
+
+impl Session {
+    fn of(issued: crate::auth::Issued, user_id: UserId) -> Self {
+        Session {
+            token: issued.token,
+            token_type: "Bearer".into(),
+            expires_at: rfc3339(issued.expires_at),
+            refresh_token: issued.refresh_token,
+            refresh_expires_at: rfc3339(issued.refresh_expires_at),
+            user_id,
+        }
+    }
 }
 
 /// The caller's account.
@@ -149,7 +177,7 @@ pub(crate) async fn register(
     let user_id = UserId::new();
     let done = state
         .inner
-        .users
+        .users()?
         .register(
             user_id,
             &body.email,
@@ -195,7 +223,7 @@ pub(crate) async fn login(
     } else {
         state
             .inner
-            .users
+            .users()?
             .credentials(&body.email)
             .await
             .map_err(user_error)?
@@ -210,23 +238,34 @@ pub(crate) async fn login(
         return Err(ApiError::InvalidCredentials);
     };
     attempt.succeeded();
-    let issued = state.inner.tokens.issue(user_id).await?;
-    let expires = i64::try_from(issued.expires_at).unwrap_or(i64::MAX);
-    let expires_at = chrono::DateTime::from_timestamp(expires, 0)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    Ok((
-        StatusCode::CREATED,
-        Json(Session {
-            token: issued.token,
-            token_type: "Bearer".into(),
-            expires_at,
-            user_id,
-        }),
-    ))
+    let issued = state.inner.tokens()?.issue(user_id).await?;
+    Ok((StatusCode::CREATED, Json(Session::of(issued, user_id))))
 }
 
-/// Logs out: revokes the token used.
+/// Trades a refresh token for a new access token and a new refresh token
+/// (the one given is used up).
+#[utoipa::path(post, path = "/v1/sessions/refresh", tag = "sessions", request_body = Refresh,
+    responses(
+        (status = 201, description = "Refreshed", body = Session),
+        (status = 400, description = "`invalid_json` or `invalid_body`", body = ErrorBody),
+        (status = 401, description = "`invalid_refresh_token`: unknown, used up, revoked or expired", body = ErrorBody),
+        (status = 408, description = "`request_timeout`: the body did not arrive in time", body = ErrorBody),
+        (status = 413, description = "`body_too_large`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+        (status = 503, description = "`unavailable`", body = ErrorBody),
+    ))]
+pub(crate) async fn refresh(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<Refresh>,
+) -> Result<(StatusCode, Json<Session>), ApiError> {
+    let issued = state.inner.tokens()?.refresh(&body.refresh_token).await?;
+    let user_id = issued.user_id;
+    Ok((StatusCode::CREATED, Json(Session::of(issued, user_id))))
+}
+
+/// Logs out: ends the session of the token used (its access and refresh
+/// tokens). The other services learn it from the bus; the answer comes
+/// once the revocation is there (see `revocations.rs`).
 #[utoipa::path(delete, path = "/v1/sessions/current", tag = "sessions",
     security(("bearer" = [])),
     responses(
@@ -238,11 +277,36 @@ pub(crate) async fn logout(
     State(state): State<AppState>,
     auth: AuthUser,
 ) -> Result<StatusCode, ApiError> {
+    // The event first: a failure leaves the session live and the logout
+    // can be retried (the event's id is the session's, so it is recorded
+    // once).
+    metachat_domain::session::record_revocation(
+        &*state.inner.store,
+        auth.user_id,
+        auth.session_id,
+        // No token of the session outlives this: the newest was issued
+        // at the latest now.
+        crate::token::now_secs() + state.inner.tokens()?.ttl().as_secs(),
+        Metadata::default(),
+    )
+    .await
+    .map_err(ApiError::store)?;
     state
         .inner
-        .tokens
-        .revoke(auth.user_id, &auth.token_hash)
+        .tokens()?
+        .revoke(auth.user_id, auth.session_id)
         .await?;
+    if let Some(revocations) = &state.inner.revocations {
+        if !revocations
+            .wait_for(auth.session_id, crate::state::REVOCATION_WAIT)
+            .await
+        {
+            tracing::warn!(
+                "the logout's revocation did not come back from Kafka in time; the other \
+                 services refuse the session once it does"
+            );
+        }
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -271,7 +335,7 @@ pub(crate) async fn me(
     .await?;
     let Some(personal) = state
         .inner
-        .users
+        .users()?
         .personal(auth.user_id)
         .await
         .map_err(user_error)?
@@ -303,18 +367,30 @@ pub(crate) async fn erase(
 ) -> Result<Response, ApiError> {
     state
         .inner
-        .users
+        .users()?
         .erase(auth.user_id, Metadata::default())
         .await
         .map_err(user_error)?;
     state
         .inner
-        .diaries
-        .vault()
+        .vault
         .shred(auth.user_id)
         .await
         .map_err(ApiError::store)?;
-    state.inner.tokens.revoke_all(auth.user_id).await?;
+    state.inner.tokens()?.revoke_all(auth.user_id).await?;
+    // The other services refuse the user's tokens once they read
+    // `UserErased` from the bus: answer once it is there.
+    if let Some(revocations) = &state.inner.revocations {
+        if !revocations
+            .wait_for_erasure(auth.user_id, crate::state::REVOCATION_WAIT)
+            .await
+        {
+            tracing::warn!(
+                "the erasure did not come back from Kafka in time; the other services \
+                 refuse the user's tokens once it does"
+            );
+        }
+    }
     let head = state
         .inner
         .store

@@ -15,6 +15,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod distributed;
+
 use std::collections::HashSet;
 use std::fs::{self, OpenOptions};
 use std::future::Future;
@@ -59,6 +61,9 @@ pub enum Backend {
     Sled,
     /// Cassandra for the store and the read models, Kafka for the bus.
     Cassandra,
+    /// The same, as one process per role behind the nginx gateway
+    /// (`distributed.rs`).
+    Distributed,
 }
 
 impl Backend {
@@ -67,7 +72,10 @@ impl Backend {
         match std::env::var("METACHAT_E2E_BACKEND").as_deref() {
             Err(_) | Ok("" | "sled") => Backend::Sled,
             Ok("cassandra") => Backend::Cassandra,
-            Ok(other) => panic!("METACHAT_E2E_BACKEND={other}: expected sled or cassandra"),
+            Ok("distributed") => Backend::Distributed,
+            Ok(other) => {
+                panic!("METACHAT_E2E_BACKEND={other}: expected sled, cassandra or distributed")
+            }
         }
     }
 
@@ -82,7 +90,7 @@ impl Backend {
             let set = std::env::var(var).is_ok_and(|v| !v.trim().is_empty());
             assert!(
                 set,
-                "METACHAT_E2E_BACKEND=cassandra needs {var}: start the servers with \
+                "METACHAT_E2E_BACKEND={self:?} needs {var}: start the servers with \
                  `eval \"$(scripts/cassandra start)\"; eval \"$(scripts/kafka start)\"`"
             );
         }
@@ -175,6 +183,8 @@ pub struct Server {
     /// Holds the data directory (`data/`) and the server's log (`server.log`).
     dir: TempDir,
     child: Option<Child>,
+    /// The processes and gateway of a distributed system.
+    cluster: Option<distributed::Cluster>,
     /// `http://127.0.0.1:<port>` of the current process.
     pub base: String,
     /// `http://127.0.0.1:<port>` of the current process's metrics listener
@@ -204,6 +214,7 @@ impl Server {
         let mut server = Server {
             dir,
             child: None,
+            cluster: None,
             base: String::new(),
             metrics_base: String::new(),
             config,
@@ -242,8 +253,12 @@ impl Server {
         lines[lines.len().saturating_sub(n)..].join("\n")
     }
 
-    /// The process id of the running server.
+    /// The process id of the running server (of a distributed system:
+    /// the `user` process's).
     pub fn pid(&self) -> u32 {
+        if let Some(cluster) = &self.cluster {
+            return cluster.pid();
+        }
         self.child.as_ref().expect("the server is running").id()
     }
 
@@ -269,59 +284,30 @@ impl Server {
 
     /// A client for this process (a restart changes the port: take a new one).
     pub fn api(&self) -> Api {
-        Api::new(&self.base)
+        let api = Api::new(&self.base);
+        match &self.cluster {
+            Some(cluster) => api.with_ready(cluster.process_urls()),
+            None => api,
+        }
     }
 
     /// Spawns the process on a free port and waits for `/healthz`; retries
     /// on a fresh port when the process dies before answering (the port may
     /// have been taken between our probe and its bind).
     async fn spawn(&mut self) {
+        if self.backend == Backend::Distributed {
+            self.starts += 1;
+            let cluster = distributed::Cluster::start(self).await;
+            self.base = cluster.gateway_url.clone();
+            self.metrics_base = cluster.metrics_url.clone();
+            self.cluster = Some(cluster);
+            return;
+        }
         let mut last_err = String::new();
         for _attempt in 0..3 {
             let port = free_port();
             self.starts += 1;
-            let mut log = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(self.log_path())
-                .expect("open the server log");
-            writeln!(log, "==== e2e: start #{} on port {port} ====", self.starts)
-                .expect("write the server log");
-            let err = log.try_clone().expect("clone the log handle");
-            let mut cmd = Command::new(BIN);
-            // Nothing of the caller's METACHAT_* environment leaks in.
-            for (key, _) in std::env::vars_os() {
-                if key.to_string_lossy().starts_with("METACHAT_") {
-                    cmd.env_remove(key);
-                }
-            }
-            cmd.env("METACHAT_DATA_DIR", self.data_dir())
-                .env("METACHAT_ADDR", format!("127.0.0.1:{port}"))
-                .env("METACHAT_MODEL_DIR", model_dir())
-                // A free port for /metrics, found in the log after start.
-                .env("METACHAT_METRICS_ADDR", "127.0.0.1:0")
-                // Every test registers its users from 127.0.0.1, and some
-                // many at once: generous registration and hashing limits
-                // unless a test asks for small ones (its flags win).
-                .env("METACHAT_REGISTER_PER_MINUTE", "1000000")
-                .env("METACHAT_REGISTER_BURST", "1000000")
-                .env("METACHAT_HASH_WAIT_MS", "600000")
-                .env(
-                    "RUST_LOG",
-                    std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-                )
-                .stdin(Stdio::null())
-                .stdout(Stdio::from(log))
-                .stderr(Stdio::from(err));
-            if self.config.analyzer == Analyzer::Lexicon {
-                cmd.args(["--analyzer", "lexicon"]);
-            }
-            if let Some(ttl) = self.config.token_ttl_secs {
-                cmd.env("METACHAT_TOKEN_TTL_SECS", ttl.to_string());
-            }
-            // Topics of its own, should it run a bus (`--bus kafka`).
-            cmd.env("KAFKA_TOPIC_PREFIX", self.topic_prefix());
-            self.backend.configure(&mut cmd, &self.ns);
+            let mut cmd = self.command(port, &self.data_dir(), &format!("on port {port}"));
             cmd.args(&self.config.args);
             let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {BIN}: {e}"));
             self.child = Some(child);
@@ -343,32 +329,59 @@ impl Server {
         );
     }
 
-    async fn wait_healthy(&mut self) -> Result<(), String> {
-        let http = Client::builder()
-            .timeout(Duration::from_secs(2))
-            .no_proxy()
-            .build()
-            .expect("build an HTTP client");
-        let deadline = Instant::now() + START_TIMEOUT;
-        let url = self.url("/healthz");
-        loop {
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().expect("poll the server process"))
-            {
-                return Err(format!("the process exited early with {status}"));
+    /// The server command for one process on `port` with `data_dir`, its
+    /// output appended to the log after a `==== e2e: start` line naming
+    /// `what`; the test's own arguments are not added yet.
+    fn command(&self, port: u16, data_dir: &Path, what: &str) -> Command {
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("open the server log");
+        writeln!(log, "==== e2e: start #{} {what} ====", self.starts)
+            .expect("write the server log");
+        let err = log.try_clone().expect("clone the log handle");
+        let mut cmd = Command::new(BIN);
+        // Nothing of the caller's METACHAT_* environment leaks in.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("METACHAT_") {
+                cmd.env_remove(key);
             }
-            if let Ok(r) = http.get(&url).send().await {
-                if r.status() == StatusCode::OK {
-                    return Ok(());
-                }
-            }
-            if Instant::now() > deadline {
-                return Err(format!("no 200 from {url} within {START_TIMEOUT:?}"));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        cmd.env("METACHAT_DATA_DIR", data_dir)
+            .env("METACHAT_ADDR", format!("127.0.0.1:{port}"))
+            .env("METACHAT_MODEL_DIR", model_dir())
+            // A free port for /metrics, found in the log after start.
+            .env("METACHAT_METRICS_ADDR", "127.0.0.1:0")
+            // Every test registers its users from 127.0.0.1, and some
+            // many at once: generous registration and hashing limits
+            // unless a test asks for small ones (its flags win).
+            .env("METACHAT_REGISTER_PER_MINUTE", "1000000")
+            .env("METACHAT_REGISTER_BURST", "1000000")
+            .env("METACHAT_HASH_WAIT_MS", "600000")
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(err));
+        if self.config.analyzer == Analyzer::Lexicon {
+            cmd.args(["--analyzer", "lexicon"]);
+        }
+        if let Some(ttl) = self.config.token_ttl_secs {
+            cmd.env("METACHAT_TOKEN_TTL_SECS", ttl.to_string());
+        }
+        // Topics of its own, should it run a bus (`--bus kafka`).
+        cmd.env("KAFKA_TOPIC_PREFIX", self.topic_prefix());
+        self.backend.configure(&mut cmd, &self.ns);
+        cmd
+    }
+
+    async fn wait_healthy(&mut self) -> Result<(), String> {
+        let url = self.url("/healthz");
+        let child = self.child.as_mut().expect("a spawned process");
+        wait_healthy(child, &url).await
     }
 
     /// The metrics listener's address, from this start's
@@ -392,6 +405,9 @@ impl Server {
     }
 
     fn kill_now(&mut self) -> Option<ExitStatus> {
+        if let Some(cluster) = self.cluster.take() {
+            return Some(cluster.kill());
+        }
         let mut child = self.child.take()?;
         let _ = child.kill();
         child.wait().ok()
@@ -404,6 +420,12 @@ impl Server {
 
     /// SIGTERM, then waits (bounded) for the process to exit.
     pub async fn sigterm(&mut self, within: Duration) -> ExitStatus {
+        if let Some(cluster) = self.cluster.take() {
+            return match cluster.sigterm(within).await {
+                Ok(status) => status,
+                Err(e) => panic!("{e}\n--- server log ---\n{}", self.log_tail(40)),
+            };
+        }
         let pid = self.pid();
         let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).expect("pid fits i32"));
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("send SIGTERM");
@@ -450,7 +472,7 @@ impl Server {
     /// `None` on sled. Reads through the Python driver that
     /// `scripts/cassandra install` puts under the build directory.
     pub fn cassandra_occurrences(&self, needle: &[u8]) -> Option<(Vec<String>, usize)> {
-        if self.backend != Backend::Cassandra {
+        if !matches!(self.backend, Backend::Cassandra | Backend::Distributed) {
             return None;
         }
         let build = std::env::var_os("METACHAT_BUILD_DIR")
@@ -552,7 +574,47 @@ pub fn strip_ansi(text: &str) -> String {
     out
 }
 
+/// Waits until `url` (a `/healthz`) answers 200, at most
+/// [`START_TIMEOUT`]; an error if `child` exits first or time runs out.
+pub async fn wait_healthy(child: &mut Child, url: &str) -> Result<(), String> {
+    let http = Client::builder()
+        .timeout(Duration::from_secs(2))
+        .no_proxy()
+        .build()
+        .expect("build an HTTP client");
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait().expect("poll the server process") {
+            return Err(format!("the process exited early with {status}"));
+        }
+        if let Ok(r) = http.get(url).send().await {
+            if r.status() == StatusCode::OK {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!("no 200 from {url} within {START_TIMEOUT:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A port nobody listens on right now.
+/// The Kafka broker (`KAFKA_BROKERS`), or `None` (printing `SKIPPED: …`)
+/// outside CI; in CI (`CI` set) a missing broker fails the test.
+pub fn kafka_brokers() -> Option<String> {
+    match std::env::var("KAFKA_BROKERS") {
+        Ok(b) if !b.trim().is_empty() => Some(b.trim().to_owned()),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("KAFKA_BROKERS is not set but CI is: this test must run against a broker")
+        }
+        _ => {
+            println!("SKIPPED: KAFKA_BROKERS not set; run `eval \"$(scripts/kafka start)\"`");
+            None
+        }
+    }
+}
+
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind a probe socket");
     l.local_addr().expect("probe address").port()
@@ -676,6 +738,10 @@ pub struct Api {
     http: Client,
     /// `http://127.0.0.1:<port>`.
     pub base: String,
+    /// The processes whose `/readyz` [`Api::caught_up`] asks: the server
+    /// itself, or each process of a distributed system (the gateway
+    /// answers its own `/readyz` without their lag).
+    ready: Vec<String>,
 }
 
 impl Api {
@@ -689,7 +755,14 @@ impl Api {
         Api {
             http,
             base: base.to_owned(),
+            ready: vec![base.to_owned()],
         }
+    }
+
+    /// This client, with [`Api::caught_up`] asking each of `processes`.
+    pub fn with_ready(mut self, processes: Vec<String>) -> Api {
+        self.ready = processes;
+        self
     }
 
     /// Sends a request; `body` is sent as JSON with its content type.
@@ -895,16 +968,23 @@ impl Api {
     /// position of at least `min_position`; returns the position.
     pub async fn caught_up(&self, min_position: u64) -> u64 {
         eventually("readyz: every projection at the head", CATCH_UP, || async {
-            let r = self.readyz().await;
-            let lag_zero = r.json["lag"]
-                .as_object()
-                .is_some_and(|l| l.values().all(|v| v.as_u64() == Some(0)));
-            let pos = r.json["position"].as_u64().unwrap_or(0);
-            (r.status == StatusCode::OK
-                && r.json["status"] == "ready"
-                && lag_zero
-                && pos >= min_position)
-                .then_some(pos)
+            let mut at = u64::MAX;
+            for base in &self.ready {
+                let r = Api::new(base).readyz().await;
+                let lag_zero = r.json["lag"]
+                    .as_object()
+                    .is_some_and(|l| l.values().all(|v| v.as_u64() == Some(0)));
+                let pos = r.json["position"].as_u64().unwrap_or(0);
+                let ready = r.status == StatusCode::OK
+                    && r.json["status"] == "ready"
+                    && lag_zero
+                    && pos >= min_position;
+                if !ready {
+                    return None;
+                }
+                at = at.min(pos);
+            }
+            Some(at)
         })
         .await
     }

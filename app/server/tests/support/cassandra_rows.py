@@ -1,4 +1,4 @@
-"""Scans every row one MetaChat namespace holds in Cassandra for a byte string.
+"""Scans every row one MetaChat namespace (and the namespaces derived from it) holds in Cassandra for a byte string.
 
 Usage: cassandra_rows.py NODES KEYSPACE NAMESPACE NEEDLE_HEX
 Prints `rows N` (how many rows of the namespace were read), then one line
@@ -22,7 +22,10 @@ def main():
     for table in TABLES:
         for row in session.execute(f"SELECT * FROM {table}"):
             values = row._asdict()
-            if values.get("ns") != namespace:
+            ns = values.get("ns") or ""
+            # The namespace, and the services' own read-model namespaces
+            # derived from it (`{namespace}_{roles}`) in a distributed run.
+            if ns != namespace and not ns.startswith(namespace + "_"):
                 continue
             rows += 1
             for column, value in values.items():
