@@ -131,6 +131,22 @@ fn wrap(op: &'static str, kind: Kind, source: BoxError) -> metachat_core::Error 
     }
 }
 
+/// Whether a failed lightweight transaction may still have been applied:
+/// the server timed out waiting for its Paxos round (under contention, or a
+/// slow replica), reported `CAS_WRITE_UNKNOWN`, or the driver gave up
+/// waiting. A later `SERIAL` read settles the outcome: it finishes an
+/// accepted round or fences it off for good.
+pub(crate) fn outcome_unknown(e: &ExecutionError) -> bool {
+    match e {
+        ExecutionError::LastAttemptError(RequestAttemptError::DbError(db, _)) => matches!(
+            db,
+            DbError::WriteTimeout { .. } | DbError::WriteFailure { .. } | DbError::Other(0x1700)
+        ),
+        ExecutionError::RequestTimeout(_) => true,
+        _ => false,
+    }
+}
+
 /// Maps a failed statement.
 pub(crate) fn execution(op: &'static str, e: ExecutionError) -> metachat_core::Error {
     let kind = execution_kind(&e);

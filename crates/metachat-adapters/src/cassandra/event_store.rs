@@ -22,6 +22,9 @@ use super::{connect, error, i64_of, lwt_applied, prepare, u64_of};
 const BUCKET_BITS: u32 = 14;
 /// Appends that lose the sequencer this often in a row give up as unavailable.
 const MAX_ATTEMPTS: usize = 10_000;
+/// Decisions of one append whose outcome the server could not tell (a Paxos
+/// round that timed out) before the append gives up as unavailable.
+const MAX_UNKNOWN: usize = 8;
 /// Longest pause between two attempts after a lost race (the pause grows
 /// from 1 ms, with jitter, so racing writers spread out instead of
 /// colliding on the next Paxos round too).
@@ -543,7 +546,7 @@ impl CassandraEventStore {
         stream: &StreamId,
         stream_version: Option<i64>,
         records: &[Envelope],
-    ) -> Result<bool> {
+    ) -> Result<Decision> {
         let i = &self.inner;
         let Some(last) = records.last() else {
             return Err(Error::EmptyBatch);
@@ -569,12 +572,17 @@ impl CassandraEventStore {
                 stream_version,
             ),
         );
-        let result = i
-            .session
-            .batch(&batch, values)
-            .await
-            .map_err(|e| error::execution("append", e))?;
-        lwt_applied(result, "append")
+        match i.session.batch(&batch, values).await {
+            Ok(result) => Ok(if lwt_applied(result, "append")? {
+                Decision::Won
+            } else {
+                Decision::Lost
+            }),
+            Err(e) if error::outcome_unknown(&e) => {
+                Ok(Decision::Unknown(error::execution("append", e)))
+            }
+            Err(e) => Err(error::execution("append", e)),
+        }
     }
 
     /// The position below which everything of partition `p` is written and visible.
@@ -626,6 +634,8 @@ impl CassandraEventStore {
         let mut waiting: Option<(u64, std::time::Instant)> = None;
         // No decision of this append has lost yet.
         let mut first_try = true;
+        // Decisions whose outcome the server could not tell.
+        let mut unknown = 0;
         for _ in 0..MAX_ATTEMPTS {
             let head = self.read_head(p, serial).await?;
             let (next, committed) = (head.next()?, head.committed()?);
@@ -696,17 +706,44 @@ impl CassandraEventStore {
                     Envelope::recorded(e, stream.clone(), first_version + j, next + j, now)
                 })
                 .collect();
-            if !self
+            match self
                 .decide(p, &head, stream, stream_version, &records)
                 .await?
             {
-                // Lost the race for the partition's head (or the stream's
-                // row): back off a little and reread. (A plain read may
-                // still miss the winner's round; then the next decision
-                // loses too, which is safe: the condition is linearizable.)
-                first_try = false;
-                backoff.pause().await;
-                continue;
+                Decision::Won => {}
+                Decision::Lost => {
+                    // Lost the race for the partition's head (or the
+                    // stream's row): back off a little and reread. (A plain
+                    // read may still miss the winner's round; then the next
+                    // decision loses too, which is safe: the condition is
+                    // linearizable.)
+                    first_try = false;
+                    backoff.pause().await;
+                    continue;
+                }
+                Decision::Unknown(e) => {
+                    // The round timed out (Paxos contention on the head, a
+                    // slow node): it may have been applied. The SERIAL
+                    // reread settles it. If it was applied, the batch is
+                    // this partition's pending one (the loop finishes it)
+                    // or already written, and the id lookup returns it as
+                    // an idempotent re-append; if not, the next decision
+                    // tries again. Either way nothing is doubled.
+                    unknown += 1;
+                    if unknown >= MAX_UNKNOWN {
+                        return Err(e);
+                    }
+                    tracing::debug!(
+                        namespace = %self.inner.ns,
+                        partition = p,
+                        unknown,
+                        "append decision timed out; rereading to settle it"
+                    );
+                    serial = true;
+                    first_try = false;
+                    backoff.pause().await;
+                    continue;
+                }
             }
             let outcome = AppendOutcome {
                 first_version,
@@ -780,6 +817,18 @@ impl CassandraEventStore {
         }
         Ok(out)
     }
+}
+
+/// How one decision (the lightweight transaction on the partition's head
+/// and the stream's row) ended.
+enum Decision {
+    /// Applied: the positions and versions are this append's.
+    Won,
+    /// Not applied: another writer moved the head or the stream.
+    Lost,
+    /// Not known: the round timed out; the error to return if it never
+    /// settles.
+    Unknown(Error),
 }
 
 /// Pauses between attempts after a lost race: 1, 2, 4, … up to

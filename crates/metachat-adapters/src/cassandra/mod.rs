@@ -150,10 +150,15 @@
 //! can both succeed (ids are random UUIDs: only a client bug does that); a
 //! retry into the same stream is always recognised.
 //!
-//! A timeout while deciding or committing is
-//! [`Unavailable`](metachat_core::Error::Unavailable): the batch may still be
-//! completed later by a helper, and a retry with the same event ids returns
-//! its outcome instead of appending twice.
+//! A decision that times out (Paxos contention on a busy head, a slow node)
+//! is settled by the append itself: it rereads the head with `SERIAL`
+//! consistency, which finishes or fences off the round, and either finds its
+//! own batch (finishing it if needed, and returning its outcome) or decides
+//! again; only after several unsettled rounds in a row does it give up as
+//! [`Unavailable`](metachat_core::Error::Unavailable). A timeout while
+//! writing a decided batch is `Unavailable` too: the batch is completed later
+//! by a helper, and a retry with the same event ids returns its outcome
+//! instead of appending twice.
 //!
 //! Subscriptions poll (no [`HeadWatch`](metachat_core::store::HeadWatch)), so
 //! appends from other processes are seen too.
