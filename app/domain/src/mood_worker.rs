@@ -31,6 +31,13 @@
 //! what a dead or revoked worker had in hand is redelivered and analyzed
 //! again, and the deterministic event id makes the store keep one
 //! `MoodAnalyzed` per entry revision whoever analyzed it first.
+//!
+//! The day an edited entry's mood counts for is the entry's creation date.
+//! The worker keeps that date itself, in its read models
+//! ([`MoodWorker::ENTRY_DATES`], written before the deliveries are
+//! acknowledged and removed when the entry is deleted), so a mood service
+//! does not read the diary service's streams; only an entry created before
+//! the worker kept dates is looked up in its stream once.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -50,7 +57,7 @@ use metachat_core::bus::EventBus;
 use metachat_core::codec::{Codec, JsonCodec};
 use metachat_core::error::{Error, Result};
 use metachat_core::event::{Envelope, EventId, Metadata, NewEvent, StreamId, Timestamp};
-use metachat_core::read_model::{Commit, ReadModelStore};
+use metachat_core::read_model::{Commit, DocExpect, ReadModelStore, ReadModelStoreExt, WriteOp};
 use metachat_core::store::{self, Direction, EventStore, ExpectedVersion, LogSink};
 use metachat_shred::{DataKey, KeyState, KeyStore, KeyVault, ShredError};
 
@@ -121,6 +128,9 @@ impl<S, R, A: MoodAnalyzer, V> fmt::Debug for MoodWorker<S, R, A, V> {
 impl<S, R, A, V> MoodWorker<S, R, A, V> {
     /// Name of the worker's checkpoint in the read-model store.
     pub const NAME: &'static str = MOOD_WORKER;
+    /// The worker's read-model collection of entry creation dates (key:
+    /// the entry id; value: its `EntryCreated` time).
+    pub const ENTRY_DATES: &'static str = "mood_entry_dates";
 
     /// The counters so far.
     pub fn stats(&self) -> MoodWorkerStats {
@@ -192,18 +202,21 @@ where
     pub async fn handle(&self, events: &[Envelope]) -> Result<()> {
         let mut jobs = Vec::new();
         let mut seen = HashMap::new();
+        let mut deleted = Vec::new();
         for env in events {
             if env.stream_id.category() != DiaryEntry::KIND {
                 continue;
             }
-            if let Some(job) = self.job(env, &mut seen).await? {
+            if let Some(job) = self.job(env, &mut seen, &mut deleted).await? {
                 jobs.push(job);
             }
             if jobs.len() >= self.batch {
                 self.flush(&mut jobs).await?;
             }
         }
-        self.flush(&mut jobs).await
+        self.flush(&mut jobs).await?;
+        let created: Vec<(EntryId, Timestamp)> = seen.into_iter().collect();
+        self.keep_dates(&created, &deleted).await
     }
 
     /// Consumes `topic` (the entries' topic, `{prefix}entry`) as a member of
@@ -249,6 +262,29 @@ where
         }
     }
 
+    /// Records the creation dates of `created` and forgets `deleted`'s.
+    async fn keep_dates(
+        &self,
+        created: &[(EntryId, Timestamp)],
+        deleted: &[EntryId],
+    ) -> Result<()> {
+        if created.is_empty() && deleted.is_empty() {
+            return Ok(());
+        }
+        let mut commit = Commit::default();
+        for (entry, at) in created {
+            commit.put_json(Self::ENTRY_DATES, &entry.to_string(), at, DocExpect::Any)?;
+        }
+        for entry in deleted {
+            commit.ops.push(WriteOp::Delete {
+                collection: Self::ENTRY_DATES.to_owned(),
+                key: entry.to_string(),
+                expect: DocExpect::Any,
+            });
+        }
+        self.read_models.commit(commit).await
+    }
+
     async fn store_checkpoint(&self, next: u64) -> Result<()> {
         self.read_models
             .commit(Commit {
@@ -268,6 +304,13 @@ where
         if let Some(t) = seen.get(&entry_id) {
             return Ok(Some(*t));
         }
+        if let Some((t, _)) = self
+            .read_models
+            .get_json::<Timestamp>(Self::ENTRY_DATES, &entry_id.to_string())
+            .await?
+        {
+            return Ok(Some(t));
+        }
         let stream = StreamId::from_parts(DiaryEntry::KIND, entry_id)?;
         let first = self
             .store
@@ -281,6 +324,7 @@ where
         &self,
         env: &Envelope,
         seen: &mut HashMap<EntryId, Timestamp>,
+        deleted: &mut Vec<EntryId>,
     ) -> Result<Option<Job>> {
         let Some(event) = self.diary.decode(env)? else {
             return Ok(None);
@@ -296,7 +340,11 @@ where
                     None => env.recorded_at,
                 }
             }
-            DiaryEvent::EntryDeleted { .. } => return Ok(None),
+            DiaryEvent::EntryDeleted { entry_id, .. } => {
+                seen.remove(entry_id);
+                deleted.push(*entry_id);
+                return Ok(None);
+            }
         };
         let Some(text) = event.text() else {
             return Ok(None);
@@ -400,6 +448,7 @@ where
         event: MoodEvent,
         metadata: Metadata,
     ) -> Result<()> {
+        let (correlation, causation) = (metadata.correlation_id, metadata.causation_id);
         let enc = mood::codec().encode(&event)?;
         let new = NewEvent::new(enc.event_type, enc.payload)
             .with_schema_version(enc.schema_version)
@@ -413,6 +462,16 @@ where
         {
             Ok(_) => {
                 self.counters.analyzed.fetch_add(1, Ordering::Relaxed);
+                // Follows a request across the Kafka hops (the server's
+                // `correlation.rs`): opt in with `metachat::trace=debug`.
+                tracing::debug!(
+                    target: "metachat::trace",
+                    entry = %entry_id,
+                    event_id = %id.0,
+                    correlation_id = ?correlation,
+                    causation_id = ?causation,
+                    "mood recorded"
+                );
                 Ok(())
             }
             // Recorded before (a re-analysis after a crash): the first wins.
@@ -436,11 +495,12 @@ where
     async fn apply(&self, events: &[Envelope]) -> Result<u64> {
         let mut jobs = Vec::new();
         let mut seen = HashMap::new();
+        let mut deleted = Vec::new();
         for env in events {
             if env.stream_id.category() != DiaryEntry::KIND {
                 continue;
             }
-            if let Some(job) = self.job(env, &mut seen).await? {
+            if let Some(job) = self.job(env, &mut seen, &mut deleted).await? {
                 jobs.push(job);
             }
             if jobs.len() >= self.batch {
@@ -449,6 +509,8 @@ where
             }
         }
         self.flush(&mut jobs).await?;
+        let created: Vec<(EntryId, Timestamp)> = seen.into_iter().collect();
+        self.keep_dates(&created, &deleted).await?;
         let next = events.last().map_or(0, |e| e.position + 1);
         self.store_checkpoint(next).await?;
         Ok(next)

@@ -555,3 +555,84 @@ async fn two_workers_in_one_group_record_one_mood_per_revision() {
     let analyzed: u64 = workers.iter().map(|w| w.stats().analyzed).sum();
     assert!(analyzed >= 15, "the workers recorded every revision");
 }
+
+/// A mood worker keeps the creation dates itself: an edit delivered in a
+/// later batch than its entry's creation counts for the creation's day
+/// even when the worker's store holds none of the diary's streams (as a
+/// mood service fed by the bus, reading no other service's data); a
+/// deletion forgets the date.
+#[tokio::test]
+async fn an_edit_in_a_later_batch_keeps_the_creation_date_without_the_diary_stream() {
+    let w = World::new();
+    let ada = w.user("ada@example.org").await;
+    let entry = w.create(ada, "glad glad morning").await;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    w.edit(ada, entry, "a sad sad evening").await;
+    let created_at = w.created_at(entry).await;
+    let diary: Vec<Envelope> = w
+        .store
+        .read_all(0, usize::MAX)
+        .await
+        .expect("log")
+        .into_iter()
+        .filter(|e| e.stream_id.category() == "entry")
+        .collect();
+    assert_eq!(diary.len(), 2);
+    assert!(diary[1].recorded_at > created_at);
+
+    // The worker's own store: no diary stream in it.
+    let own: Store = Arc::new(InMemoryEventStore::new());
+    let worker: Worker = MoodWorker::new(
+        own.clone(),
+        w.rm.clone(),
+        w.vault.clone(),
+        w.analyzer.clone(),
+    );
+    worker.handle(&diary[..1]).await.expect("the creation");
+    worker.handle(&diary[1..]).await.expect("the edit, alone");
+    let codec = mood::codec();
+    let moods: Vec<MoodEvent> = own
+        .read_all(0, usize::MAX)
+        .await
+        .expect("log")
+        .iter()
+        .map(|e| codec.decode(e).expect("decode").expect("mood"))
+        .collect();
+    assert_eq!(moods.len(), 2);
+    for MoodEvent::MoodAnalyzed {
+        entry_created_at,
+        entry_revision,
+        ..
+    } in &moods
+    {
+        assert_eq!(
+            *entry_created_at, created_at,
+            "revision {entry_revision} counts for the creation's day"
+        );
+    }
+
+    w.diaries
+        .delete(entry, ada, None, Metadata::default())
+        .await
+        .expect("delete");
+    let deleted = w.store.read_all(0, usize::MAX).await.expect("log");
+    let deleted: Vec<Envelope> = deleted
+        .into_iter()
+        .filter(|e| e.stream_id.category() == "entry")
+        .skip(2)
+        .collect();
+    assert_eq!(deleted.len(), 1);
+    assert!(w
+        .rm
+        .get(Worker::ENTRY_DATES, &entry.to_string())
+        .await
+        .expect("get")
+        .is_some());
+    worker.handle(&deleted).await.expect("the deletion");
+    assert!(w
+        .rm
+        .get(Worker::ENTRY_DATES, &entry.to_string())
+        .await
+        .expect("get")
+        .is_none());
+}

@@ -5,7 +5,7 @@
 //! |---|---|---|---|
 //! | `user` | `/v1/users`, `/v1/sessions…`, `/v1/me` | the user directory; the key sweep | sessions, directory |
 //! | `diary` | `/v1/entries…`, `/v1/mood/timeline` | diary and mood timelines | timelines |
-//! | `mood` | none | the mood worker (a Kafka consumer-group member) | none |
+//! | `mood` | none | the mood worker (a Kafka consumer-group member) | entries' creation dates (shared by the group's workers) |
 //! | `matching` | `/v1/matches` | the matching index and a directory of names | matching, directory |
 //! | `relay` | none | the outbox relay: the event log to Kafka | the relay's checkpoint |
 //!
@@ -24,8 +24,23 @@
 //!   with its owner's key wherever it is stored, and erasure must destroy
 //!   that key in one place for every service at once; the vault is
 //!   infrastructure like a KMS, not a service's read model.
-//! - Not yet separated: the mood worker reads an edited entry's stream for
-//!   its creation date.
+//!
+//! **Several matching instances** each answer for every user: each keeps a
+//! whole replica of the index (its own read-model namespace,
+//! `{ns}_matching_{instance}`, and its own consumer groups, so each reads
+//! every mood and profile event). The choice over one shared read model:
+//! a query never leaves the process (the index is in memory, searched in
+//! place), instances are independent (one can be rebuilt from the topics
+//! by starting it on a fresh namespace while the others serve), and the
+//! gateway may send any query to any instance. The cost: every instance
+//! stores and applies every event (memory and work grow with the
+//! instances, not shared), and each instance's answers lag by its own
+//! consumer lag (`metachat_kafka_consumer_lag_records` in its `/metrics`).
+//!
+//! The mood worker keeps the creation date of each entry it saw created
+//! (an edit's mood counts for that day) in its own read models instead of
+//! reading the diary's streams; only an entry created before a worker kept
+//! dates is looked up in its stream, once.
 
 use std::fmt;
 use std::str::FromStr;
