@@ -20,6 +20,7 @@
 mod auth;
 mod backend;
 mod config;
+mod correlation;
 mod error;
 mod extract;
 mod keys;

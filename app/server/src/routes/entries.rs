@@ -177,7 +177,7 @@ fn domain_error(e: DiaryError) -> ApiError {
 }
 
 fn metadata(user: UserId) -> Metadata {
-    Metadata::default().with_actor(user.to_string())
+    crate::correlation::metadata().with_actor(user.to_string())
 }
 
 /// Creates an entry.

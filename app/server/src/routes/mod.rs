@@ -92,6 +92,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(close_after_unread_body))
         .layer(axum::middleware::from_fn(crate::metrics::track))
         .layer(security_headers())
+        .layer(axum::middleware::from_fn(crate::correlation::track))
         .with_state(state)
 }
 

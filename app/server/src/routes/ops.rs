@@ -91,6 +91,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         }
     }
     crate::mood_worker::export_lag(&state).await;
+    crate::metrics::export_consumer_lag(&state).await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.inner.metrics.render(),

@@ -5,7 +5,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
-use metachat_core::event::Metadata;
 use metachat_core::store::EventReader;
 use metachat_domain::{Email, UserDirectory, UserError, UserId, UsersError};
 use serde::{Deserialize, Serialize};
@@ -183,7 +182,7 @@ pub(crate) async fn register(
             &body.email,
             &hash,
             &body.display_name,
-            Metadata::default(),
+            crate::correlation::metadata(),
         )
         .await
         .map_err(user_error)?;
@@ -287,7 +286,7 @@ pub(crate) async fn logout(
         // No token of the session outlives this: the newest was issued
         // at the latest now.
         crate::token::now_secs() + state.inner.tokens()?.ttl().as_secs(),
-        Metadata::default(),
+        crate::correlation::metadata(),
     )
     .await
     .map_err(ApiError::store)?;
@@ -368,7 +367,7 @@ pub(crate) async fn erase(
     state
         .inner
         .users()?
-        .erase(auth.user_id, Metadata::default())
+        .erase(auth.user_id, crate::correlation::metadata())
         .await
         .map_err(user_error)?;
     state
