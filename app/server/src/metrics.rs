@@ -23,6 +23,8 @@ pub(crate) const EVENTS_APPENDED: &str = "metachat_events_appended_total";
 pub(crate) const PROJECTION_LAG: &str = "metachat_projection_lag_events";
 /// The log's head (next position).
 pub(crate) const LOG_HEAD: &str = "metachat_log_head";
+/// Records of a Kafka topic partition a consumer group has not committed.
+pub(crate) const CONSUMER_LAG: &str = "metachat_kafka_consumer_lag_records";
 
 /// Installs the global recorder.
 pub(crate) fn install() -> anyhow::Result<PrometheusHandle> {
@@ -37,6 +39,10 @@ pub(crate) fn install() -> anyhow::Result<PrometheusHandle> {
     metrics::describe_counter!(EVENTS_APPENDED, "events appended to the log");
     metrics::describe_gauge!(PROJECTION_LAG, "events a projection is behind the head");
     metrics::describe_gauge!(LOG_HEAD, "next position of the global log");
+    metrics::describe_gauge!(
+        CONSUMER_LAG,
+        "records of a Kafka topic partition a consumer group of this process has not committed"
+    );
     metrics::describe_counter!(
         crate::limits::REFUSED,
         "requests refused by a limit (hashing slots, login throttling, registration quota)"
@@ -156,6 +162,31 @@ mod tests {
         for made_up in ["FOO", "BREW", "get", "X-ANYTHING"] {
             let m = Method::from_bytes(made_up.as_bytes()).expect("a token");
             assert_eq!(method_label(&m), "other", "{made_up}");
+        }
+    }
+}
+
+/// Sets [`CONSUMER_LAG`] for each consumer group of this process, topic and
+/// partition, as the broker reports it now; a group the broker cannot
+/// answer for keeps its last values (and the failure is logged at debug).
+pub(crate) async fn export_consumer_lag(state: &crate::state::AppState) {
+    let Some((kafka, groups)) = &state.inner.consumers else {
+        return;
+    };
+    for (group, topic) in groups {
+        match kafka.consumer_lag(group, topic).await {
+            Ok(lags) => {
+                for (partition, lag) in lags {
+                    metrics::gauge!(
+                        CONSUMER_LAG,
+                        "group" => group.clone(),
+                        "topic" => topic.clone(),
+                        "partition" => partition.to_string()
+                    )
+                    .set(lag as f64);
+                }
+            }
+            Err(e) => tracing::debug!(%group, %topic, error = %e, "consumer lag not available"),
         }
     }
 }

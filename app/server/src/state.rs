@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use anyhow::Context as _;
+use metachat_adapters::kafka::KafkaEventBus;
 use metachat_core::aggregate::Aggregate as _;
 use metachat_core::projection::BusProjectionRunner;
 
@@ -87,6 +88,10 @@ pub(crate) struct Inner {
     pub(crate) last_writes: parking_lot::Mutex<std::collections::HashMap<UserId, u64>>,
     /// The hashing gate, login throttling and registration quota.
     pub(crate) limits: crate::limits::Limits,
+    /// The Kafka bus and this process's consumer groups with the topics
+    /// they follow (distributed processes), for the consumer lag per
+    /// partition in `/metrics`.
+    pub(crate) consumers: Option<(KafkaEventBus, Vec<(String, String)>)>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -188,6 +193,9 @@ pub(crate) enum Feed {
         prefix: String,
         /// This process's instance name.
         instance: String,
+        /// The consumer groups started so far, with a topic each follows
+        /// (for the lag in `/metrics`).
+        groups: Arc<parking_lot::Mutex<Vec<(String, String)>>>,
     },
 }
 
@@ -209,11 +217,19 @@ fn spawn_follower<P: Projection + 'static>(
 ) -> JoinHandle<()> {
     match feed {
         Feed::Log => spawn_runner(store.clone(), read_models.clone(), projection, stop.clone()),
-        Feed::Bus { bus, prefix, .. } => {
+        Feed::Bus {
+            bus,
+            prefix,
+            groups,
+            ..
+        } => {
             let topics = Feed::topics(prefix);
             let names: Vec<&str> = topics.iter().map(String::as_str).collect();
             let name = projection.name().to_owned();
             let group = format!("{prefix}{group}.{name}");
+            groups
+                .lock()
+                .extend(topics.iter().map(|t| (group.clone(), t.clone())));
             let runner = BusProjectionRunner::new(
                 bus.clone(),
                 read_models.clone(),
@@ -247,6 +263,7 @@ pub(crate) async fn start(config: &Config, metrics: PrometheusHandle) -> anyhow:
             bus,
             prefix,
             instance: config.instance.clone(),
+            groups: Arc::default(),
         }
     };
 
@@ -368,11 +385,21 @@ pub(crate) async fn start(config: &Config, metrics: PrometheusHandle) -> anyhow:
     if roles.has(Role::Mood) {
         let worker_feed = match &feed {
             Feed::Log => crate::mood_worker::WorkerFeed::Log,
-            Feed::Bus { bus, prefix, .. } => crate::mood_worker::WorkerFeed::Bus {
-                bus: bus.clone(),
-                topic: format!("{prefix}{}", metachat_domain::DiaryEntry::KIND),
-                group: format!("{prefix}{}", Role::Mood.name()),
-            },
+            Feed::Bus {
+                bus,
+                prefix,
+                groups,
+                ..
+            } => {
+                let topic = format!("{prefix}{}", metachat_domain::DiaryEntry::KIND);
+                let group = format!("{prefix}{}", Role::Mood.name());
+                groups.lock().push((group.clone(), topic.clone()));
+                crate::mood_worker::WorkerFeed::Bus {
+                    bus: bus.clone(),
+                    topic,
+                    group,
+                }
+            }
         };
         if let Some((task, stats)) = crate::mood_worker::spawn(
             config,
@@ -431,6 +458,10 @@ pub(crate) async fn start(config: &Config, metrics: PrometheusHandle) -> anyhow:
         ),
     };
 
+    let consumers = match (&feed, &backends.kafka) {
+        (Feed::Bus { groups, .. }, Some(kafka)) => Some((kafka.clone(), groups.lock().clone())),
+        _ => None,
+    };
     let dummy_hash = crate::auth::dummy_hash().await?;
     let inner = Inner {
         roles,
@@ -463,6 +494,7 @@ pub(crate) async fn start(config: &Config, metrics: PrometheusHandle) -> anyhow:
         match_index,
         last_writes: Default::default(),
         limits: crate::limits::Limits::new(config),
+        consumers,
     };
     Ok(Started {
         state: AppState {

@@ -103,6 +103,7 @@ impl Backend {
             "kafka",
         ])
         .env("CASSANDRA_NAMESPACE", format!("e2e{ns}"));
+        // (`Server::cassandra_namespace` names it for the tests.)
     }
 }
 
@@ -155,6 +156,9 @@ pub struct ServerConfig {
     pub token_ttl_secs: Option<u64>,
     /// Extra arguments after the defaults.
     pub args: Vec<String>,
+    /// The processes (name, `--roles`) of a distributed system
+    /// ([`Backend::Distributed`] only).
+    pub processes: &'static [(&'static str, &'static str)],
 }
 
 impl ServerConfig {
@@ -164,6 +168,7 @@ impl ServerConfig {
             analyzer: Analyzer::Lexicon,
             token_ttl_secs: None,
             args: Vec::new(),
+            processes: &distributed::PROCESSES,
         }
     }
 
@@ -282,6 +287,31 @@ impl Server {
         r.text
     }
 
+    /// The processes of the distributed system; panics on another backend.
+    pub fn cluster(&mut self) -> &mut distributed::Cluster {
+        self.cluster.as_mut().expect("a distributed system")
+    }
+
+    /// SIGKILLs one process of the distributed system.
+    pub fn kill_process(&mut self, name: &str) {
+        self.cluster().kill_process(name);
+    }
+
+    /// Starts one more process (name, `--roles`) in the distributed system
+    /// (not behind the gateway: reach it with [`Cluster::process_url`]).
+    pub async fn add_process(&mut self, name: &'static str, roles: &'static str) {
+        let mut cluster = self.cluster.take().expect("a distributed system");
+        cluster.add_process(self, name, roles).await;
+        self.cluster = Some(cluster);
+    }
+
+    /// Starts a killed process of the distributed system again.
+    pub async fn restart_process(&mut self, name: &str) {
+        let mut cluster = self.cluster.take().expect("a distributed system");
+        cluster.restart_process(self, name).await;
+        self.cluster = Some(cluster);
+    }
+
     /// A client for this process (a restart changes the port: take a new one).
     pub fn api(&self) -> Api {
         let api = Api::new(&self.base);
@@ -396,11 +426,17 @@ impl Server {
             .lines()
             .find(|l| l.contains("metrics listening"))
             .unwrap_or_else(|| panic!("no `metrics listening` line in the log:\n{plain}"));
-        let addr = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("addr="))
-            .unwrap_or_else(|| panic!("no addr= in {line:?}"))
-            .trim_matches('"');
+        // A text line (`addr=…`) or a JSON one (`--log-format json`).
+        let json_addr = serde_json::from_str::<Value>(line)
+            .ok()
+            .and_then(|v| v["fields"]["addr"].as_str().map(str::to_owned));
+        let addr = json_addr.unwrap_or_else(|| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix("addr="))
+                .unwrap_or_else(|| panic!("no addr= in {line:?}"))
+                .trim_matches('"')
+                .to_owned()
+        });
         format!("http://{addr}")
     }
 
@@ -460,6 +496,11 @@ impl Server {
             .extend(args.iter().map(|a| (*a).to_owned()));
         self.restart().await;
         self.config.args = saved;
+    }
+
+    /// The Cassandra namespace of the server's event store.
+    pub fn cassandra_namespace(&self) -> String {
+        format!("e2e{}", self.ns)
     }
 
     /// The Kafka topic prefix the server relays to when it runs a bus.

@@ -259,6 +259,53 @@ impl KafkaEventBus {
         .map_err(|e| Error::backend(format!("watermark task failed: {e}")))?
     }
 
+    /// Each partition of `topic` with consumer group `group`'s lag: the
+    /// records published to it that the group has not committed (the high
+    /// watermark minus the committed offset; the whole partition when the
+    /// group has committed nothing there yet). Asked of the broker now,
+    /// by a short-lived client that does not join the group.
+    ///
+    /// A topic that does not exist yet has no partitions (an empty list).
+    pub async fn consumer_lag(&self, group: &str, topic: &str) -> Result<Vec<(i32, i64)>> {
+        let highs = self.high_watermarks(topic).await?;
+        if highs.is_empty() {
+            return Ok(highs);
+        }
+        let mut c = client_config(&self.inner.config);
+        c.set("group.id", group).set("enable.auto.commit", "false");
+        let c = with_extra(c, &self.inner.config);
+        let topic = topic.to_owned();
+        let timeout = self
+            .inner
+            .config
+            .delivery_timeout
+            .min(Duration::from_secs(5));
+        tokio::task::spawn_blocking(move || {
+            let consumer: rdkafka::consumer::BaseConsumer =
+                c.create().map_err(|e| map("lag client", e))?;
+            let mut tpl = rdkafka::TopicPartitionList::new();
+            for (p, _) in &highs {
+                tpl.add_partition(&topic, *p);
+            }
+            let committed = consumer
+                .committed_offsets(tpl, timeout)
+                .map_err(|e| map("committed offsets", e))?;
+            Ok(highs
+                .into_iter()
+                .map(|(p, high)| {
+                    let at = committed.find_partition(&topic, p).map(|e| e.offset());
+                    let lag = match at {
+                        Some(rdkafka::Offset::Offset(o)) => (high - o).max(0),
+                        _ => high,
+                    };
+                    (p, lag)
+                })
+                .collect())
+        })
+        .await
+        .map_err(|e| Error::backend(format!("lag task failed: {e}")))?
+    }
+
     async fn wait_for_metadata(&self, topic: &str) -> Result<()> {
         let producer = self.inner.producer.clone();
         let topic = topic.to_owned();
