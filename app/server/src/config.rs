@@ -103,7 +103,10 @@ pub(crate) struct Config {
     pub(crate) durability: DurabilityChoice,
 
     /// Rebuild every projection from position 0 before serving (the read
-    /// models are cleared first; the log is untouched).
+    /// models are cleared first; the log is untouched). In a distributed
+    /// process: its own projections' read models are cleared and they read
+    /// their topics again from the earliest record, as new consumer groups
+    /// (the topics must still hold every event: Kafka's retention).
     #[arg(long, env = "METACHAT_REBUILD_PROJECTIONS")]
     pub(crate) rebuild_projections: bool,
 

@@ -196,6 +196,9 @@ pub(crate) enum Feed {
         /// The consumer groups started so far, with a topic each follows
         /// (for the lag in `/metrics`).
         groups: Arc<parking_lot::Mutex<Vec<(String, String)>>>,
+        /// With `--rebuild-projections`: a suffix that makes the followers'
+        /// groups new ones (they read from the earliest record).
+        generation: Option<String>,
     },
 }
 
@@ -221,12 +224,16 @@ fn spawn_follower<P: Projection + 'static>(
             bus,
             prefix,
             groups,
+            generation,
             ..
         } => {
             let topics = Feed::topics(prefix);
             let names: Vec<&str> = topics.iter().map(String::as_str).collect();
             let name = projection.name().to_owned();
-            let group = format!("{prefix}{group}.{name}");
+            let group = match generation {
+                Some(g) => format!("{prefix}{group}.{name}.{g}"),
+                None => format!("{prefix}{group}.{name}"),
+            };
             groups
                 .lock()
                 .extend(topics.iter().map(|t| (group.clone(), t.clone())));
@@ -264,6 +271,9 @@ pub(crate) async fn start(config: &Config, metrics: PrometheusHandle) -> anyhow:
             prefix,
             instance: config.instance.clone(),
             groups: Arc::default(),
+            generation: config
+                .rebuild_projections
+                .then(|| format!("rebuilt{}", crate::token::now_secs())),
         }
     };
 
@@ -275,12 +285,11 @@ pub(crate) async fn start(config: &Config, metrics: PrometheusHandle) -> anyhow:
     }
 
     if config.rebuild_projections {
-        anyhow::ensure!(
-            roles.is_embedded(),
-            "--rebuild-projections rebuilds from the log: only with --roles all \
-             (a distributed process rebuilds by starting on a fresh read-model namespace)"
-        );
-        rebuild(&store, &raw_read_models, &vault).await?;
+        if roles.is_embedded() {
+            rebuild(&store, &raw_read_models, &vault).await?;
+        } else {
+            reset_followers(roles, &raw_read_models, &vault).await?;
+        }
     }
 
     // The followers this process runs, for progress and readiness.
@@ -540,6 +549,44 @@ async fn rebuild(
         crate::matching::projection(vault.clone())?,
     )
     .await?;
+    Ok(())
+}
+
+/// `--rebuild-projections` in a distributed process: clears the read models
+/// of the projections its roles run (their collections, per-stream guards
+/// and checkpoints); they then read their topics from the start as new
+/// consumer groups ([`Feed::Bus`]'s generation).
+async fn reset_followers(
+    roles: RoleSet,
+    read_models: &DynReadModels,
+    vault: &KeyVault<Keys>,
+) -> anyhow::Result<()> {
+    async fn one<P: Projection>(read_models: &DynReadModels, projection: P) -> anyhow::Result<()> {
+        let name = projection.name().to_owned();
+        for c in projection.collections() {
+            read_models.clear_collection(&c).await?;
+        }
+        read_models
+            .clear_collection(&format!(
+                "{}{name}",
+                metachat_core::projection::APPLIED_PREFIX
+            ))
+            .await?;
+        read_models.reset_checkpoint(&name).await?;
+        tracing::info!(projection = %name, "projection cleared: it reads its topics again from the start");
+        Ok(())
+    }
+    tracing::warn!("rebuilding this process's projections from the bus");
+    if roles.has(Role::User) || roles.has(Role::Matching) {
+        one(read_models, UserDirectory::new()).await?;
+    }
+    if roles.has(Role::Diary) {
+        one(read_models, DiaryTimeline::new()).await?;
+        one(read_models, MoodTimeline::new(vault.clone())).await?;
+    }
+    if roles.has(Role::Matching) {
+        one(read_models, crate::matching::projection(vault.clone())?).await?;
+    }
     Ok(())
 }
 
