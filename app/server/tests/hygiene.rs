@@ -6,6 +6,11 @@
 //! answer carries, and `/metrics` on its own listener with a fixed label
 //! set.
 //!
+//! These are the server process's own transport rules: in a distributed
+//! run the raw connections and the `/metrics` labels address one role
+//! process (the user process) directly, not the gateway, whose own limits
+//! `scripts/gateway selftest` checks.
+//!
 //! Each deadline is set to 1 s by flags; the assertions are about what
 //! happened (closed, answered, exited), with generous outer waits, never
 //! about how long it took.
@@ -31,7 +36,7 @@ async fn server_with(flags: &[&str]) -> Option<Server> {
 }
 
 async fn connect(server: &Server) -> TcpStream {
-    TcpStream::connect(server.addr())
+    TcpStream::connect(server.process_addr())
         .await
         .expect("connect to the server")
 }
@@ -378,7 +383,7 @@ async fn metrics_are_on_their_own_listener_with_fixed_labels() {
     let Some(server) = Server::lexicon().await else {
         return;
     };
-    let api = server.api();
+    let api = common::Api::new(&format!("http://{}", server.process_addr()));
     assert_ne!(server.metrics_base, server.base);
     api.raw(Method::GET, "/metrics", &[], None)
         .await

@@ -34,7 +34,10 @@ fn keys(brokers: &str, topic: &str) -> Vec<String> {
     }
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter(|l| !l.is_empty())
+        // Not events: the relay's watermark records (stream
+        // `watermark-{relay}`), which a distributed relay publishes on
+        // every partition for the followers' checkpoints.
+        .filter(|l| !l.is_empty() && !l.starts_with("watermark-"))
         .map(str::to_owned)
         .collect()
 }

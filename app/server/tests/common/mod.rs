@@ -272,6 +272,18 @@ impl Server {
         format!("{}{}", self.base, path)
     }
 
+    /// `host:port` of the server process's own listener: the public one,
+    /// or in a distributed system the user process's (not the gateway).
+    pub fn process_addr(&self) -> String {
+        match &self.cluster {
+            Some(cluster) => cluster
+                .process_url("user")
+                .trim_start_matches("http://")
+                .to_owned(),
+            None => self.addr(),
+        }
+    }
+
     /// `host:port` of the public listener, for raw TCP.
     pub fn addr(&self) -> String {
         self.base.trim_start_matches("http://").to_owned()
