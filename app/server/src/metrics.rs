@@ -151,21 +151,6 @@ async fn poll_head(store: Store, stop: Stop) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn methods_fold_into_a_fixed_set() {
-        assert_eq!(method_label(&Method::GET), "GET");
-        assert_eq!(method_label(&Method::DELETE), "DELETE");
-        for made_up in ["FOO", "BREW", "get", "X-ANYTHING"] {
-            let m = Method::from_bytes(made_up.as_bytes()).expect("a token");
-            assert_eq!(method_label(&m), "other", "{made_up}");
-        }
-    }
-}
-
 /// Sets [`CONSUMER_LAG`] for each consumer group of this process, topic and
 /// partition, as the broker reports it now; a group the broker cannot
 /// answer for keeps its last values (and the failure is logged at debug).
@@ -187,6 +172,21 @@ pub(crate) async fn export_consumer_lag(state: &crate::state::AppState) {
                 }
             }
             Err(e) => tracing::debug!(%group, %topic, error = %e, "consumer lag not available"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_fold_into_a_fixed_set() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::DELETE), "DELETE");
+        for made_up in ["FOO", "BREW", "get", "X-ANYTHING"] {
+            let m = Method::from_bytes(made_up.as_bytes()).expect("a token");
+            assert_eq!(method_label(&m), "other", "{made_up}");
         }
     }
 }

@@ -83,7 +83,15 @@ impl Outcome {
 struct Load {
     stop: Arc<AtomicBool>,
     acked: Arc<std::sync::atomic::AtomicUsize>,
-    tasks: Vec<tokio::task::JoinHandle<(String, Vec<String>, BTreeMap<u16, usize>, usize)>>,
+    tasks: Vec<tokio::task::JoinHandle<Written>>,
+}
+
+/// What one writer saw.
+struct Written {
+    user: String,
+    acked: Vec<String>,
+    refused: BTreeMap<u16, usize>,
+    transport_errors: usize,
 }
 
 impl Load {
@@ -109,7 +117,7 @@ impl Load {
                         let text = format!(
                             "{} day {n}: a walk, some work, {} thoughts",
                             user.display_name,
-                            if n % 2 == 0 { "happy" } else { "sad" }
+                            if n.is_multiple_of(2) { "happy" } else { "sad" }
                         );
                         let body = serde_json::to_vec(&json!({ "text": text })).expect("json");
                         let r = api
@@ -138,7 +146,12 @@ impl Load {
                         acked.fetch_sub(1, Ordering::SeqCst);
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
-                    (user.user_id.clone(), mine, refused, transport)
+                    Written {
+                        user: user.user_id.clone(),
+                        acked: mine,
+                        refused,
+                        transport_errors: transport,
+                    }
                 })
             })
             .collect();
@@ -156,12 +169,12 @@ impl Load {
     async fn finish(self) -> Outcome {
         let mut out = Outcome::default();
         for t in self.tasks {
-            let (user, mine, refused, transport) = t.await.expect("a writer task");
-            out.acked.insert(user, mine);
-            for (status, n) in refused {
+            let w = t.await.expect("a writer task");
+            out.acked.insert(w.user, w.acked);
+            for (status, n) in w.refused {
                 *out.refused.entry(status).or_insert(0) += n;
             }
-            out.transport_errors += transport;
+            out.transport_errors += w.transport_errors;
         }
         out
     }
