@@ -45,18 +45,36 @@ export METACHAT_TOKEN_TTL_SECS=7200 METACHAT_REGISTER_PER_MINUTE=1000000 \
 
 uptime >&2
 
+# The server's --analyzer for an analyzer of this bench (`auto` runs e5
+# from the model directory; the check below fails a run that fell back).
+server_analyzer() {
+    if [ "$1" = e5 ]; then echo auto; else echo "$1"; fi
+}
+
+# Fails when a run meant for e5 fell back to the lexicon (logs in $1...).
+check_model() {
+    local analyzer="$1"
+    shift
+    [ "$analyzer" = e5 ] || return 0
+    if grep -h '"mood analyzer ready"' "$@" | grep -q '"fallback":true'; then
+        log "an e5 run fell back to the lexicon: $(grep -h 'mood analyzer ready' "$@" | head -n 1)"
+        return 1
+    fi
+}
+
 # run_distributed <workers> <analyzer> <run-id>: prints the generator's line.
 run_distributed() {
     local workers="$1" analyzer="$2" id="$3"
     local dir="$OUT/dist-$id"
     rm -rf "$dir"
     export METACHAT_BUILD_DIR="$dir" METACHAT_SERVER_BIN="$SERVER" \
-        METACHAT_ANALYZER="$analyzer" METACHAT_DIST_MOOD_WORKERS="$workers" \
+        METACHAT_ANALYZER="$(server_analyzer "$analyzer")" METACHAT_DIST_MOOD_WORKERS="$workers" \
         METACHAT_DIST_NAMESPACE="bench_$id" METACHAT_DIST_PREFIX="bench.$id." \
         METACHAT_DIST_PORT_BASE=18280
     eval "$(scripts/distributed start 2>>"$dir.log")"
     local rc=0
-    PIPELINE_URL="$METACHAT_GATEWAY_URL" "$GEN" || rc=$?
+    check_model "$analyzer" "$dir"/distributed/mood-*/log || rc=$?
+    [ "$rc" = 0 ] && { PIPELINE_URL="$METACHAT_GATEWAY_URL" "$GEN" || rc=$?; }
     scripts/distributed stop 2>>"$dir.log"
     unset METACHAT_BUILD_DIR METACHAT_SERVER_BIN METACHAT_DIST_MOOD_WORKERS \
         METACHAT_DIST_NAMESPACE METACHAT_DIST_PREFIX METACHAT_DIST_PORT_BASE
@@ -70,7 +88,7 @@ run_embedded() {
     rm -rf "$dir"
     mkdir -p "$dir"
     local port=18391
-    METACHAT_MODEL_DIR="$REPO/models" "$SERVER" --analyzer "$analyzer" \
+    METACHAT_MODEL_DIR="$REPO/models" "$SERVER" --analyzer "$(server_analyzer "$analyzer")" \
         --data-dir "$dir/data" --addr "127.0.0.1:$port" --metrics-addr 127.0.0.1:0 \
         --log-format json </dev/null >"$dir/log" 2>&1 &
     local pid=$!
@@ -85,7 +103,8 @@ run_embedded() {
         METACHAT_MATCHING_UPSTREAMS="127.0.0.1:$port"
     scripts/gateway start >/dev/null
     local rc=0
-    PIPELINE_URL="http://$METACHAT_GATEWAY_ADDR" "$GEN" || rc=$?
+    check_model "$analyzer" "$dir/log" || rc=$?
+    [ "$rc" = 0 ] && { PIPELINE_URL="http://$METACHAT_GATEWAY_ADDR" "$GEN" || rc=$?; }
     scripts/gateway stop >/dev/null || true
     kill -TERM "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
