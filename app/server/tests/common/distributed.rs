@@ -218,24 +218,21 @@ impl Cluster {
         p.child = Some(child);
     }
 
-    /// `http://127.0.0.1:<port>` of the named process's API listener.
-    pub fn process_url(&self, name: &str) -> String {
-        let p = self
-            .procs
+    fn proc(&self, name: &str) -> &Proc {
+        self.procs
             .iter()
             .find(|p| p.name == name)
-            .unwrap_or_else(|| panic!("no process named {name}"));
-        format!("http://127.0.0.1:{}", p.port)
+            .unwrap_or_else(|| panic!("no process named {name}"))
+    }
+
+    /// `http://127.0.0.1:<port>` of the named process's API listener.
+    pub fn process_url(&self, name: &str) -> String {
+        format!("http://127.0.0.1:{}", self.proc(name).port)
     }
 
     /// `http://127.0.0.1:<port>` of the named process's metrics listener.
     pub fn metrics_url_of(&self, name: &str) -> String {
-        let p = self
-            .procs
-            .iter()
-            .find(|p| p.name == name)
-            .unwrap_or_else(|| panic!("no process named {name}"));
-        format!("http://127.0.0.1:{}", p.metrics)
+        format!("http://127.0.0.1:{}", self.proc(name).metrics)
     }
 
     /// `http://127.0.0.1:<port>` of each role process.

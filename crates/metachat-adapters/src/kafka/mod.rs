@@ -219,6 +219,15 @@ impl KafkaEventBus {
         Ok(())
     }
 
+    /// How long one broker query of [`high_watermarks`](Self::high_watermarks)
+    /// or [`consumer_lag`](Self::consumer_lag) may take.
+    fn query_timeout(&self) -> Duration {
+        self.inner
+            .config
+            .delivery_timeout
+            .min(Duration::from_secs(5))
+    }
+
     /// Each partition of `topic` with its high watermark (the offset its
     /// next record will get), asked of the broker now: a consumer that has
     /// read every partition up to these offsets has seen everything
@@ -228,11 +237,7 @@ impl KafkaEventBus {
     pub async fn high_watermarks(&self, topic: &str) -> Result<Vec<(i32, i64)>> {
         let producer = self.inner.producer.clone();
         let topic = topic.to_owned();
-        let timeout = self
-            .inner
-            .config
-            .delivery_timeout
-            .min(Duration::from_secs(5));
+        let timeout = self.query_timeout();
         tokio::task::spawn_blocking(move || {
             let client = producer.client();
             let md = client
@@ -275,11 +280,7 @@ impl KafkaEventBus {
         c.set("group.id", group).set("enable.auto.commit", "false");
         let c = with_extra(c, &self.inner.config);
         let topic = topic.to_owned();
-        let timeout = self
-            .inner
-            .config
-            .delivery_timeout
-            .min(Duration::from_secs(5));
+        let timeout = self.query_timeout();
         tokio::task::spawn_blocking(move || {
             let consumer: rdkafka::consumer::BaseConsumer =
                 c.create().map_err(|e| map("lag client", e))?;
