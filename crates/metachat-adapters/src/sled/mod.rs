@@ -64,6 +64,7 @@ mod durability;
 mod error;
 mod keys;
 mod read_models;
+pub mod segment;
 mod store;
 mod writer;
 
