@@ -200,6 +200,13 @@ where
     /// consumer group on a bus). Events of other categories are ignored;
     /// each entry's events must come in their stream's order.
     pub async fn handle(&self, events: &[Envelope]) -> Result<()> {
+        self.process(events, false).await
+    }
+
+    /// Analyzes and records the moods of `events` a batch at a time, then
+    /// keeps the entries' dates; with `checkpoints`, stores the checkpoint
+    /// after each full batch (the caller stores the last one).
+    async fn process(&self, events: &[Envelope], checkpoints: bool) -> Result<()> {
         let mut jobs = Vec::new();
         let mut seen = HashMap::new();
         let mut deleted = Vec::new();
@@ -212,6 +219,9 @@ where
             }
             if jobs.len() >= self.batch {
                 self.flush(&mut jobs).await?;
+                if checkpoints {
+                    self.store_checkpoint(env.position + 1).await?;
+                }
             }
         }
         self.flush(&mut jobs).await?;
@@ -493,24 +503,7 @@ where
     V: KeyStore,
 {
     async fn apply(&self, events: &[Envelope]) -> Result<u64> {
-        let mut jobs = Vec::new();
-        let mut seen = HashMap::new();
-        let mut deleted = Vec::new();
-        for env in events {
-            if env.stream_id.category() != DiaryEntry::KIND {
-                continue;
-            }
-            if let Some(job) = self.job(env, &mut seen, &mut deleted).await? {
-                jobs.push(job);
-            }
-            if jobs.len() >= self.batch {
-                self.flush(&mut jobs).await?;
-                self.store_checkpoint(env.position + 1).await?;
-            }
-        }
-        self.flush(&mut jobs).await?;
-        let created: Vec<(EntryId, Timestamp)> = seen.into_iter().collect();
-        self.keep_dates(&created, &deleted).await?;
+        self.process(events, true).await?;
         let next = events.last().map_or(0, |e| e.position + 1);
         self.store_checkpoint(next).await?;
         Ok(next)
