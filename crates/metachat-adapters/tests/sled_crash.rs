@@ -2,9 +2,14 @@
 //! it tries and every one acknowledged; the parent kills it with SIGKILL at a
 //! random moment, reopens the store and checks that nothing acknowledged was
 //! lost, no batch is half-present, positions and versions are contiguous,
-//! and the store accepts new appends. Twenty rounds, alternating
-//! `Durability::Sync` and `Durability::Periodic` (a process crash must lose
-//! nothing under either).
+//! and the store accepts new appends, and every batch the child tried can be
+//! appended again: a stored one idempotently, where it was stored. Twenty
+//! rounds, alternating `Durability::Sync` and `Durability::Periodic` (a
+//! process crash must lose nothing under either); each round kills only
+//! after a minimum of acknowledged appends, so no round passes empty.
+//!
+//! A second test kills the store while it rebuilds the index of a large log
+//! (its sled files removed), several times over, then checks the same.
 //!
 //! Reproduce a round with `METACHAT_CRASH_SEED=<seed>` (printed on failure).
 
@@ -24,6 +29,10 @@ const DIR_VAR: &str = "METACHAT_CRASH_CHILD_DIR";
 const SEED_VAR: &str = "METACHAT_CRASH_CHILD_SEED";
 const MODE_VAR: &str = "METACHAT_CRASH_CHILD_MODE";
 const ROUNDS: usize = 20;
+/// Acknowledged appends a child reports before the kill's delay starts.
+const MIN_ACKED: usize = 20;
+/// Events per append of the bulk child that writes a large log.
+const BULK_EVENTS: usize = 1000;
 /// Concurrent appenders in the child, each owning its own streams.
 const WRITERS: usize = 4;
 const STREAMS_PER_WRITER: usize = 3;
@@ -46,7 +55,9 @@ async fn crash_child_appends_until_killed() {
         return;
     };
     let seed: u64 = std::env::var(SEED_VAR).unwrap().parse().unwrap();
-    let periodic = std::env::var(MODE_VAR).as_deref() == Ok("periodic");
+    let mode = std::env::var(MODE_VAR).unwrap_or_default();
+    let periodic = mode == "periodic";
+    let bulk = mode == "bulk";
     let store = SledEventStore::open(config(Path::new(&dir), periodic)).unwrap();
     let out = Arc::new(Mutex::new(std::io::stdout()));
     {
@@ -70,10 +81,10 @@ async fn crash_child_appends_until_killed() {
             }
             loop {
                 let i = rng.usize(..streams.len());
-                let n = rng.usize(1..=5);
+                let n = if bulk { BULK_EVENTS } else { rng.usize(1..=5) };
                 let events: Vec<NewEvent> = (0..n)
                     .map(|_| {
-                        let size = rng.usize(16..2048);
+                        let size = if bulk { 64 } else { rng.usize(16..2048) };
                         NewEvent::new("Appended", vec![rng.u8(..); size])
                     })
                     .collect();
@@ -152,8 +163,18 @@ fn parse(lines: &[String]) -> Report {
     r
 }
 
-/// Runs the child, kills it after `delay` from its "ready", returns its complete lines.
-fn run_child(dir: &Path, seed: u64, periodic: bool, delay: Duration) -> Vec<String> {
+/// When the parent kills the child.
+#[derive(Debug, Clone, Copy)]
+enum Kill {
+    /// `delay` after the child reported this many acknowledged appends.
+    AfterAcks(usize, Duration),
+    /// `delay` after the start, whatever the child is doing (opening).
+    AfterStart(Duration),
+}
+
+/// Runs the child in `mode` (`sync`, `periodic`, `bulk`), kills it as
+/// `kill` says, returns its complete lines.
+fn run_child(dir: &Path, seed: u64, mode: &str, kill: Kill) -> Vec<String> {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             CHILD_TEST,
@@ -164,7 +185,7 @@ fn run_child(dir: &Path, seed: u64, periodic: bool, delay: Duration) -> Vec<Stri
         ])
         .env(DIR_VAR, dir)
         .env(SEED_VAR, seed.to_string())
-        .env(MODE_VAR, if periodic { "periodic" } else { "sync" })
+        .env(MODE_VAR, mode)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -172,8 +193,13 @@ fn run_child(dir: &Path, seed: u64, periodic: bool, delay: Duration) -> Vec<Stri
     let stdout = child.stdout.take().unwrap();
     let lines = Arc::new(Mutex::new(Vec::<String>::new()));
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let wanted = match kill {
+        Kill::AfterAcks(n, _) => n,
+        Kill::AfterStart(_) => 0,
+    };
     let reader = {
         let lines = lines.clone();
+        let mut acked = 0;
         std::thread::spawn(move || {
             let mut r = BufReader::new(stdout);
             let mut line = String::new();
@@ -183,8 +209,11 @@ fn run_child(dir: &Path, seed: u64, periodic: bool, delay: Duration) -> Vec<Stri
                     Ok(0) | Err(_) => break,
                     Ok(_) if line.ends_with('\n') => {
                         let l = line.trim_end().to_owned();
-                        if l == "ready" {
-                            let _ = ready_tx.send(());
+                        if l.starts_with("ack ") {
+                            acked += 1;
+                            if acked == wanted {
+                                let _ = ready_tx.send(());
+                            }
                         }
                         lines.lock().unwrap().push(l);
                     }
@@ -193,10 +222,15 @@ fn run_child(dir: &Path, seed: u64, periodic: bool, delay: Duration) -> Vec<Stri
             }
         })
     };
-    ready_rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("child did not open the store");
-    std::thread::sleep(delay);
+    match kill {
+        Kill::AfterAcks(n, delay) => {
+            ready_rx
+                .recv_timeout(Duration::from_secs(120))
+                .unwrap_or_else(|_| panic!("child did not acknowledge {n} appends"));
+            std::thread::sleep(delay);
+        }
+        Kill::AfterStart(delay) => std::thread::sleep(delay),
+    }
     let early = child.try_wait().unwrap();
     assert!(early.is_none(), "child died before the kill: {early:?}");
     // SIGKILL on Unix: no destructor, no flush runs in the child.
@@ -270,8 +304,52 @@ async fn check_round(dir: &Path, report: &Report, periodic: bool) -> usize {
     }
     assert_eq!(accounted, log.len(), "events stored that no batch tried");
 
-    // The store goes on: appends continue the positions and versions.
+    // Every tried batch appended again: a stored one is answered where it
+    // is, idempotently; one the crash took is stored now, once.
     let mut next = n;
+    for (stream, ids) in &report.tried {
+        let sid = StreamId::new(stream.as_str()).unwrap();
+        let events: Vec<NewEvent> = ids
+            .iter()
+            .map(|id| match by_id.get(id) {
+                Some(e) => NewEvent {
+                    event_id: e.event_id,
+                    event_type: e.event_type.clone(),
+                    schema_version: e.schema_version,
+                    payload: e.payload.clone(),
+                    metadata: e.metadata.clone(),
+                },
+                None => {
+                    let mut ev = NewEvent::new("Retried", b"{}".to_vec());
+                    ev.event_id = *id;
+                    ev
+                }
+            })
+            .collect();
+        let first = by_id.get(&ids[0]).map(|e| (e.version, e.position));
+        for _ in 0..2 {
+            let out = store
+                .append(&sid, ExpectedVersion::Any, events.clone())
+                .await
+                .expect("re-append of a tried batch");
+            match first {
+                Some((version, position)) => {
+                    assert_eq!((out.first_version, out.first_position), (version, position))
+                }
+                None => assert_eq!(out.first_position, next, "a retried batch stored twice"),
+            }
+        }
+        if first.is_none() {
+            next += ids.len() as u64;
+        }
+    }
+    assert_eq!(store.next_position().await.unwrap(), next);
+    for (s, v) in heads.iter_mut() {
+        let sid = StreamId::new(s.as_str()).unwrap();
+        *v = store.stream_version(&sid).await.unwrap().unwrap();
+    }
+
+    // The store goes on: appends continue the positions and versions.
     for (s, v) in &heads {
         let sid = StreamId::new(s.as_str()).unwrap();
         let out = store
@@ -317,9 +395,16 @@ async fn sigkill_during_appends_loses_nothing_acknowledged() {
         let runs = if rng.bool() { 2 } else { 1 };
         let mut tried = Vec::new();
         let mut acked = Vec::new();
+        let mode = if periodic { "periodic" } else { "sync" };
         for run in 0..runs {
-            let lines = run_child(dir.path(), seed.wrapping_add(run), periodic, delay);
+            let kill = Kill::AfterAcks(MIN_ACKED, delay);
+            let lines = run_child(dir.path(), seed.wrapping_add(run), mode, kill);
             let r = parse(&lines);
+            assert!(
+                r.acked.len() >= MIN_ACKED,
+                "round {round}: {} acknowledged",
+                r.acked.len()
+            );
             tried.extend(r.tried);
             acked.extend(r.acked);
         }
@@ -340,4 +425,63 @@ async fn sigkill_during_appends_loses_nothing_acknowledged() {
     }
     assert!(total_acked > 0, "no child ever appended anything");
     eprintln!("{ROUNDS} rounds in {:?}", started.elapsed());
+}
+
+/// A large log whose index is gone (the sled files removed) is re-indexed
+/// on open; the child is killed during that, several times, then the store
+/// must still hold every acknowledged append.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_recovery_of_a_large_log_loses_nothing() {
+    let seed = std::env::var("METACHAT_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| fastrand::u64(..));
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let lines = run_child(
+        dir.path(),
+        seed,
+        "bulk",
+        Kill::AfterAcks(200, Duration::from_millis(rng.u64(0..200))),
+    );
+    let mut report = parse(&lines);
+    let events: usize = report.acked.iter().map(|a| a.ids.len()).sum();
+    assert!(events >= 200 * BULK_EVENTS, "{events} events acknowledged");
+    for kill in 0..3 {
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            let entry = entry.unwrap();
+            let name = entry.file_name();
+            if name == "log" || name == metachat_adapters::sled::LOCK_FILE {
+                continue;
+            }
+            let path = entry.path();
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path).unwrap();
+            } else {
+                std::fs::remove_file(&path).unwrap();
+            }
+        }
+        let delay = Duration::from_millis(rng.u64(5..1500));
+        let lines = run_child(
+            dir.path(),
+            seed.wrapping_add(kill),
+            "sync",
+            Kill::AfterStart(delay),
+        );
+        let opened = lines.iter().any(|l| l == "ready");
+        let more = parse(&lines);
+        report.tried.extend(more.tried);
+        report.acked.extend(more.acked);
+        let when = if opened {
+            "after it opened"
+        } else {
+            "while it re-indexed"
+        };
+        eprintln!("kill {kill} after {delay:?}, {when}");
+    }
+    let stored = check_round(dir.path(), &report, false).await;
+    assert!(
+        stored >= events,
+        "{stored} stored of {events} acknowledged (seed {seed})"
+    );
 }

@@ -388,46 +388,49 @@ async fn invalid_payloads_and_unknown_types_fail_to_decode_without_harm() {
     assert_eq!(store.next_position().await.unwrap(), 3);
 }
 
-/// Replaces the stored record at `position` through sled directly, using the
-/// documented layout (tree `metachat.events`, key `e` + first position BE of
-/// the chunk holding it; frames of a 4-byte BE length + record).
+/// Replaces the stored record at `position` in the event log's first
+/// segment directly, using the documented format (`log/` + 20-digit segment
+/// id + `.seg`; frames of length (u32 BE) + CRC (u32 BE) + body: record
+/// count (u32 BE), then each record as length (u32 BE) + bytes). The frame's
+/// CRC is left as it was, as damage on the disk would leave it.
 fn damage_record(path: &Path, position: u64, f: impl FnOnce(&mut Vec<u8>)) {
-    // The adapter opens sled with 8 MiB log segments (see the module docs).
-    let db = sled::Config::new()
-        .path(path)
-        .segment_size(8 << 20)
-        .open()
-        .unwrap();
-    let tree = db.open_tree(b"metachat.events").unwrap();
-    let key = |p: u64| {
-        let mut k = vec![b'e'];
-        k.extend_from_slice(&p.to_be_bytes());
-        k
-    };
-    let (chunk_key, chunk) = tree
-        .range(key(0)..=key(position))
-        .next_back()
-        .expect("a chunk holds the position")
-        .unwrap();
-    let mut at = u64::from_be_bytes(chunk_key[1..].try_into().unwrap());
-    let mut rest = &chunk[..];
-    let mut out = Vec::new();
+    let file = path.join("log").join(format!("{:020}.seg", 0));
+    let bytes = std::fs::read(&file).unwrap();
+    let u32_at =
+        |b: &[u8], at: usize| u32::from_be_bytes(b[at..at + 4].try_into().unwrap()) as usize;
+    let mut out = Vec::with_capacity(bytes.len());
+    let (mut offset, mut at) = (0usize, 0u64);
     let mut f = Some(f);
-    while !rest.is_empty() {
-        let len = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
-        let mut record = rest[4..4 + len].to_vec();
-        rest = &rest[4 + len..];
-        if at == position {
-            if let Some(f) = f.take() {
-                f(&mut record);
-            }
+    loop {
+        let n = u32_at(&bytes, offset);
+        if n < 4 {
+            break;
         }
-        out.extend_from_slice(&u32::try_from(record.len()).unwrap().to_be_bytes());
-        out.extend_from_slice(&record);
-        at += 1;
+        let body = &bytes[offset + 8..offset + 8 + n];
+        let count = u32_at(body, 0);
+        let mut new_body = body[..4].to_vec();
+        let mut rest = 4;
+        for _ in 0..count {
+            let len = u32_at(body, rest);
+            let mut record = body[rest + 4..rest + 4 + len].to_vec();
+            rest += 4 + len;
+            if at == position {
+                if let Some(f) = f.take() {
+                    f(&mut record);
+                }
+            }
+            new_body.extend_from_slice(&u32::try_from(record.len()).unwrap().to_be_bytes());
+            new_body.extend_from_slice(&record);
+            at += 1;
+        }
+        out.extend_from_slice(&u32::try_from(new_body.len()).unwrap().to_be_bytes());
+        out.extend_from_slice(&bytes[offset + 4..offset + 8]);
+        out.extend_from_slice(&new_body);
+        offset += 8 + n;
     }
-    tree.insert(chunk_key, out).unwrap();
-    db.flush().unwrap();
+    assert!(f.is_none(), "no record at position {position}");
+    out.resize(bytes.len(), 0);
+    std::fs::write(&file, out).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -526,7 +529,7 @@ async fn a_truncated_record_is_corrupted_not_a_panic() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn large_events_beyond_sleds_blob_threshold_round_trip_and_survive_reopen() {
+async fn large_events_across_segment_rolls_round_trip_and_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let s = sid("big-1");
     let payloads: Vec<Vec<u8>> = (0..6u8)
@@ -547,12 +550,9 @@ async fn large_events_beyond_sleds_blob_threshold_round_trip_and_survive_reopen(
                 .next_expected();
         }
     }
-    // sled stored them as blob files, which this store fsyncs itself.
-    let blobs = std::fs::read_dir(dir.path().join("blobs")).unwrap().count();
-    assert!(
-        blobs > 0,
-        "expected sled to use blob files for 600 KB events"
-    );
+    // The first segment is 1 MiB: the log rolled over to larger ones.
+    let segments = std::fs::read_dir(dir.path().join("log")).unwrap().count();
+    assert!(segments > 2, "expected several segments, found {segments}");
     let store = open(dir.path());
     let read = store
         .read_stream(&s, 0, Direction::Forward, 100)

@@ -1,27 +1,20 @@
-//! Chunks: the values under `e` + first position, each holding the records of
+//! Chunks: how earlier versions of this store kept events, as the values
+//! under `e` + first position in sled, each holding the records of
 //! consecutive global positions as frames of a 4-byte big-endian length and
 //! a [wire](metachat_core::event::wire) record (which carries its own CRC).
-//!
-//! One sled item per chunk instead of one per event: sled 0.34 copies a tree
-//! node on every insert, so the number of inserts, not the bytes, bounds the
-//! write rate; and a scan of the log visits one item per chunk.
+//! Read only to move such a database's events into the segment log.
 
 use metachat_core::Error;
 
 use super::error::corrupted;
 
-/// A chunk is closed once it holds this many bytes (a single larger record
-/// gets a chunk of its own). A sled leaf holds up to 17 items and is written
-/// whole when sled consolidates it; with the segment size this adapter
-/// configures ([`SEGMENT_SIZE`]) a leaf of full chunks stays under sled's
-/// blob threshold (a quarter of a segment), so it stays in the log file.
-pub(crate) const CHUNK_BYTES: usize = 64 << 10;
-
-/// sled's log segment size set by this adapter (sled's default is 512 KiB).
+/// sled's log segment size set by this adapter (sled's default is 512 KiB;
+/// a database must be reopened with the same size).
 pub(crate) const SEGMENT_SIZE: usize = 8 << 20;
 
 /// Appends one frame (length + record) to `chunk`. `None` if the record is
 /// larger than a frame can describe (4 GiB).
+#[cfg(test)]
 pub(crate) fn push(chunk: &mut Vec<u8>, record: &[u8]) -> Option<()> {
     let len = u32::try_from(record.len()).ok()?;
     chunk.extend_from_slice(&len.to_be_bytes());

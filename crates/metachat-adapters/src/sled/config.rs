@@ -5,29 +5,39 @@ use std::time::Duration;
 
 use metachat_core::event::Limits;
 
+use super::segment::SimStorage;
+
 /// When an acknowledged write is on stable storage.
 ///
-/// In both modes an append (or read-model commit) that returned `Ok` has been
-/// handed to the operating system (sled's log buffers were flushed with
-/// `pwrite`), so a crash **of the process** never loses it. The modes differ
-/// in what survives a crash **of the machine** (power loss, kernel panic):
+/// A crash **of the process** (SIGKILL, panic) never loses an acknowledged
+/// append or commit in either mode: it has been handed to the operating
+/// system. The modes differ in what survives a crash **of the machine**
+/// (power loss, kernel panic), and say so for three kinds of write:
 ///
-/// * [`Durability::Sync`] (the default): before any caller is answered, the
-///   store reaches an `fdatasync` barrier on sled's data file (and on any
-///   blob file and directory sled created). An `Ok` append survives a machine
-///   crash. Concurrent appenders share one flush and one barrier (group
-///   commit), so throughput grows with concurrency.
-/// * [`Durability::Periodic`]: appends are answered after the flush to the OS;
-///   a background thread reaches the same barrier at most every interval.
-///   An `Ok` append may be lost if the machine crashes within one interval
-///   after it; a lost suffix is always whole batches, and the positions that
-///   survive stay contiguous. Readers see an event as soon as it is
-///   acknowledged, so after a machine crash in this mode a projection may
-///   hold effects of events that were taken back: rebuild it, or use `Sync`.
+/// | write | [`Sync`](Durability::Sync) (default) | [`Periodic`](Durability::Periodic) |
+/// |---|---|---|
+/// | event append | `Ok` after an `fdatasync` of the log covering it: survives | may be lost within one interval after `Ok` |
+/// | read-model commit **without** a checkpoint (records of their own: sessions, keys, handled marks) | `Ok` after sled's flush and an `fdatasync` barrier: survives | may be lost within one interval |
+/// | read-model commit **with** a projection checkpoint | atomic with its writes; on disk within sled's flush interval (500 ms) | same |
 ///
-/// sled 0.34's own `flush()` uses `sync_file_range`, which neither flushes the
-/// drive's write cache nor persists file metadata (sled issue #1452); that is
-/// why the barrier above is taken by this adapter.
+/// * Appends: concurrent appenders share one log batch and one sync (group
+///   commit). What a machine crash takes under `Periodic` is always whole
+///   batches at the end, and the positions that survive stay contiguous.
+///   Readers see an event as soon as it is acknowledged, so after a machine
+///   crash in `Periodic` a projection may hold effects of events that were
+///   taken back: rebuild it, or use `Sync`.
+/// * Projection commits (a [`Commit`](metachat_core::read_model::Commit)
+///   with a checkpoint) are derived from the log and take no barrier of
+///   their own: after any crash a projection resumes from its last
+///   checkpoint that reached the disk, which is never ahead of (or behind)
+///   the writes committed with it, and replays the events after it. Under
+///   `Sync` it never saw an event a crash could take back.
+/// * A commit without a checkpoint is not derived from the log, so it gets
+///   the barrier of its own (sled 0.34's own `flush()` uses
+///   `sync_file_range`, which neither flushes the drive's write cache nor
+///   persists file metadata, sled issue #1452: the `fdatasync` is taken by
+///   this adapter). Write a session, or a key that seals events, this way,
+///   and it is durable before its `Ok`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Durability {
@@ -62,6 +72,8 @@ pub struct SledConfig {
     /// Most events one group commit writes in a single sled batch. Default 65,536.
     /// A single append larger than this is still written whole.
     pub max_group_events: usize,
+    /// The event log on a simulated disk instead of `path/log` (tests).
+    pub(crate) log: Option<SimStorage>,
 }
 
 impl SledConfig {
@@ -73,7 +85,17 @@ impl SledConfig {
             limits: Limits::default(),
             cache_capacity: 1 << 30,
             max_group_events: 1 << 16,
+            log: None,
         }
+    }
+
+    /// Keeps the event log on `disk`, a simulated disk that can lose power,
+    /// instead of in `path/log` (sled's indexes and read models stay in
+    /// `path`): for tests of what survives a power loss. Reopen with a
+    /// clone of the same `disk`.
+    pub fn simulated_log(mut self, disk: SimStorage) -> Self {
+        self.log = Some(disk);
+        self
     }
 
     /// Sets [`SledConfig::durability`].

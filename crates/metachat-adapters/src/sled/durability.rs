@@ -1,4 +1,6 @@
-//! The durability barrier: sled's flush, then a real `fdatasync`.
+//! The durability barrier of the sled database (read models, and the
+//! event index on a clean close): sled's flush, then a real `fdatasync`.
+//! The event log has its own sync ([`EventLog`]).
 //!
 //! sled 0.34 writes its log to one file, `db`, with `pwrite` followed by
 //! `sync_file_range` (sled issue #1452): the pages reach the device queue but
@@ -29,6 +31,7 @@ use metachat_core::Error;
 
 use super::config::Durability;
 use super::error::{from_sled, SledError};
+use super::log::EventLog;
 
 /// Serialises and groups barriers: callers that arrive while one runs share
 /// the next one.
@@ -100,6 +103,10 @@ impl Syncer {
 
     pub(crate) fn db(&self) -> &sled::Db {
         &self.db
+    }
+
+    pub(crate) fn durability(&self) -> Durability {
+        self.durability
     }
 
     /// Fails if an earlier barrier failed.
@@ -260,7 +267,11 @@ impl std::fmt::Debug for PeriodicTask {
 }
 
 impl PeriodicTask {
-    pub(crate) fn start(syncer: Arc<Syncer>, every: Duration) -> Result<Self, Error> {
+    pub(crate) fn start(
+        syncer: Arc<Syncer>,
+        log: Arc<EventLog>,
+        every: Duration,
+    ) -> Result<Self, Error> {
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let stop2 = stop.clone();
         let every = every.max(Duration::from_micros(100));
@@ -278,6 +289,12 @@ impl PeriodicTask {
                         break;
                     }
                     drop(stopped);
+                    if let Err(e) = log.sync() {
+                        syncer.fail(Error::from(SledError::Failed {
+                            reason: e.to_string(),
+                        }));
+                        tracing::error!(error = %e, "periodic sync of the event log failed");
+                    }
                     if let Err(e) = syncer.sync_if_dirty() {
                         tracing::error!(error = %e, "periodic fsync of the sled store failed");
                     }
@@ -303,11 +320,12 @@ impl Drop for PeriodicTask {
     }
 }
 
-/// What every handle of one database shares: sled, the syncer and, in
-/// periodic mode, the background barrier. The last handle's drop takes a
-/// final barrier (a clean close).
+/// What every handle of one database shares: sled, the syncer, the event
+/// log and, in periodic mode, the background barrier. The last handle's
+/// drop syncs the log and takes a final barrier (a clean close).
 pub(crate) struct Core {
     pub(crate) syncer: Arc<Syncer>,
+    pub(crate) log: Arc<EventLog>,
     periodic: Option<PeriodicTask>,
     /// The directory's lock file, held (and its `flock` with it) until the
     /// database is dropped; declared last so it is released last.
@@ -327,15 +345,20 @@ impl Core {
         db: sled::Db,
         dir: &Path,
         durability: Durability,
+        log: EventLog,
         lock: File,
     ) -> Result<Self, Error> {
         let syncer = Arc::new(Syncer::open(db, dir, durability)?);
+        let log = Arc::new(log);
         let periodic = match durability {
-            Durability::Periodic(every) => Some(PeriodicTask::start(syncer.clone(), every)?),
+            Durability::Periodic(every) => {
+                Some(PeriodicTask::start(syncer.clone(), log.clone(), every)?)
+            }
             Durability::Sync => None,
         };
         Ok(Core {
             syncer,
+            log,
             periodic,
             _lock: lock,
         })
@@ -344,6 +367,13 @@ impl Core {
     pub(crate) fn db(&self) -> &sled::Db {
         self.syncer.db()
     }
+
+    /// Syncs the event log, then takes the database's barrier.
+    pub(crate) fn sync_all(&self) -> Result<(), Error> {
+        self.syncer.check_healthy()?;
+        self.log.sync().map_err(|e| self.syncer.fail(e))?;
+        self.syncer.sync()
+    }
 }
 
 impl Drop for Core {
@@ -351,8 +381,8 @@ impl Drop for Core {
         // Stop the periodic thread first so it releases its handle on sled.
         self.periodic.take();
         if self.syncer.check_healthy().is_ok() {
-            if let Err(e) = self.syncer.sync() {
-                tracing::error!(error = %e, "final fsync of the sled store failed");
+            if let Err(e) = self.sync_all() {
+                tracing::error!(error = %e, "final sync of the sled store failed");
             }
         }
     }

@@ -34,6 +34,9 @@ pub enum SledError {
         /// The first failure.
         reason: String,
     },
+    /// The segment log of events failed.
+    #[error("event log: {0}")]
+    Log(#[source] super::segment::SegmentError),
     /// The database directory is locked by another open handle or process.
     #[error("database at {path} is in use by another handle or process")]
     Locked {
@@ -57,6 +60,18 @@ impl From<SledError> for Error {
         match e {
             SledError::Locked { .. } => Error::unavailable(e),
             other => Error::backend(other),
+        }
+    }
+}
+
+impl From<super::segment::SegmentError> for Error {
+    fn from(e: super::segment::SegmentError) -> Self {
+        match e {
+            super::segment::SegmentError::Corrupted { at, reason } => Error::Corrupted {
+                location: format!("event log segment {} offset {}", at.segment, at.offset),
+                reason,
+            },
+            other => SledError::Log(other).into(),
         }
     }
 }

@@ -10,13 +10,23 @@ pub(crate) const EVENTS_TREE: &[u8] = b"metachat.events";
 /// Tree holding read-model documents and projection checkpoints.
 pub(crate) const READ_MODELS_TREE: &[u8] = b"metachat.read_models";
 
-/// `e` + first position (u64 BE) → a chunk of consecutive records (see `chunk`).
+/// `e` + first position (u64 BE) → a chunk of consecutive records (see
+/// `chunk`): the log of record of earlier versions, moved into the segment
+/// log on open.
 pub(crate) const EVENT: u8 = b'e';
+/// `p` + first position (u64 BE) → where that batch starts in the segment
+/// log: segment (u64 BE) + offset (u64 BE).
+pub(crate) const BATCH: u8 = b'p';
+/// `x` → how far the log is indexed: next position (u64 BE) + the log's
+/// end after that batch: segment (u64 BE) + offset (u64 BE).
+pub(crate) const INDEXED: &[u8] = b"x";
 /// `s` + stream id + `0x00` + first version (u64 BE) → a run: position (u64
 /// BE) of that version + number of consecutive versions at consecutive
 /// positions (u64 BE).
 pub(crate) const STREAM: u8 = b's';
-/// `i` + event id (16 bytes) → position (u64 BE).
+/// `i` + event id (16 bytes) → position (u64 BE) + where its record is in
+/// the log: segment (u64 BE) + offset of the record's length field (u64
+/// BE). (Earlier versions stored the position alone.)
 pub(crate) const EVENT_ID: u8 = b'i';
 
 /// `d` + collection length (u32 BE) + collection + key → version (u64 BE) + value.
@@ -24,11 +34,47 @@ pub(crate) const DOC: u8 = b'd';
 /// `c` + projection name → next position (u64 BE).
 pub(crate) const CHECKPOINT: u8 = b'c';
 
+#[cfg(test)]
 pub(crate) fn event(position: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
     k[0] = EVENT;
     k[1..].copy_from_slice(&position.to_be_bytes());
     k
+}
+
+pub(crate) fn batch(position: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = BATCH;
+    k[1..].copy_from_slice(&position.to_be_bytes());
+    k
+}
+
+/// The position in a batch key, if it is one.
+pub(crate) fn position_of_batch_key(key: &[u8]) -> Option<u64> {
+    match key {
+        [BATCH, rest @ ..] => <[u8; 8]>::try_from(rest).ok().map(u64::from_be_bytes),
+        _ => None,
+    }
+}
+
+/// Big-endian u64s packed one after another.
+pub(crate) fn pack<const N: usize>(values: [u64; N]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_be_bytes()).collect()
+}
+
+/// Unpacks `N` big-endian u64s; `location` names the value in the error.
+pub(crate) fn unpack<const N: usize>(
+    bytes: &[u8],
+    location: impl FnOnce() -> String,
+) -> Result<[u64; N], Error> {
+    if bytes.len() != N * 8 {
+        return Err(corrupted(location(), "index value has the wrong length"));
+    }
+    let mut out = [0u64; N];
+    for (v, c) in out.iter_mut().zip(bytes.chunks_exact(8)) {
+        *v = u64::from_be_bytes(<[u8; 8]>::try_from(c).unwrap_or_default());
+    }
+    Ok(out)
 }
 
 /// The prefix of a stream's index entries: `s` + id + `0x00`. Stream ids hold
@@ -125,6 +171,14 @@ pub(crate) fn checkpoint(name: &str) -> Vec<u8> {
     k.push(CHECKPOINT);
     k.extend_from_slice(name.as_bytes());
     k
+}
+
+/// The position in an event-id index value (either layout).
+pub(crate) fn id_position(value: &[u8]) -> Result<u64, Error> {
+    value
+        .first_chunk::<8>()
+        .map(|b| u64::from_be_bytes(*b))
+        .ok_or_else(|| corrupted("event id index".into(), "value shorter than a position"))
 }
 
 /// Decodes a big-endian u64 value; `location` names it in the error.

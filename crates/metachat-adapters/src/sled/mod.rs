@@ -17,39 +17,43 @@
 //! ```
 //!
 //! # Guarantees
-//! * An append is atomic: all its events and their indexes
-//!   are one sled batch, which sled recovers whole or not at all.
-//! * Global positions are assigned in that same batch by a single writer, and
-//!   readers only see positions below the last acknowledged one (durable as
-//!   [`Durability`] defines), so nobody sees position `N + 1` before `N`,
-//!   and under [`Durability::Sync`] nobody sees an event a crash could take back.
+//! * An append is atomic: all its events are one batch of the log, one
+//!   frame with one CRC, whole or absent after any crash.
+//! * Global positions are assigned by a single writer, and readers only see
+//!   positions below the last acknowledged one, so nobody sees position
+//!   `N + 1` before `N`; under [`Durability::Sync`] nobody sees an event a
+//!   crash could take back.
 //! * `Ok` means durable as the [`Durability`] setting says: with the default
-//!   [`Durability::Sync`], on stable storage after an `fdatasync` barrier
-//!   that sled 0.34 does not take by itself (see [`Durability`]).
-//! * Concurrent appends share one batch and one barrier (group commit).
+//!   [`Durability::Sync`], after an `fdatasync` of the log covering it.
+//! * Concurrent appends share one batch and one sync (group commit).
 //! * Every record carries a CRC; a damaged one reads as
 //!   [`Error::Corrupted`](metachat_core::Error::Corrupted) naming its
 //!   position, and other streams stay readable.
 //!
 //! # On-disk layout
-//! sled is opened with 8 MiB log segments (sled's default is 512 KiB; a
-//! database must be reopened with the same size). Tree `metachat.events`
+//! The log of record is the directory `log/`: segment files
+//! `{id:020}.seg` of CRC-framed batches (see [`segment`]), each created
+//! full of zeros (1 MiB, doubling up to 64 MiB) so that a sync of a write
+//! into it commits no metadata. sled, opened with 8 MiB log segments
+//! (sled's default is 512 KiB; a database must be reopened with the same
+//! size), holds what is derived from the log, in tree `metachat.events`
 //! (integers big-endian):
 //!
 //! | key | value |
 //! |---|---|
-//! | `e` + first position (u64) | a chunk: the records of consecutive positions from that one, each a frame of length (u32) + the event in the [wire format](metachat_core::event::wire) |
-//! | `s` + stream id + `0x00` + first version (u64) | a run: position (u64) of that version + count (u64) of consecutive versions at consecutive positions (one per append) |
-//! | `i` + event id (16 bytes) | position (u64) |
+//! | `p` + first position (u64) | where that batch starts: segment (u64) + offset (u64) |
+//! | `s` + stream id + `0x00` + first version (u64) | a run: position (u64) of that version + count (u64) of consecutive versions at consecutive positions |
+//! | `i` + event id (16 bytes) | position (u64) + its record's segment (u64) and offset (u64) |
+//! | `x` | how far the log is indexed: next position (u64) + the log's end there, segment (u64) + offset (u64) |
 //!
-//! A group commit packs its records into chunks of about 64 KiB (a larger
-//! record gets a chunk of its own), so a batch of events costs one sled
-//! insert per chunk plus one per event id, and a scan of the log or of a
-//! stream reads one sled item per chunk. A chunk never spans two groups, so
-//! what readers may see (positions below the last barrier) always ends at a
-//! chunk boundary. Stream heads are not stored: the last run of a stream
-//! gives its version (cached in memory once read), and the last chunk gives
-//! the next position on open.
+//! The index is written after the log, with no barrier of its own. On open,
+//! the log's torn tail (a batch written but never synced) is cut off, then
+//! batches past `x` are indexed and, should the index reach past the log
+//! (a power loss under [`Durability::Periodic`]), its excess entries are
+//! removed: see [`SledEventStore::open_report`]. An in-memory filter of
+//! every event id answers the idempotency check of a new id without
+//! touching sled. A database of an earlier version (events in sled chunks
+//! under `e`) is moved into the log on its first open.
 //!
 //! Tree `metachat.read_models`:
 //!
@@ -62,7 +66,11 @@ mod chunk;
 mod config;
 mod durability;
 mod error;
+mod ids;
+mod index;
 mod keys;
+mod legacy;
+mod log;
 mod read_models;
 pub mod segment;
 mod store;
@@ -75,10 +83,11 @@ use metachat_core::Result;
 pub use config::{Durability, SledConfig};
 pub use error::SledError;
 pub use read_models::SledReadModels;
-pub use store::SledEventStore;
+pub use store::{OpenReport, SledEventStore};
 
 use durability::Core;
 use error::from_sled;
+use segment::LogStorage;
 
 /// Name of the lock file [`SledDatabase::open`] holds in the directory.
 pub const LOCK_FILE: &str = "metachat.lock";
@@ -130,7 +139,19 @@ impl SledDatabase {
             .segment_size(chunk::SEGMENT_SIZE)
             .open()
             .map_err(from_sled)?;
-        let core = Arc::new(Core::open(db, &config.path, config.durability, lock)?);
+        let tree = db.open_tree(keys::EVENTS_TREE).map_err(from_sled)?;
+        // Frames before the index's end were synced (under `Sync`): damage
+        // there is corruption to report, not a torn write to cut off.
+        let synced = match config.durability {
+            Durability::Sync => index::marker(&tree)?.map(|(_, end)| end),
+            Durability::Periodic(_) => None,
+        };
+        let log = log::EventLog::open(
+            &config.path,
+            config.log.clone().map(LogStorage::Sim),
+            synced,
+        )?;
+        let core = Arc::new(Core::open(db, &config.path, config.durability, log, lock)?);
         let events = SledEventStore::start(core.clone(), &config)?;
         let read_models = SledReadModels::start(core)?;
         Ok(SledDatabase {

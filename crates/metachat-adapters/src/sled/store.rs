@@ -14,11 +14,14 @@ use metachat_core::store::{
 use metachat_core::{Error, Result};
 use tokio::sync::{oneshot, watch};
 
-use super::chunk;
 use super::config::SledConfig;
 use super::durability::Core;
 use super::error::{corrupted, from_sled, SledError};
+use super::ids::IdFilter;
+use super::index;
 use super::keys;
+use super::legacy;
+use super::segment::Location;
 use super::writer::{self, Request};
 
 /// State shared by the store's handles and its writer thread.
@@ -33,21 +36,25 @@ pub(crate) struct StoreShared {
     visible: AtomicU64,
     head_tx: watch::Sender<u64>,
     limits: Limits,
+    /// Every stored event id is in it (only the writer inserts).
+    pub(crate) ids: Mutex<IdFilter>,
+    pub(crate) recovered: index::Recovered,
 }
 
 impl StoreShared {
-    /// Opens the events tree and finds the next position from its last chunk.
+    /// Brings the index in line with the log (moving an earlier version's
+    /// events into the log first), then loads the event-id filter.
     pub(crate) fn open(core: Arc<Core>, limits: Limits) -> Result<Self> {
         let events = core.db().open_tree(keys::EVENTS_TREE).map_err(from_sled)?;
-        let next = match events.scan_prefix([keys::EVENT]).next_back() {
-            None => 0,
-            Some(item) => {
-                let (k, v) = item.map_err(from_sled)?;
-                let first = keys::position_of_event_key(&k)
-                    .ok_or_else(|| corrupted("last event key".into(), "malformed key"))?;
-                first + chunk::count(first, &v)?
+        let recovered = legacy::migrate(&events, &core)?;
+        let mut ids = IdFilter::new();
+        for item in events.scan_prefix([keys::EVENT_ID]).keys() {
+            let k = item.map_err(from_sled)?;
+            if let Ok(id) = <[u8; 16]>::try_from(&k[1..]) {
+                ids.insert(&id);
             }
-        };
+        }
+        let next = recovered.next;
         Ok(StoreShared {
             core,
             events,
@@ -55,6 +62,8 @@ impl StoreShared {
             visible: AtomicU64::new(next),
             head_tx: watch::channel(next).0,
             limits,
+            ids: Mutex::new(ids),
+            recovered,
         })
     }
 
@@ -108,8 +117,37 @@ impl StoreShared {
         self.head_tx.send_replace(next);
     }
 
+    /// Where the batch starting at or before `pos` is: its first position
+    /// and location. With `exact`, only a batch starting at `pos`.
+    fn batch_at(&self, pos: u64, exact: bool) -> Result<Option<(u64, Location)>> {
+        let found = if exact {
+            self.events
+                .get(keys::batch(pos))
+                .map_err(from_sled)?
+                .map(|v| (sled::IVec::from(&keys::batch(pos)), v))
+        } else {
+            self.events
+                .range(keys::batch(0)..=keys::batch(pos))
+                .next_back()
+                .transpose()
+                .map_err(from_sled)?
+        };
+        let Some((k, v)) = found else {
+            return Ok(None);
+        };
+        let first = keys::position_of_batch_key(&k)
+            .ok_or_else(|| corrupted(format!("batch index at {pos}"), "malformed key"))?;
+        let [segment, offset] = keys::unpack::<2>(&v, || format!("batch index of {first}"))?;
+        Ok(Some((first, Location { segment, offset })))
+    }
+
     /// Calls `f` with each record at positions `from..end`, in order, until
     /// it returns `false`. Every position in the range must be stored.
+    ///
+    /// Batches are read from the log one after another; where a batch
+    /// fails its frame check, its records are still served if they parse
+    /// (each record has a CRC of its own), and the next batch is found
+    /// through the index.
     fn scan_log(
         &self,
         from: u64,
@@ -120,45 +158,26 @@ impl StoreShared {
             return Ok(());
         }
         let missing = |pos: u64| corrupted(format!("global position {pos}"), "event is missing");
-        // The chunk holding `from` is the last one starting at or before it.
-        let start = match self
-            .events
-            .range(keys::event(0)..=keys::event(from))
-            .next_back()
-        {
-            Some(item) => item.map_err(from_sled)?.0,
-            None => return Err(missing(from)),
-        };
-        let mut expected: Option<u64> = None;
-        for item in self
-            .events
-            .range(start..sled::IVec::from(&keys::event(end)))
-        {
-            let (k, v) = item.map_err(from_sled)?;
-            let first = keys::position_of_event_key(&k).ok_or_else(|| {
-                corrupted(format!("after global position {from}"), "malformed key")
+        let (mut pos, mut at) = self.batch_at(from, false)?.ok_or_else(|| missing(from))?;
+        let reader = self.core.log.reader();
+        loop {
+            let frame = reader.read(at)?.ok_or_else(|| missing(pos))?;
+            let records = frame.records.ok_or_else(|| {
+                corrupted(format!("global position {pos}"), "log batch is damaged")
             })?;
-            match expected {
-                Some(e) if e != first => return Err(missing(e)),
-                None if first > from => return Err(missing(from)),
-                _ => {}
-            }
-            let mut frames = chunk::Frames::new(first, &v);
-            for frame in frames.by_ref() {
-                let (pos, record) = frame?;
-                if pos < from {
-                    continue;
-                }
-                if pos >= end || !f(pos, record)? {
+            for record in &records {
+                if pos >= from && (pos >= end || !f(pos, record)?) {
                     return Ok(());
                 }
+                pos += 1;
             }
-            expected = Some(frames.next_position());
-        }
-        match expected {
-            Some(next) if next >= end => Ok(()),
-            Some(next) => Err(missing(next)),
-            None => Err(missing(from)),
+            if pos >= end {
+                return Ok(());
+            }
+            at = match frame.next.filter(|_| frame.intact) {
+                Some(next) => next,
+                None => self.batch_at(pos, true)?.ok_or_else(|| missing(pos))?.1,
+            };
         }
     }
 
@@ -183,7 +202,8 @@ impl StoreShared {
         Ok(env)
     }
 
-    /// The stored envelope with this id, if any (a stored id is durable).
+    /// The stored envelope with this id, if any: one read of its record
+    /// where the index says where it is.
     pub(crate) fn stored_by_id(&self, id: EventId) -> Result<Option<Envelope>> {
         let Some(v) = self
             .events
@@ -192,6 +212,14 @@ impl StoreShared {
         else {
             return Ok(None);
         };
+        if let Ok([pos, segment, offset]) = keys::unpack::<3>(&v, String::new) {
+            let record = self
+                .core
+                .log
+                .reader()
+                .read_record(Location { segment, offset })?;
+            return Self::decode_at(&record, pos, None).map(Some);
+        }
         let pos = keys::u64_value(&v, || format!("event id index of {id}"))?;
         let mut out = None;
         self.scan_log(pos, pos + 1, |p, record| {
@@ -311,6 +339,25 @@ impl StoreShared {
     }
 }
 
+/// What [`SledEventStore::open`] found in the log and repaired.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OpenReport {
+    /// Where a torn write of a batch never acknowledged was cut off.
+    pub torn_at: Option<Location>,
+    /// Bytes of that torn write (now zeros).
+    pub torn_bytes: u64,
+    /// Synced batches that fail their check: kept, and reads of their
+    /// events report [`Error::Corrupted`].
+    pub damaged_batches: u64,
+    /// Events the index lacked, indexed from the log.
+    pub reindexed_events: u64,
+    /// Index entries of events the log no longer holds (written but not yet
+    /// synced under [`Durability::Periodic`](super::Durability::Periodic)
+    /// when the machine stopped), removed.
+    pub dropped_events: u64,
+}
+
 /// Owns the writer thread; its drop stops and joins it.
 struct Handle {
     shared: Arc<StoreShared>,
@@ -327,16 +374,17 @@ impl Drop for Handle {
     }
 }
 
-/// The durable event store on sled.
+/// The durable event store: a segment log of record, indexed in sled.
 ///
-/// Events, their indexes and stream heads live in one sled tree; one writer
-/// thread appends with group commit, and every append returns only once its
-/// events are durable as [`Durability`](super::Durability) defines. Readers see
+/// One writer thread appends with group commit (one log batch and one sync
+/// for every append queued), and every append returns only once its events
+/// are durable as [`Durability`](super::Durability) defines. Readers see
 /// an event only once it is durable, so a subscriber never processes an
 /// event that a crash could take back, and never sees position `N + 1`
 /// before `N`. Cheap to clone: clones share one database.
 ///
-/// Reads run on the calling task: sled serves them from its page cache.
+/// Reads run on the calling task: the index from sled's cache, the records
+/// with `pread` from the log (the OS page cache).
 ///
 /// ```
 /// use metachat_adapters::sled::{SledConfig, SledEventStore};
@@ -408,9 +456,22 @@ impl SledEventStore {
     /// the last handle is dropped.
     pub async fn close(&self) -> Result<()> {
         let core = self.inner.shared.core.clone();
-        tokio::task::spawn_blocking(move || core.syncer.sync())
+        tokio::task::spawn_blocking(move || core.sync_all())
             .await
             .map_err(|e| Error::backend(e.to_string()))?
+    }
+
+    /// What opening found in the log and repaired.
+    pub fn open_report(&self) -> OpenReport {
+        let shared = &self.inner.shared;
+        let log = shared.core.log.recovery();
+        OpenReport {
+            torn_at: log.torn_at,
+            torn_bytes: log.torn_bytes,
+            damaged_batches: log.damaged,
+            reindexed_events: shared.recovered.reindexed,
+            dropped_events: shared.recovered.dropped,
+        }
     }
 
     /// The limits this store checks before writing.

@@ -3,9 +3,10 @@
 //! One thread owns all appends. It takes every request queued (up to
 //! [`SledConfig::max_group_events`](super::SledConfig::max_group_events)),
 //! validates them in order against the stream heads (the published ones plus
-//! this group's own), writes all accepted events (in chunks) and their
-//! indexes with one `Tree::apply_batch` (atomic in sled, also across a crash),
-//! reaches the durability barrier once, then publishes the new heads and
+//! this group's own), writes all accepted events as one batch of the
+//! segment log, syncs it once (under [`Durability::Sync`](super::Durability::Sync)),
+//! indexes it in sled with one `Tree::apply_batch` (no barrier: the index
+//! is rebuilt from the log on open), then publishes the new heads and
 //! position and answers every caller.
 
 use std::collections::HashMap;
@@ -17,9 +18,9 @@ use metachat_core::store::{check_reappend, AppendOutcome, ExpectedVersion};
 use metachat_core::{Error, Result};
 use tokio::sync::oneshot;
 
-use super::chunk;
+use super::config::Durability;
 use super::error::from_sled;
-use super::keys;
+use super::index;
 use super::store::StoreShared;
 
 /// One append waiting for the writer.
@@ -55,8 +56,6 @@ struct Pending {
     heads: HashMap<StreamId, u64>,
     events: Vec<Envelope>,
     ids: HashMap<EventId, u64>,
-    /// One stream index entry per accepted append.
-    runs: Vec<(StreamId, keys::Run)>,
 }
 
 impl Pending {
@@ -73,6 +72,12 @@ impl Pending {
             let idx = usize::try_from(pos - self.first_position).unwrap_or(usize::MAX);
             return Ok(self.events.get(idx).cloned());
         }
+        // A new id is answered from memory; a possible one from the index.
+        let filter = shared.ids.lock().unwrap_or_else(|p| p.into_inner());
+        if !filter.may_contain(id.0.as_bytes()) {
+            return Ok(None);
+        }
+        drop(filter);
         shared.stored_by_id(id)
     }
 }
@@ -92,7 +97,6 @@ fn commit_group(shared: &StoreShared, group: Vec<Request>) {
         heads: HashMap::new(),
         events: Vec::new(),
         ids: HashMap::new(),
-        runs: Vec::new(),
     };
     let now = Timestamp::now();
     let mut answers: Vec<(
@@ -182,14 +186,6 @@ fn validate_and_stage(
     }
     pending.next_position = first_position + n;
     let last_version = first_version + n - 1;
-    pending.runs.push((
-        stream.clone(),
-        keys::Run {
-            first_version,
-            position: first_position,
-            count: n,
-        },
-    ));
     pending.heads.insert(stream, last_version);
     Ok(AppendOutcome {
         first_version,
@@ -200,39 +196,27 @@ fn validate_and_stage(
     })
 }
 
-/// One atomic sled batch for the whole group, then the durability barrier.
-///
-/// The group's records go into chunks of about [`chunk::CHUNK_BYTES`] (one
-/// sled insert each), plus one stream index entry per append and one
-/// event-id entry per event.
+/// The group as one batch of the log, synced (under `Sync`), then its
+/// index entries as one sled batch, and its ids in the filter.
 fn write(shared: &StoreShared, pending: &Pending) -> Result<()> {
-    let mut batch = sled::Batch::default();
-    let mut buf: Vec<u8> = Vec::with_capacity(chunk::CHUNK_BYTES + 4096);
-    let mut first = pending.first_position;
-    for e in &pending.events {
-        let record = wire::encode(e);
-        if !buf.is_empty() && buf.len() + 4 + record.len() > chunk::CHUNK_BYTES {
-            batch.insert(&keys::event(first), std::mem::take(&mut buf));
-            buf.reserve(chunk::CHUNK_BYTES + 4096);
-            first = e.position;
+    let records: Vec<Vec<u8>> = pending.events.iter().map(wire::encode).collect();
+    let refs: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+    let (at, end) = {
+        let mut log = shared.core.log.writer();
+        let at = log.append(&refs)?;
+        if shared.core.syncer.durability() == Durability::Sync {
+            log.sync()?;
         }
-        chunk::push(&mut buf, &record).ok_or_else(|| {
-            Error::backend(format!(
-                "event of {} bytes is too large for a chunk frame",
-                record.len()
-            ))
-        })?;
-        batch.insert(
-            &keys::event_id(e.event_id.0.as_bytes()),
-            &e.position.to_be_bytes(),
-        );
-    }
-    if !buf.is_empty() {
-        batch.insert(&keys::event(first), buf);
-    }
-    for (stream, run) in &pending.runs {
-        batch.insert(keys::stream_entry(stream, run.first_version), &run.value());
-    }
+        (at, log.end())
+    };
+    let mut batch = sled::Batch::default();
+    let lens: Vec<usize> = records.iter().map(Vec::len).collect();
+    index::add_batch(&mut batch, at, &pending.events, &lens, 0);
+    index::mark(&mut batch, pending.next_position, end);
     shared.events.apply_batch(batch).map_err(from_sled)?;
-    shared.core.syncer.commit_point()
+    let mut filter = shared.ids.lock().unwrap_or_else(|p| p.into_inner());
+    for e in &pending.events {
+        filter.insert(e.event_id.0.as_bytes());
+    }
+    Ok(())
 }

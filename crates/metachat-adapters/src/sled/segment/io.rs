@@ -26,13 +26,13 @@ pub trait Storage: Send + Sync + 'static {
 /// One segment: a fixed-length file written at offsets.
 pub trait SegmentFile: Send + Sync {
     /// Writes `data` at `offset` (within the file's length).
-    fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()>;
+    fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()>;
 
     /// Fills `buf` from `offset`.
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
 
     /// Makes every write before it durable (`fdatasync`).
-    fn sync_data(&mut self) -> io::Result<()>;
+    fn sync_data(&self) -> io::Result<()>;
 
     /// The file's length in bytes.
     fn len(&self) -> u64;
@@ -118,7 +118,7 @@ pub struct DirFile {
 }
 
 impl SegmentFile for DirFile {
-    fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
+    fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
         std::os::unix::fs::FileExt::write_all_at(&self.file, data, offset)
     }
 
@@ -126,7 +126,7 @@ impl SegmentFile for DirFile {
         std::os::unix::fs::FileExt::read_exact_at(&self.file, buf, offset)
     }
 
-    fn sync_data(&mut self) -> io::Result<()> {
+    fn sync_data(&self) -> io::Result<()> {
         self.file.sync_data()
     }
 

@@ -1,6 +1,6 @@
 //! [`SegmentLog`]: an append-only log of preallocated segment files, the
-//! log of record the embedded store is moving to (sled keeping only the
-//! indexes and the read models). Not yet wired into [`SledEventStore`](super::SledEventStore).
+//! log of record of the embedded store ([`SledEventStore`](super::SledEventStore)
+//! keeps only its indexes and the read models in sled).
 //!
 //! # Format
 //!
@@ -13,6 +13,9 @@
 //! | body length `n` (big-endian, ≥ 4) | 4 |
 //! | CRC-32 of the length and the body | 4 |
 //! | body: record count (u32), then each record as length (u32) + bytes | `n` |
+//!
+//! Segments start at 1 MiB (or the largest size, if smaller) and double up
+//! to the largest size.
 //!
 //! One frame is one [`append`](SegmentLog::append): a batch is whole or
 //! absent after a crash, never partly there. A frame never spans two
@@ -31,29 +34,44 @@
 //!
 //! # Recovery
 //!
-//! [`open`](SegmentLog::open) reads every frame. In the last segment, the
-//! first frame that is incomplete or fails its CRC ends the log: it and
+//! [`open`](SegmentLog::open) reads the frames of the last segment (an
+//! earlier one was synced whole before the next was created). The first
+//! frame that is incomplete or fails its CRC ends the log: it and
 //! everything after it is a torn write of a batch never synced, which is
-//! zeroed, synced and reported in [`Recovery`], never served. In an
-//! earlier segment the same is corruption ([`SegmentError::Corrupted`]).
+//! zeroed, synced and reported in [`Recovery`], never served. The caller
+//! may name a location up to which the log is known to have been synced
+//! (the store's index says so): a bad frame before it is damage, not a
+//! torn write, and is kept (counted in [`Recovery::damaged`]) for readers
+//! to report as corruption, rather than cut off with everything after it.
+//!
+//! # Reading
+//!
+//! A [`LogReader`] (cheap to clone, usable while the log is appended to)
+//! reads the frame at a location. Readers must only ask for locations
+//! the writer has reported, as the store does through its index.
 
+mod any;
 mod io;
 mod sim;
 
+use std::sync::{Arc, RwLock};
+
+pub use any::{LogFile, LogStorage};
 pub use io::{DirFile, DirStorage, SegmentFile, Storage};
 pub use sim::{SimFile, SimStorage};
 
 /// One batch: its records, in the order appended.
 pub type Batch = Vec<Vec<u8>>;
 
-/// A frame read: its batch and the offset after it.
-type Frame = Option<(Batch, u64)>;
+/// The first segment's size, at most: each next one doubles, up to the
+/// size given to [`SegmentLog::open`], so a small log stays small.
+const FIRST_SEGMENT: u64 = 1 << 20;
 
 /// Frame header bytes: length and CRC.
 const HEADER: usize = 8;
 
 /// Where a batch starts: its segment and byte offset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Location {
     /// The segment's id.
     pub segment: u64,
@@ -64,8 +82,12 @@ pub struct Location {
 /// What [`SegmentLog::open`] found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Recovery {
-    /// Whole batches in the log.
+    /// Where the next batch will be written.
+    pub end: Location,
+    /// Whole batches in the last segment.
     pub batches: u64,
+    /// Frames before the known-synced location that fail their check (kept).
+    pub damaged: u64,
     /// Where a torn tail was cut off, if there was one.
     pub torn_at: Option<Location>,
     /// Bytes of the torn tail that were not zeros (now zeroed).
@@ -121,13 +143,17 @@ struct Segment<F> {
     file: F,
 }
 
+/// The segments, shared by the writer and its readers; ascending by id.
+type Segments<F> = Arc<RwLock<Vec<Arc<Segment<F>>>>>;
+
 /// An append-only log of segment files on a [`Storage`] (see the
 /// [module docs](self)).
 pub struct SegmentLog<S: Storage> {
     storage: S,
     segment_size: u64,
-    /// Ascending; the last is written.
-    segments: Vec<Segment<S::File>>,
+    segments: Segments<S::File>,
+    /// Id of the last segment, the one written.
+    current: u64,
     /// Where the next frame goes in the last segment.
     end: u64,
     /// The last segment was written since its last sync.
@@ -138,7 +164,7 @@ pub struct SegmentLog<S: Storage> {
 impl<S: Storage> std::fmt::Debug for SegmentLog<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SegmentLog")
-            .field("segments", &self.segments.len())
+            .field("current", &self.current)
             .field("end", &self.end)
             .finish_non_exhaustive()
     }
@@ -162,18 +188,25 @@ fn encode(records: &[&[u8]]) -> Result<Vec<u8>, SegmentError> {
         out.extend_from_slice(&len.to_be_bytes());
         out.extend_from_slice(r);
     }
-    let mut crc = crc32fast::Hasher::new();
-    crc.update(&out[..4]);
-    crc.update(&out[HEADER..]);
-    out[4..HEADER].copy_from_slice(&crc.finalize().to_be_bytes());
+    let sum = crc(&out[..4], &out[HEADER..]);
+    out[4..HEADER].copy_from_slice(&sum.to_be_bytes());
     Ok(out)
 }
 
+fn crc(length: &[u8], body: &[u8]) -> u32 {
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(length);
+    crc.update(body);
+    crc.finalize()
+}
+
 /// Decodes a frame's body into its records; `None` when it does not parse.
-fn decode_body(body: &[u8]) -> Option<Batch> {
+/// Public for the fuzz target: bytes from disk must never make it panic.
+pub fn decode_body(body: &[u8]) -> Option<Batch> {
     let (count, mut rest) = body.split_first_chunk::<4>()?;
     let count = u32::from_be_bytes(*count);
-    let mut records = Vec::new();
+    // Each record takes at least its 4-byte length: no allocation beyond that.
+    let mut records = Vec::with_capacity((count as usize).min(rest.len() / 4));
     for _ in 0..count {
         let (len, tail) = rest.split_first_chunk::<4>()?;
         let len = usize::try_from(u32::from_be_bytes(*len)).ok()?;
@@ -187,41 +220,82 @@ fn decode_body(body: &[u8]) -> Option<Batch> {
     rest.is_empty().then_some(records)
 }
 
-/// The frame at `offset` of `file`: its records and the next offset, or
-/// `None` where the frames end (zeros, an incomplete or damaged frame).
-fn read_frame<F: SegmentFile>(file: &F, id: u64, offset: u64) -> Result<Frame, SegmentError> {
+/// A frame as read from a segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// Where it starts.
+    pub at: Location,
+    /// Its records, where its body parses (also when the CRC fails: each
+    /// record may carry a check of its own).
+    pub records: Option<Batch>,
+    /// Whether the frame passed its CRC.
+    pub intact: bool,
+    /// Where the next frame starts, where the length field fits the segment.
+    pub next: Option<Location>,
+}
+
+/// What is at an offset of a segment.
+enum Probe {
+    /// A length field that cannot start a frame (zeros: the frames ended).
+    End,
+    /// A frame, whole or not.
+    Frame(Frame),
+}
+
+/// Reads what is at `offset` of segment `id`: one `pread` for a small frame.
+fn probe<F: SegmentFile>(file: &F, id: u64, offset: u64) -> Result<Probe, SegmentError> {
     let len = file.len();
     if offset + HEADER as u64 > len {
-        return Ok(None);
+        return Ok(Probe::End);
     }
-    let mut header = [0u8; HEADER];
-    file.read_at(offset, &mut header)
-        .map_err(io_err("read", id))?;
-    let n = u64::from(u32::from_be_bytes([
-        header[0], header[1], header[2], header[3],
-    ]));
-    if n < 4 || offset + HEADER as u64 + n > len {
-        return Ok(None);
+    let first = usize::try_from((len - offset).min(4096)).unwrap_or(HEADER);
+    let mut buf = vec![0u8; first];
+    file.read_at(offset, &mut buf).map_err(io_err("read", id))?;
+    let n = u64::from(u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]));
+    if n < 4 {
+        return Ok(Probe::End);
     }
-    let mut body = vec![
-        0u8;
-        usize::try_from(n).map_err(|_| SegmentError::Corrupted {
+    let total = HEADER as u64 + n;
+    if offset + total > len {
+        return Ok(Probe::Frame(Frame {
             at: Location {
                 segment: id,
-                offset
+                offset,
             },
-            reason: "frame length".into(),
-        })?
-    ];
-    file.read_at(offset + HEADER as u64, &mut body)
-        .map_err(io_err("read", id))?;
-    let mut crc = crc32fast::Hasher::new();
-    crc.update(&header[..4]);
-    crc.update(&body);
-    if crc.finalize().to_be_bytes() != header[4..] {
-        return Ok(None);
+            records: None,
+            intact: false,
+            next: None,
+        }));
     }
-    Ok(decode_body(&body).map(|records| (records, offset + HEADER as u64 + n)))
+    let total = usize::try_from(total).map_err(|_| SegmentError::Corrupted {
+        at: Location {
+            segment: id,
+            offset,
+        },
+        reason: "frame length".into(),
+    })?;
+    if total > buf.len() {
+        let have = buf.len();
+        buf.resize(total, 0);
+        file.read_at(offset + have as u64, &mut buf[have..])
+            .map_err(io_err("read", id))?;
+    } else {
+        buf.truncate(total);
+    }
+    let stored = u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
+    let body = &buf[HEADER..];
+    Ok(Probe::Frame(Frame {
+        at: Location {
+            segment: id,
+            offset,
+        },
+        records: decode_body(body),
+        intact: crc(&buf[..4], body) == stored,
+        next: Some(Location {
+            segment: id,
+            offset: offset + total as u64,
+        }),
+    }))
 }
 
 /// The offset just past the last non-zero byte of `file` from `from`, if any.
@@ -241,62 +315,198 @@ fn last_nonzero<F: SegmentFile>(file: &F, id: u64, from: u64) -> Result<Option<u
     Ok(found)
 }
 
+/// Reads frames of a [`SegmentLog`] while it is appended to. Cheap to clone.
+pub struct LogReader<F> {
+    segments: Segments<F>,
+}
+
+impl<F> Clone for LogReader<F> {
+    fn clone(&self) -> Self {
+        LogReader {
+            segments: self.segments.clone(),
+        }
+    }
+}
+
+impl<F> std::fmt::Debug for LogReader<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogReader").finish_non_exhaustive()
+    }
+}
+
+impl<F: SegmentFile> LogReader<F> {
+    fn segment(&self, id: u64) -> Option<Arc<Segment<F>>> {
+        let list = self
+            .segments
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        list.binary_search_by_key(&id, |s| s.id)
+            .ok()
+            .map(|i| list[i].clone())
+    }
+
+    /// The frame at `at`; where the frames of that segment have ended, the
+    /// first frame of the next segment. `None` past the last frame.
+    pub fn read(&self, at: Location) -> Result<Option<Frame>, SegmentError> {
+        let mut at = at;
+        loop {
+            let Some(segment) = self.segment(at.segment) else {
+                return Ok(None);
+            };
+            match probe(&segment.file, segment.id, at.offset)? {
+                Probe::Frame(frame) => return Ok(Some(frame)),
+                Probe::End => {
+                    at = Location {
+                        segment: at.segment + 1,
+                        offset: 0,
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<F: SegmentFile> LogReader<F> {
+    /// One record: its length field at `at`, then its bytes (the frame is
+    /// not checked; the record carries a check of its own).
+    pub fn read_record(&self, at: Location) -> Result<Vec<u8>, SegmentError> {
+        let bad = |reason: &str| SegmentError::Corrupted {
+            at,
+            reason: reason.into(),
+        };
+        let segment = self
+            .segment(at.segment)
+            .ok_or_else(|| bad("no such segment"))?;
+        let file = &segment.file;
+        let mut len = [0u8; 4];
+        if at.offset + 4 > file.len() {
+            return Err(bad("record past the segment's end"));
+        }
+        file.read_at(at.offset, &mut len)
+            .map_err(io_err("read", at.segment))?;
+        let len = u64::from(u32::from_be_bytes(len));
+        if at.offset + 4 + len > file.len() {
+            return Err(bad("record length past the segment's end"));
+        }
+        let mut record = vec![0u8; usize::try_from(len).map_err(|_| bad("record length"))?];
+        file.read_at(at.offset + 4, &mut record)
+            .map_err(io_err("read", at.segment))?;
+        Ok(record)
+    }
+}
+
 impl<S: Storage> SegmentLog<S> {
     /// Opens the log on `storage` (creating its first segment if there is
-    /// none), recovering as the [module docs](self#recovery) say. New
-    /// segments are `segment_size` bytes.
-    pub fn open(storage: S, segment_size: u64) -> Result<(Self, Recovery), SegmentError> {
+    /// none), recovering as the [module docs](self#recovery) say: frames
+    /// before `synced` are never cut off. New segments are `segment_size`
+    /// bytes.
+    pub fn open(
+        storage: S,
+        segment_size: u64,
+        synced: Option<Location>,
+    ) -> Result<(Self, Recovery), SegmentError> {
         let segment_size = segment_size.max(HEADER as u64 + 8);
         let mut ids = storage.list().map_err(io_err("list", 0))?;
         if ids.is_empty() {
             storage
-                .create(0, segment_size)
+                .create(0, segment_size.min(FIRST_SEGMENT))
                 .map_err(io_err("create", 0))?;
             ids.push(0);
         }
-        let mut recovery = Recovery::default();
-        let mut segments = Vec::with_capacity(ids.len());
-        let mut end = 0;
-        let last = ids.len() - 1;
-        for (i, id) in ids.into_iter().enumerate() {
-            let mut file = storage.open(id).map_err(io_err("open", id))?;
-            let mut offset = 0;
-            while let Some((_, next)) = read_frame(&file, id, offset)? {
-                recovery.batches += 1;
-                offset = next;
-            }
-            if let Some(tail) = last_nonzero(&file, id, offset)? {
-                let at = Location {
-                    segment: id,
-                    offset,
-                };
-                if i != last {
-                    return Err(SegmentError::Corrupted {
-                        at,
-                        reason: "bytes after the last whole batch of a full segment".into(),
-                    });
-                }
-                let zeros = vec![0u8; usize::try_from(tail - offset).unwrap_or(0)];
-                file.write_at(offset, &zeros)
-                    .map_err(io_err("cut the torn tail", id))?;
-                file.sync_data().map_err(io_err("sync the cut", id))?;
-                recovery.torn_at = Some(at);
-                recovery.torn_bytes = tail - offset;
-            }
-            end = offset;
-            segments.push(Segment { id, file });
+        let current = ids[ids.len() - 1];
+        if let Some(s) = synced.filter(|s| s.segment > current) {
+            return Err(SegmentError::Corrupted {
+                at: s,
+                reason: format!("synced data is recorded there but the last segment is {current}"),
+            });
         }
+        let mut segments = Vec::with_capacity(ids.len());
+        for id in ids {
+            let file = storage.open(id).map_err(io_err("open", id))?;
+            segments.push(Arc::new(Segment { id, file }));
+        }
+        let last = segments[segments.len() - 1].clone();
+        // Frames before this offset of the last segment were synced.
+        let keep = synced
+            .filter(|s| s.segment == current)
+            .map_or(0, |s| s.offset);
+        let mut recovery = Recovery::default();
+        let mut offset = 0;
+        loop {
+            let next = match probe(&last.file, current, offset)? {
+                Probe::Frame(Frame {
+                    intact: true,
+                    next: Some(next),
+                    ..
+                }) => {
+                    recovery.batches += 1;
+                    offset = next.offset;
+                    continue;
+                }
+                Probe::Frame(Frame { next, .. }) => next.map(|n| n.offset),
+                Probe::End => None,
+            };
+            if offset >= keep {
+                break;
+            }
+            // Damage inside the synced part: keep it, go on after it.
+            recovery.damaged += 1;
+            offset = next.filter(|&n| n <= keep).unwrap_or(keep);
+        }
+        if let Some(tail) = last_nonzero(&last.file, current, offset)? {
+            let zeros = vec![0u8; usize::try_from(tail - offset).unwrap_or(0)];
+            last.file
+                .write_at(offset, &zeros)
+                .map_err(io_err("cut the torn tail", current))?;
+            last.file
+                .sync_data()
+                .map_err(io_err("sync the cut", current))?;
+            recovery.torn_at = Some(Location {
+                segment: current,
+                offset,
+            });
+            recovery.torn_bytes = tail - offset;
+        }
+        recovery.end = Location {
+            segment: current,
+            offset,
+        };
         Ok((
             SegmentLog {
                 storage,
                 segment_size,
-                segments,
-                end,
+                segments: Arc::new(RwLock::new(segments)),
+                current,
+                end: offset,
                 dirty: false,
                 failed: false,
             },
             recovery,
         ))
+    }
+
+    /// A reader of this log.
+    pub fn reader(&self) -> LogReader<S::File> {
+        LogReader {
+            segments: self.segments.clone(),
+        }
+    }
+
+    /// Where the next batch will be written.
+    pub fn end(&self) -> Location {
+        Location {
+            segment: self.current,
+            offset: self.end,
+        }
+    }
+
+    fn last(&self) -> Result<Arc<Segment<S::File>>, SegmentError> {
+        self.segments
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .last()
+            .cloned()
+            .ok_or(SegmentError::Failed)
     }
 
     /// Writes one batch of records as one frame; durable after the next
@@ -307,19 +517,16 @@ impl<S: Storage> SegmentLog<S> {
         }
         let frame = encode(records)?;
         let need = frame.len() as u64;
-        let current = self.segments.last().map_or(0, |s| s.file.len());
-        if self.end + need > current {
+        let mut segment = self.last()?;
+        if self.end + need > segment.file.len() {
             self.roll(need)?;
+            segment = self.last()?;
         }
-        let segment = self.segments.last_mut().ok_or(SegmentError::Failed)?;
-        let at = Location {
-            segment: segment.id,
-            offset: self.end,
-        };
-        segment
-            .file
-            .write_at(self.end, &frame)
-            .map_err(io_err("write", segment.id))?;
+        let at = self.end();
+        if let Err(e) = segment.file.write_at(self.end, &frame) {
+            self.failed = true;
+            return Err(io_err("write", segment.id)(e));
+        }
         self.end += need;
         self.dirty = true;
         Ok(at)
@@ -329,14 +536,32 @@ impl<S: Storage> SegmentLog<S> {
     /// for `need` bytes.
     fn roll(&mut self, need: u64) -> Result<(), SegmentError> {
         self.sync()?;
-        let id = self.segments.last().map_or(0, |s| s.id + 1);
-        let file = self
-            .storage
-            .create(id, need.max(self.segment_size))
-            .map_err(io_err("create", id))?;
-        self.segments.push(Segment { id, file });
+        let id = self.current + 1;
+        let grown = self
+            .last()?
+            .file
+            .len()
+            .saturating_mul(2)
+            .min(self.segment_size);
+        let file = match self.storage.create(id, need.max(grown)) {
+            Ok(f) => f,
+            Err(e) => {
+                self.failed = true;
+                return Err(io_err("create", id)(e));
+            }
+        };
+        self.segments
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(Arc::new(Segment { id, file }));
+        self.current = id;
         self.end = 0;
         Ok(())
+    }
+
+    /// Whether batches were appended since the last sync.
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
     }
 
     /// Makes every batch appended so far durable (one `fdatasync`, none
@@ -348,7 +573,7 @@ impl<S: Storage> SegmentLog<S> {
         if !self.dirty {
             return Ok(());
         }
-        let segment = self.segments.last_mut().ok_or(SegmentError::Failed)?;
+        let segment = self.last()?;
         if let Err(e) = segment.file.sync_data() {
             self.failed = true;
             return Err(io_err("sync", segment.id)(e));
@@ -357,49 +582,34 @@ impl<S: Storage> SegmentLog<S> {
         Ok(())
     }
 
-    /// The batch at `at` and where the next one starts (`None` past the
-    /// last batch).
-    pub fn read(&self, at: Location) -> Result<Option<(Batch, Location)>, SegmentError> {
-        let Some(i) = self.segments.iter().position(|s| s.id == at.segment) else {
-            return Ok(None);
-        };
-        let segment = &self.segments[i];
-        let last = i + 1 == self.segments.len();
-        if last && at.offset >= self.end {
-            return Ok(None);
-        }
-        match read_frame(&segment.file, segment.id, at.offset)? {
-            Some((records, next)) => Ok(Some((
-                records,
-                Location {
-                    segment: segment.id,
-                    offset: next,
-                },
-            ))),
-            None if !last => match self.segments.get(i + 1) {
-                Some(s) => self.read(Location {
-                    segment: s.id,
-                    offset: 0,
-                }),
-                None => Ok(None),
-            },
-            None => Err(SegmentError::Corrupted {
-                at,
-                reason: "no whole batch where one was written".into(),
-            }),
-        }
-    }
-
-    /// Every batch, in order.
+    /// Every batch, in order (a damaged frame is an error).
     pub fn batches(&self) -> Result<Vec<Batch>, SegmentError> {
+        let reader = self.reader();
         let mut out = Vec::new();
+        let first = self
+            .segments
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .first()
+            .map_or(0, |s| s.id);
         let mut at = Location {
-            segment: self.segments.first().map_or(0, |s| s.id),
+            segment: first,
             offset: 0,
         };
-        while let Some((records, next)) = self.read(at)? {
-            out.push(records);
-            at = next;
+        while at < self.end() {
+            let Some(frame) = reader.read(at)? else { break };
+            match (frame.intact, frame.records, frame.next) {
+                (true, Some(records), Some(next)) => {
+                    out.push(records);
+                    at = next;
+                }
+                _ => {
+                    return Err(SegmentError::Corrupted {
+                        at,
+                        reason: "a frame fails its check".into(),
+                    })
+                }
+            }
         }
         Ok(out)
     }

@@ -70,6 +70,50 @@ impl SimStorage {
         self.disk().syncs
     }
 
+    /// A new disk holding what this one would after a power loss that
+    /// tears nothing: the durable bytes of every file. What an append
+    /// acknowledged must already be there.
+    pub fn durable_copy(&self) -> SimStorage {
+        let disk = self.disk();
+        let files = disk
+            .files
+            .iter()
+            .map(|(id, c)| {
+                (
+                    *id,
+                    Contents {
+                        current: c.durable.clone(),
+                        durable: c.durable.clone(),
+                    },
+                )
+            })
+            .collect();
+        SimStorage {
+            disk: Arc::new(Mutex::new(Disk {
+                files,
+                syncs: 0,
+                ignore_syncs: false,
+            })),
+        }
+    }
+
+    /// A new disk holding what this one would after a power loss now
+    /// ([`power_loss`](Self::power_loss) with `seed`), this one untouched:
+    /// a store still running on this disk can be dropped, and another
+    /// opened on the copy.
+    pub fn crash_copy(&self, seed: u64) -> SimStorage {
+        let files = self.disk().files.clone();
+        let copy = SimStorage {
+            disk: Arc::new(Mutex::new(Disk {
+                files,
+                syncs: 0,
+                ignore_syncs: false,
+            })),
+        };
+        copy.power_loss(seed);
+        copy
+    }
+
     /// Makes every later sync a no-op that still reports success: the
     /// mutant a power-loss test must catch.
     pub fn ignore_syncs(&self, ignore: bool) {
@@ -180,7 +224,7 @@ impl SimFile {
 }
 
 impl SegmentFile for SimFile {
-    fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
+    fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
         let range = self.range(offset, data.len())?;
         let mut disk = self.disk.disk();
         let contents = disk
@@ -202,7 +246,7 @@ impl SegmentFile for SimFile {
         Ok(())
     }
 
-    fn sync_data(&mut self) -> io::Result<()> {
+    fn sync_data(&self) -> io::Result<()> {
         let mut disk = self.disk.disk();
         if !disk.ignore_syncs {
             let contents = disk

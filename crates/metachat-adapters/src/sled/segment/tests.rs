@@ -10,7 +10,7 @@ fn records(batch: &[Vec<u8>]) -> Vec<&[u8]> {
 fn batches_survive_a_reopen_across_segments_on_real_files() {
     let dir = tempfile::tempdir().expect("tempdir");
     let storage = DirStorage::new(dir.path()).expect("storage");
-    let (mut log, recovery) = SegmentLog::open(storage.clone(), 256).expect("open");
+    let (mut log, recovery) = SegmentLog::open(storage.clone(), 256, None).expect("open");
     assert_eq!(recovery, Recovery::default());
     let mut written = Vec::new();
     for i in 0..40u8 {
@@ -31,15 +31,15 @@ fn batches_survive_a_reopen_across_segments_on_real_files() {
         storage.list().expect("list").len() > 2,
         "the log rolled over"
     );
-    let (log, recovery) = SegmentLog::open(storage, 256).expect("reopen");
-    assert_eq!(recovery.batches, written.len() as u64);
+    let (log, recovery) = SegmentLog::open(storage, 256, None).expect("reopen");
     assert_eq!(recovery.torn_at, None);
+    assert_eq!(recovery.end, log.end());
     assert_eq!(log.batches().expect("read"), written);
 }
 
 #[test]
 fn an_empty_batch_is_refused() {
-    let (mut log, _) = SegmentLog::open(SimStorage::new(), 1024).expect("open");
+    let (mut log, _) = SegmentLog::open(SimStorage::new(), 1024, None).expect("open");
     assert!(matches!(
         log.append(&[]),
         Err(SegmentError::BadBatch { .. })
@@ -50,7 +50,7 @@ fn an_empty_batch_is_refused() {
 #[test]
 fn a_sync_is_one_fdatasync_and_none_when_idle() {
     let storage = SimStorage::new();
-    let (mut log, _) = SegmentLog::open(storage.clone(), 4096).expect("open");
+    let (mut log, _) = SegmentLog::open(storage.clone(), 4096, None).expect("open");
     let before = storage.syncs();
     for _ in 0..10 {
         log.append(&[b"x".as_slice()]).expect("append");
@@ -62,21 +62,65 @@ fn a_sync_is_one_fdatasync_and_none_when_idle() {
 }
 
 #[test]
-fn garbage_after_the_last_batch_of_a_full_segment_is_corruption() {
+fn damage_to_a_full_segment_is_reported_by_readers_not_cut_off() {
     let storage = SimStorage::new();
-    let (mut log, _) = SegmentLog::open(storage.clone(), 64).expect("open");
+    let (mut log, _) = SegmentLog::open(storage.clone(), 64, None).expect("open");
     log.append(&[[1u8; 30].as_slice()]).expect("append");
     log.append(&[[2u8; 30].as_slice()])
         .expect("append: rolls over");
     log.sync().expect("sync");
     drop(log);
-    let mut first = storage.open(0).expect("segment 0");
-    first.write_at(60, &[9]).expect("damage");
+    let first = storage.open(0).expect("segment 0");
+    first.write_at(20, &[9]).expect("damage");
     first.sync_data().expect("sync");
-    match SegmentLog::open(storage, 64) {
-        Err(SegmentError::Corrupted { at, .. }) => assert_eq!(at.segment, 0),
+    let (log, recovery) = SegmentLog::open(storage, 64, None).expect("open");
+    assert_eq!(recovery.torn_at, None, "an earlier segment is never cut");
+    let frame = log
+        .reader()
+        .read(Location::default())
+        .expect("read")
+        .expect("a frame");
+    assert!(!frame.intact);
+    match log.batches() {
+        Err(SegmentError::Corrupted { at, .. }) => assert_eq!(at, Location::default()),
         other => panic!("expected Corrupted, got {other:?}"),
     }
+}
+
+/// A damaged frame before the location known to be synced is damage, not a
+/// torn write: it is kept with every frame after it.
+#[test]
+fn a_bad_frame_before_the_synced_location_keeps_what_follows() {
+    let storage = SimStorage::new();
+    let (mut log, _) = SegmentLog::open(storage.clone(), 4096, None).expect("open");
+    for i in 0..3u8 {
+        log.append(&[[i; 20].as_slice()]).expect("append");
+    }
+    log.sync().expect("sync");
+    let synced = log.end();
+    drop(log);
+    storage
+        .open(0)
+        .expect("segment")
+        .write_at(12, &[0xff])
+        .expect("damage");
+    let (log, recovery) = SegmentLog::open(storage.clone(), 4096, Some(synced)).expect("open");
+    assert_eq!((recovery.damaged, recovery.torn_at), (1, None));
+    assert_eq!(log.end(), synced);
+    let second = log
+        .reader()
+        .read(Location {
+            segment: 0,
+            offset: 36,
+        })
+        .expect("read")
+        .expect("frame");
+    assert!(second.intact);
+    // Without the synced location the same damage reads as a torn tail.
+    drop(log);
+    let (log, recovery) = SegmentLog::open(storage, 4096, None).expect("open");
+    assert_eq!(recovery.torn_at, Some(Location::default()));
+    assert!(log.batches().expect("read").is_empty());
 }
 
 #[derive(Debug, Clone)]
@@ -103,7 +147,7 @@ fn op() -> impl Strategy<Value = Op> {
 fn run(ops: &[Op], ignore_syncs: bool) -> Result<(), String> {
     let storage = SimStorage::new();
     storage.ignore_syncs(ignore_syncs);
-    let (mut log, _) = SegmentLog::open(storage.clone(), 512).map_err(|e| e.to_string())?;
+    let (mut log, _) = SegmentLog::open(storage.clone(), 512, None).map_err(|e| e.to_string())?;
     let mut written: Vec<Vec<Vec<u8>>> = Vec::new();
     let mut acked = 0;
     let mut counter = 0u8;
@@ -128,7 +172,7 @@ fn run(ops: &[Op], ignore_syncs: bool) -> Result<(), String> {
                 drop(log);
                 storage.power_loss(*seed);
                 let (reopened, recovery) =
-                    SegmentLog::open(storage.clone(), 512).map_err(|e| e.to_string())?;
+                    SegmentLog::open(storage.clone(), 512, None).map_err(|e| e.to_string())?;
                 log = reopened;
                 let got = log.batches().map_err(|e| e.to_string())?;
                 if got.len() < acked {
@@ -140,8 +184,8 @@ fn run(ops: &[Op], ignore_syncs: bool) -> Result<(), String> {
                 if got[..] != written[..got.len().min(written.len())] || got.len() > written.len() {
                     return Err("the log is not a prefix of what was appended".into());
                 }
-                if recovery.batches != got.len() as u64 {
-                    return Err("recovery miscounted".into());
+                if recovery.end != log.end() {
+                    return Err("recovery reported another end".into());
                 }
                 written.truncate(got.len());
                 acked = got.len();
@@ -189,14 +233,14 @@ fn a_torn_batch_is_cut_off_and_reported() {
     let mut torn = 0;
     for seed in 0..64 {
         let storage = SimStorage::new();
-        let (mut log, _) = SegmentLog::open(storage.clone(), 4096).expect("open");
+        let (mut log, _) = SegmentLog::open(storage.clone(), 4096, None).expect("open");
         log.append(&[b"synced".as_slice()]).expect("append");
         log.sync().expect("sync");
         log.append(&[[5u8; 300].as_slice(), [6u8; 300].as_slice()])
             .expect("append, never synced");
         drop(log);
         storage.power_loss(seed);
-        let (log, recovery) = SegmentLog::open(storage.clone(), 4096).expect("reopen");
+        let (log, recovery) = SegmentLog::open(storage.clone(), 4096, None).expect("reopen");
         let batches = log.batches().expect("read");
         assert_eq!(batches[0], vec![b"synced".to_vec()], "seed {seed}");
         match recovery.torn_at {
@@ -213,7 +257,7 @@ fn a_torn_batch_is_cut_off_and_reported() {
                 // The cut is durable: another power loss changes nothing.
                 drop(log);
                 storage.power_loss(seed + 1000);
-                let (again, second) = SegmentLog::open(storage, 4096).expect("reopen again");
+                let (again, second) = SegmentLog::open(storage, 4096, None).expect("reopen again");
                 assert_eq!(second.torn_at, None, "seed {seed}");
                 assert_eq!(again.batches().expect("read"), batches);
             }

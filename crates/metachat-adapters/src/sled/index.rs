@@ -1,0 +1,231 @@
+//! The sled indexes of the segment log: where each batch starts, each
+//! stream's runs, each event id; and how far they reach. They are derived
+//! from the log, written without a barrier of their own, and brought back
+//! in line with the log on open ([`recover`]).
+
+use metachat_core::event::{wire, Envelope};
+use metachat_core::Result;
+
+use super::error::{corrupted, from_sled};
+use super::keys;
+use super::log::EventLog;
+use super::segment::Location;
+
+/// Events indexed per sled batch while re-indexing.
+const REINDEX_BATCH: usize = 1 << 16;
+
+/// What [`recover`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Recovered {
+    /// The next position: one past the last event of the log.
+    pub(crate) next: u64,
+    /// Events of the log the index did not hold, now indexed.
+    pub(crate) reindexed: u64,
+    /// Index entries for events the log no longer holds, now removed.
+    pub(crate) dropped: u64,
+}
+
+/// Offset of a frame's first record in its segment: after the frame
+/// header (length, CRC) and the record count.
+const FIRST_RECORD: u64 = 12;
+
+/// Adds the index entries of one batch written at `at`: its location, one
+/// run per stretch of one stream's consecutive versions, and its event ids
+/// with where each record is (the runs and ids only for positions from
+/// `runs_from` on). `lens` are the encoded records' lengths.
+pub(crate) fn add_batch(
+    batch: &mut sled::Batch,
+    at: Location,
+    events: &[Envelope],
+    lens: &[usize],
+    runs_from: u64,
+) {
+    let Some(first) = events.first() else {
+        return;
+    };
+    batch.insert(
+        &keys::batch(first.position),
+        keys::pack([at.segment, at.offset]),
+    );
+    let mut offsets = Vec::with_capacity(lens.len());
+    let mut offset = at.offset + FIRST_RECORD;
+    for len in lens {
+        offsets.push(offset);
+        offset += 4 + *len as u64;
+    }
+    let mut i = 0;
+    while i < events.len() {
+        let start = &events[i];
+        let mut j = i + 1;
+        while j < events.len()
+            && events[j].stream_id == start.stream_id
+            && events[j].version == start.version + (j - i) as u64
+        {
+            j += 1;
+        }
+        if start.position >= runs_from {
+            let run = keys::Run {
+                first_version: start.version,
+                position: start.position,
+                count: (j - i) as u64,
+            };
+            batch.insert(
+                keys::stream_entry(&start.stream_id, start.version),
+                &run.value(),
+            );
+            for (k, e) in events.iter().enumerate().take(j).skip(i) {
+                let record = offsets.get(k).copied().unwrap_or(0);
+                batch.insert(
+                    &keys::event_id(e.event_id.0.as_bytes()),
+                    keys::pack([e.position, at.segment, record]),
+                );
+            }
+        }
+        i = j;
+    }
+}
+
+/// Records that the log is indexed up to `next`, ending at `end`.
+pub(crate) fn mark(batch: &mut sled::Batch, next: u64, end: Location) {
+    batch.insert(keys::INDEXED, keys::pack([next, end.segment, end.offset]));
+}
+
+/// How far the log is indexed: next position and the log's end there.
+pub(crate) fn marker(tree: &sled::Tree) -> Result<Option<(u64, Location)>> {
+    let Some(v) = tree.get(keys::INDEXED).map_err(from_sled)? else {
+        return Ok(None);
+    };
+    let [next, segment, offset] = keys::unpack::<3>(&v, || "index marker".into())?;
+    Ok(Some((next, Location { segment, offset })))
+}
+
+/// A batch read back: its events, where it starts, where the next starts.
+pub(crate) struct ReadBatch {
+    pub(crate) events: Vec<Envelope>,
+    /// The encoded records' lengths.
+    pub(crate) lens: Vec<usize>,
+    pub(crate) at: Location,
+    pub(crate) next: Option<Location>,
+}
+
+/// The batch at `at` (or, at the end of a segment's frames, the first of
+/// the next segment), decoded; it must be whole and start at position
+/// `first`. `None` past the end of the log.
+pub(crate) fn read_batch(log: &EventLog, at: Location, first: u64) -> Result<Option<ReadBatch>> {
+    let Some(frame) = log.reader().read(at)? else {
+        return Ok(None);
+    };
+    let at = frame.at;
+    let where_ = || format!("event log segment {} offset {}", at.segment, at.offset);
+    let records = match (frame.intact, frame.records) {
+        (true, Some(r)) => r,
+        _ => return Err(corrupted(where_(), "batch fails its check")),
+    };
+    let mut events = Vec::with_capacity(records.len());
+    for r in &records {
+        let env = wire::decode(r, where_)?;
+        if env.position != first + events.len() as u64 {
+            return Err(corrupted(where_(), "batch holds unexpected positions"));
+        }
+        events.push(env);
+    }
+    Ok(Some(ReadBatch {
+        events,
+        lens: records.iter().map(Vec::len).collect(),
+        at,
+        next: frame.next,
+    }))
+}
+
+/// Brings the index in line with the log: indexes batches past the marker,
+/// or (after a power loss took back batches written but never synced, under
+/// periodic durability) removes entries of events the log no longer holds.
+/// Runs and ids are only written from position `runs_from` on (the older
+/// ones exist: see the legacy migration).
+pub(crate) fn recover(tree: &sled::Tree, log: &EventLog, runs_from: u64) -> Result<Recovered> {
+    let end = log.writer().end();
+    let (mut next, mut at) = marker(tree)?.unwrap_or_default();
+    if at > end {
+        return drop_beyond(tree, log, end);
+    }
+    let mut out = Recovered::default();
+    let mut batch = sled::Batch::default();
+    let mut pending = 0;
+    while at < end {
+        let Some(read) = read_batch(log, at, next)? else {
+            break;
+        };
+        let n = read.events.len();
+        add_batch(&mut batch, read.at, &read.events, &read.lens, runs_from);
+        next += n as u64;
+        out.reindexed += n as u64;
+        pending += n;
+        at = read.next.unwrap_or(end);
+        if pending >= REINDEX_BATCH {
+            mark(&mut batch, next, at);
+            tree.apply_batch(std::mem::take(&mut batch))
+                .map_err(from_sled)?;
+            pending = 0;
+        }
+    }
+    if out.reindexed > 0 {
+        mark(&mut batch, next, end);
+        tree.apply_batch(batch).map_err(from_sled)?;
+        tracing::info!(
+            events = out.reindexed,
+            "event log: indexed what the index lacked"
+        );
+    }
+    out.next = next;
+    Ok(out)
+}
+
+/// The index reaches past the log's end: find the last batch the log holds
+/// and remove every entry after it.
+fn drop_beyond(tree: &sled::Tree, log: &EventLog, end: Location) -> Result<Recovered> {
+    let mut next = 0;
+    for item in tree.scan_prefix([keys::BATCH]).rev() {
+        let (k, v) = item.map_err(from_sled)?;
+        let first = keys::position_of_batch_key(&k)
+            .ok_or_else(|| corrupted("batch index".into(), "malformed key"))?;
+        let [segment, offset] = keys::unpack::<2>(&v, || format!("batch index of {first}"))?;
+        let at = Location { segment, offset };
+        if at < end {
+            let read = read_batch(log, at, first)?
+                .ok_or_else(|| corrupted(format!("global position {first}"), "batch is missing"))?;
+            next = first + read.events.len() as u64;
+            break;
+        }
+    }
+    let mut batch = sled::Batch::default();
+    let mut dropped = 0u64;
+    for item in tree.range(keys::batch(next)..keys::batch(u64::MAX)) {
+        batch.remove(item.map_err(from_sled)?.0);
+    }
+    for item in tree.scan_prefix([keys::STREAM]) {
+        let (k, v) = item.map_err(from_sled)?;
+        let [position, _] = keys::unpack::<2>(&v, || "stream index".into())?;
+        if position >= next {
+            batch.remove(k);
+        }
+    }
+    for item in tree.scan_prefix([keys::EVENT_ID]) {
+        let (k, v) = item.map_err(from_sled)?;
+        if keys::id_position(&v)? >= next {
+            batch.remove(k);
+            dropped += 1;
+        }
+    }
+    mark(&mut batch, next, end);
+    tree.apply_batch(batch).map_err(from_sled)?;
+    tracing::warn!(
+        events = dropped,
+        next,
+        "event log: batches never synced were lost; removed their index entries"
+    );
+    Ok(Recovered {
+        next,
+        reindexed: 0,
+        dropped,
+    })
+}
