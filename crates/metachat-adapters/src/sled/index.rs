@@ -85,18 +85,35 @@ pub(crate) fn add_batch(
     }
 }
 
-/// Records that the log is indexed up to `next`, ending at `end`.
+/// Records how far the log is indexed: up to position `next`, the log
+/// ending at `end` after that batch (written with the batch's own entries,
+/// which may reach the disk before the log does).
 pub(crate) fn mark(batch: &mut sled::Batch, next: u64, end: Location) {
     batch.insert(keys::INDEXED, keys::pack([next, end.segment, end.offset]));
 }
 
-/// How far the log is indexed: next position and the log's end there.
+/// Records that the log was synced up to `end`: frames before it are never
+/// cut off as a torn write on open.
+pub(crate) fn mark_synced(batch: &mut sled::Batch, end: Location) {
+    batch.insert(keys::SYNCED, keys::pack([end.segment, end.offset]));
+}
+
+/// How far the log is indexed (next position, the log's end there), if it is.
 pub(crate) fn marker(tree: &sled::Tree) -> Result<Option<(u64, Location)>> {
     let Some(v) = tree.get(keys::INDEXED).map_err(from_sled)? else {
         return Ok(None);
     };
     let [next, segment, offset] = keys::unpack::<3>(&v, || "index marker".into())?;
     Ok(Some((next, Location { segment, offset })))
+}
+
+/// Up to where the log is known to have been synced, if recorded.
+pub(crate) fn synced(tree: &sled::Tree) -> Result<Option<Location>> {
+    let Some(v) = tree.get(keys::SYNCED).map_err(from_sled)? else {
+        return Ok(None);
+    };
+    let [segment, offset] = keys::unpack::<2>(&v, || "synced marker".into())?;
+    Ok(Some(Location { segment, offset }))
 }
 
 /// A batch read back: its events, where it starts, where the next starts.
@@ -137,7 +154,8 @@ pub(crate) fn read_batch(log: &EventLog, at: Location, first: u64) -> Result<Opt
     }))
 }
 
-/// Brings the index in line with the log: indexes batches past the marker,
+/// Brings the index in line with the log (which [`EventLog::open`] synced
+/// whole, so the marker it leaves says synced): indexes batches past the marker,
 /// or (after a power loss took back batches written but never synced, under
 /// periodic durability) removes entries of events the log no longer holds.
 /// Runs and ids are only written from position `runs_from` on (the older
@@ -163,6 +181,7 @@ pub(crate) fn recover(tree: &sled::Tree, log: &EventLog, runs_from: u64) -> Resu
         at = read.next.unwrap_or(end);
         if pending >= REINDEX_BATCH {
             mark(&mut batch, next, at);
+            mark_synced(&mut batch, at);
             tree.apply_batch(std::mem::take(&mut batch))
                 .map_err(from_sled)?;
             pending = 0;
@@ -170,6 +189,7 @@ pub(crate) fn recover(tree: &sled::Tree, log: &EventLog, runs_from: u64) -> Resu
     }
     if out.reindexed > 0 {
         mark(&mut batch, next, end);
+        mark_synced(&mut batch, end);
         tree.apply_batch(batch).map_err(from_sled)?;
         tracing::info!(
             events = out.reindexed,
@@ -217,6 +237,7 @@ fn drop_beyond(tree: &sled::Tree, log: &EventLog, end: Location) -> Result<Recov
         }
     }
     mark(&mut batch, next, end);
+    mark_synced(&mut batch, end);
     tree.apply_batch(batch).map_err(from_sled)?;
     tracing::warn!(
         events = dropped,

@@ -20,6 +20,8 @@ pub(crate) const BATCH: u8 = b'p';
 /// `x` → how far the log is indexed: next position (u64 BE) + the log's
 /// end after that batch: segment (u64 BE) + offset (u64 BE).
 pub(crate) const INDEXED: &[u8] = b"x";
+/// `y` → up to where the log is known synced: segment (u64 BE) + offset (u64 BE).
+pub(crate) const SYNCED: &[u8] = b"y";
 /// `s` + stream id + `0x00` + first version (u64 BE) → a run: position (u64
 /// BE) of that version + number of consecutive versions at consecutive
 /// positions (u64 BE).

@@ -45,8 +45,11 @@
 //! | `s` + stream id + `0x00` + first version (u64) | a run: position (u64) of that version + count (u64) of consecutive versions at consecutive positions |
 //! | `i` + event id (16 bytes) | position (u64) + its record's segment (u64) and offset (u64) |
 //! | `x` | how far the log is indexed: next position (u64) + the log's end there, segment (u64) + offset (u64) |
+//! | `y` | up to where the log is known synced: segment (u64) + offset (u64); under `Sync`, written with the next group's entries or as soon as the writer is idle |
 //!
-//! The index is written after the log, with no barrier of its own. On open,
+//! A group's index entries are applied by a second thread while the log's
+//! `fdatasync` runs (so they may reach the disk before the log does), with
+//! no barrier of their own; readers see the group once both are done. On open,
 //! the log's torn tail (a batch written but never synced) is cut off, then
 //! batches past `x` are indexed and, should the index reach past the log
 //! (a power loss under [`Durability::Periodic`]), its excess entries are
@@ -140,12 +143,10 @@ impl SledDatabase {
             .open()
             .map_err(from_sled)?;
         let tree = db.open_tree(keys::EVENTS_TREE).map_err(from_sled)?;
-        // Frames before the index's end were synced (under `Sync`): damage
-        // there is corruption to report, not a torn write to cut off.
-        let synced = match config.durability {
-            Durability::Sync => index::marker(&tree)?.map(|(_, end)| end),
-            Durability::Periodic(_) => None,
-        };
+        // Frames before the index's end, when it says they were synced, are
+        // on disk: damage there is corruption to report, not a torn write
+        // to cut off.
+        let synced = index::synced(&tree)?;
         let log = log::EventLog::open(
             &config.path,
             config.log.clone().map(LogStorage::Sim),

@@ -4,14 +4,16 @@
 //! [`SledConfig::max_group_events`](super::SledConfig::max_group_events)),
 //! validates them in order against the stream heads (the published ones plus
 //! this group's own), writes all accepted events as one batch of the
-//! segment log, syncs it once (under [`Durability::Sync`](super::Durability::Sync)),
-//! indexes it in sled with one `Tree::apply_batch` (no barrier: the index
-//! is rebuilt from the log on open), then publishes the new heads and
-//! position and answers every caller.
+//! segment log, then syncs it once (under [`Durability::Sync`](super::Durability::Sync))
+//! while a second thread, the indexer, applies the group's index entries to
+//! sled with one `Tree::apply_batch` (no barrier: the index is brought back
+//! in line with the log on open). Once both are done it publishes the new
+//! heads and position and answers every caller.
 
 use std::collections::HashMap;
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use metachat_core::event::{wire, Envelope, EventId, NewEvent, StreamId, Timestamp};
 use metachat_core::store::{check_reappend, AppendOutcome, ExpectedVersion};
@@ -21,6 +23,7 @@ use tokio::sync::oneshot;
 use super::config::Durability;
 use super::error::from_sled;
 use super::index;
+use super::segment::Location;
 use super::store::StoreShared;
 
 /// One append waiting for the writer.
@@ -31,9 +34,121 @@ pub(crate) struct Request {
     pub(crate) reply: oneshot::Sender<Result<AppendOutcome>>,
 }
 
+/// The thread that applies index batches, so that the writer can sync the
+/// log meanwhile. Without it (the thread could not start), batches are
+/// applied on the writer's thread.
+struct Indexer {
+    tree: sled::Tree,
+    jobs: Option<Sender<sled::Batch>>,
+    done: Option<Receiver<Result<()>>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Indexer {
+    fn start(tree: sled::Tree) -> Self {
+        let (jobs, job_rx) = mpsc::channel::<sled::Batch>();
+        let (done_tx, done) = mpsc::channel();
+        let worker = tree.clone();
+        let thread = std::thread::Builder::new()
+            .name("metachat-sled-index".into())
+            .spawn(move || {
+                while let Ok(batch) = job_rx.recv() {
+                    if done_tx
+                        .send(worker.apply_batch(batch).map_err(from_sled))
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            });
+        match thread {
+            Ok(t) => Indexer {
+                tree,
+                jobs: Some(jobs),
+                done: Some(done),
+                thread: Some(t),
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "no index thread: the writer indexes on its own");
+                Indexer {
+                    tree,
+                    jobs: None,
+                    done: None,
+                    thread: None,
+                }
+            }
+        }
+    }
+
+    /// Starts applying `batch`; `Some` result when it was applied at once.
+    fn submit(&self, batch: sled::Batch) -> Option<Result<()>> {
+        match &self.jobs {
+            Some(jobs) => match jobs.send(batch) {
+                Ok(()) => None,
+                Err(_) => Some(Err(Error::Closed)),
+            },
+            None => Some(self.tree.apply_batch(batch).map_err(from_sled)),
+        }
+    }
+
+    /// The result of the batch submitted last.
+    fn wait(&self, submitted: Option<Result<()>>) -> Result<()> {
+        match (submitted, &self.done) {
+            (Some(r), _) => r,
+            (None, Some(done)) => done.recv().map_err(|_| Error::Closed)?,
+            (None, None) => Err(Error::Closed),
+        }
+    }
+}
+
+impl Drop for Indexer {
+    fn drop(&mut self) {
+        self.jobs.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// What the writer carries from one group to the next.
+struct State {
+    indexer: Indexer,
+    /// The log's end after the last sync not yet recorded in the index.
+    synced: Option<Location>,
+}
+
+impl State {
+    /// Records the last synced end now (the writer is idle or stopping),
+    /// rather than with the next group's entries.
+    fn record_synced(&mut self, shared: &StoreShared) {
+        if let Some(end) = self.synced.take() {
+            let mut batch = sled::Batch::default();
+            index::mark_synced(&mut batch, end);
+            if let Err(e) = shared.events.apply_batch(batch) {
+                tracing::warn!(error = %e, "could not record how far the event log is synced");
+            }
+        }
+    }
+}
+
 /// Runs until every sender is gone.
 pub(crate) fn run(shared: Arc<StoreShared>, rx: Receiver<Request>, max_group_events: usize) {
-    while let Ok(first) = rx.recv() {
+    let mut state = State {
+        indexer: Indexer::start(shared.events.clone()),
+        synced: None,
+    };
+    loop {
+        let first = match rx.try_recv() {
+            Ok(r) => r,
+            Err(mpsc::TryRecvError::Empty) => {
+                state.record_synced(&shared);
+                match rx.recv() {
+                    Ok(r) => r,
+                    Err(_) => break,
+                }
+            }
+            Err(mpsc::TryRecvError::Disconnected) => break,
+        };
         let mut group = vec![first];
         let mut n = group[0].events.len();
         while n < max_group_events {
@@ -45,8 +160,9 @@ pub(crate) fn run(shared: Arc<StoreShared>, rx: Receiver<Request>, max_group_eve
                 Err(_) => break,
             }
         }
-        commit_group(&shared, group);
+        commit_group(&shared, &mut state, group);
     }
+    state.record_synced(&shared);
 }
 
 /// This group's view: heads and events not yet published.
@@ -82,7 +198,7 @@ impl Pending {
     }
 }
 
-fn commit_group(shared: &StoreShared, group: Vec<Request>) {
+fn commit_group(shared: &StoreShared, state: &mut State, group: Vec<Request>) {
     if let Err(e) = shared.core.syncer.check_healthy() {
         let msg = e.to_string();
         for r in group {
@@ -121,7 +237,7 @@ fn commit_group(shared: &StoreShared, group: Vec<Request>) {
         }
         return;
     }
-    let written = write(shared, &pending);
+    let written = write(shared, state, &pending);
     match written {
         Ok(()) => {
             shared.publish(pending.heads, pending.next_position);
@@ -196,24 +312,31 @@ fn validate_and_stage(
     })
 }
 
-/// The group as one batch of the log, synced (under `Sync`), then its
-/// index entries as one sled batch, and its ids in the filter.
-fn write(shared: &StoreShared, pending: &Pending) -> Result<()> {
+/// The group as one batch of the log, synced (under `Sync`) while the
+/// indexer applies its index entries; then its ids go into the filter.
+fn write(shared: &StoreShared, state: &mut State, pending: &Pending) -> Result<()> {
     let records: Vec<Vec<u8>> = pending.events.iter().map(wire::encode).collect();
     let refs: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
-    let (at, end) = {
-        let mut log = shared.core.log.writer();
-        let at = log.append(&refs)?;
-        if shared.core.syncer.durability() == Durability::Sync {
-            log.sync()?;
-        }
-        (at, log.end())
-    };
+    let sync = shared.core.syncer.durability() == Durability::Sync;
+    let mut log = shared.core.log.writer();
+    let at = log.append(&refs)?;
+    let end = log.end();
     let mut batch = sled::Batch::default();
     let lens: Vec<usize> = records.iter().map(Vec::len).collect();
     index::add_batch(&mut batch, at, &pending.events, &lens, 0);
     index::mark(&mut batch, pending.next_position, end);
-    shared.events.apply_batch(batch).map_err(from_sled)?;
+    if let Some(synced) = state.synced.take() {
+        index::mark_synced(&mut batch, synced);
+    }
+    let submitted = state.indexer.submit(batch);
+    let synced = if sync { log.sync() } else { Ok(()) };
+    drop(log);
+    let indexed = state.indexer.wait(submitted);
+    synced?;
+    indexed?;
+    if sync {
+        state.synced = Some(end);
+    }
     let mut filter = shared.ids.lock().unwrap_or_else(|p| p.into_inner());
     for e in &pending.events {
         filter.insert(e.event_id.0.as_bytes());

@@ -43,6 +43,8 @@
 //! (the store's index says so): a bad frame before it is damage, not a
 //! torn write, and is kept (counted in [`Recovery::damaged`]) for readers
 //! to report as corruption, rather than cut off with everything after it.
+//! Opening ends with a sync of the last segment: whatever the log holds
+//! once it is open is on disk.
 //!
 //! # Reading
 //!
@@ -429,7 +431,7 @@ impl<S: Storage> SegmentLog<S> {
         // Frames before this offset of the last segment were synced.
         let keep = synced
             .filter(|s| s.segment == current)
-            .map_or(0, |s| s.offset);
+            .map_or(0, |s| s.offset.min(last.file.len()));
         let mut recovery = Recovery::default();
         let mut offset = 0;
         loop {
@@ -467,6 +469,11 @@ impl<S: Storage> SegmentLog<S> {
             });
             recovery.torn_bytes = tail - offset;
         }
+        // What a killed process wrote may still be only in the page cache:
+        // from here on, everything the log holds is on disk.
+        last.file
+            .sync_data()
+            .map_err(io_err("sync on open", current))?;
         recovery.end = Location {
             segment: current,
             offset,

@@ -114,6 +114,18 @@ impl SimStorage {
         copy
     }
 
+    /// Puts segment `id` on the disk holding `bytes`, durable (replacing
+    /// one of that id): to open a log on given bytes, as a fuzz target does.
+    pub fn insert_segment(&self, id: u64, bytes: Vec<u8>) {
+        self.disk().files.insert(
+            id,
+            Contents {
+                current: bytes.clone(),
+                durable: bytes,
+            },
+        );
+    }
+
     /// Makes every later sync a no-op that still reports success: the
     /// mutant a power-loss test must catch.
     pub fn ignore_syncs(&self, ignore: bool) {
