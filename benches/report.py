@@ -18,7 +18,7 @@ WORKLOADS = [
     ("replay_1m", "replay 1,000,000 events (`read_all`)", "raw_read"),
     ("projection_1m", "projection catch-up over 1,000,000 events", None),
 ]
-PEERS = ["sqlite", "umadb", "sled", "sled_cache_4g"]
+PEERS = ["sqlite", "sqlite_tuned", "umadb", "sled", "sled_cache_4g"]
 
 
 def load(root, group, fn):

@@ -1,7 +1,9 @@
 //! The sled event store against its baselines, measured in one run.
 //!
 //! Peers: `raw` (a plain file + `fdatasync`, the physical limit), `sqlite`
-//! (rusqlite, WAL, `synchronous=FULL`), `umadb` (UmaDB's engine embedded) and
+//! (rusqlite, WAL, `synchronous=FULL`), `sqlite_tuned` (the same with a
+//! group-commit writer, a unique event-id index, a 1 GiB page cache and
+//! `mmap` reads), `umadb` (UmaDB's engine embedded) and
 //! `sled` (MetaChat's `SledEventStore`). Workloads of 1 KiB events:
 //!
 //! | group | one iteration |
@@ -69,6 +71,13 @@ fn append_one_writer(c: &mut Criterion, rt: &Runtime, payload: &[u8]) {
         });
     }
     {
+        let dir = temp_dir("sqlite-tuned");
+        let store = SqliteStore::open_tuned(dir.path(), payload);
+        g.bench_function("sqlite_tuned", |b| {
+            b.iter_custom(|iters| store.append_each("single-0", iters))
+        });
+    }
+    {
         let dir = temp_dir("umadb");
         let store = UmaStore::open(dir.path(), payload);
         g.bench_function("umadb", |b| {
@@ -103,6 +112,16 @@ fn append_concurrent(c: &mut Criterion, rt: &Runtime, payload: &[u8]) {
         let dir = temp_dir("sqlite");
         let store = SqliteStore::open(dir.path(), payload);
         g.bench_function("sqlite", |b| {
+            b.iter_custom(|iters| {
+                round += 1;
+                store.append_concurrent(round, iters)
+            })
+        });
+    }
+    {
+        let dir = temp_dir("sqlite-tuned");
+        let store = SqliteStore::open_tuned(dir.path(), payload);
+        g.bench_function("sqlite_tuned", |b| {
             b.iter_custom(|iters| {
                 round += 1;
                 store.append_concurrent(round, iters)
@@ -153,6 +172,16 @@ fn append_batches(c: &mut Criterion, rt: &Runtime, payload: &[u8]) {
         });
     }
     {
+        let dir = temp_dir("sqlite-tuned");
+        let store = SqliteStore::open_tuned(dir.path(), payload);
+        g.bench_function("sqlite_tuned", |b| {
+            b.iter_custom(|iters| {
+                round += 1;
+                store.append_batches(round, iters)
+            })
+        });
+    }
+    {
         let dir = temp_dir("umadb");
         let store = UmaStore::open(dir.path(), payload);
         g.bench_function("umadb", |b| {
@@ -183,6 +212,7 @@ struct Datasets<'a> {
     streams: usize,
     raw: OnceCell<(tempfile::TempDir, RawDataset)>,
     sqlite: OnceCell<(tempfile::TempDir, SqliteStore)>,
+    sqlite_tuned: OnceCell<(tempfile::TempDir, SqliteStore)>,
     umadb: OnceCell<(tempfile::TempDir, UmaStore)>,
     sled: OnceCell<(tempfile::TempDir, SledPeer)>,
     sled_copy: std::cell::Cell<Option<tempfile::TempDir>>,
@@ -217,6 +247,22 @@ impl<'a> Datasets<'a> {
                 let store = SqliteStore::open(dir.path(), self.payload);
                 note(
                     "sqlite dataset",
+                    dir.path(),
+                    timed(|| store.generate(self.streams)),
+                );
+                (dir, store)
+            })
+            .1
+    }
+
+    fn sqlite_tuned(&self) -> &SqliteStore {
+        &self
+            .sqlite_tuned
+            .get_or_init(|| {
+                let dir = temp_dir("sqlite-tuned-data");
+                let store = SqliteStore::open_tuned(dir.path(), self.payload);
+                note(
+                    "sqlite_tuned dataset",
                     dir.path(),
                     timed(|| store.generate(self.streams)),
                 );
@@ -282,6 +328,7 @@ impl<'a> Datasets<'a> {
     fn prepare(&self) {
         self.raw();
         self.sqlite();
+        self.sqlite_tuned();
         self.umadb();
         self.sled();
         self.sled_big_cache();
@@ -325,6 +372,12 @@ fn load_aggregate(c: &mut Criterion, d: &Datasets<'_>) {
     g.bench_function("sqlite", |b| {
         b.iter_custom(|iters| {
             let sqlite = d.sqlite();
+            repeat(iters, n, || to_u64(sqlite.load_aggregate()))
+        })
+    });
+    g.bench_function("sqlite_tuned", |b| {
+        b.iter_custom(|iters| {
+            let sqlite = d.sqlite_tuned();
             repeat(iters, n, || to_u64(sqlite.load_aggregate()))
         })
     });
@@ -376,6 +429,12 @@ fn replay(c: &mut Criterion, d: &Datasets<'_>) {
             repeat(iters, n, || sqlite.replay())
         })
     });
+    g.bench_function("sqlite_tuned", |b| {
+        b.iter_custom(|iters| {
+            let sqlite = d.sqlite_tuned();
+            repeat(iters, n, || sqlite.replay())
+        })
+    });
     g.bench_function("umadb", |b| {
         b.iter_custom(|iters| {
             let umadb = d.umadb();
@@ -415,6 +474,12 @@ fn projection(c: &mut Criterion, d: &Datasets<'_>) {
     g.bench_function("sqlite", |b| {
         b.iter_custom(|iters| {
             let sqlite = d.sqlite();
+            repeat(iters, n, || sqlite.project())
+        })
+    });
+    g.bench_function("sqlite_tuned", |b| {
+        b.iter_custom(|iters| {
+            let sqlite = d.sqlite_tuned();
             repeat(iters, n, || sqlite.project())
         })
     });
@@ -475,6 +540,7 @@ fn main() {
         },
         raw: OnceCell::new(),
         sqlite: OnceCell::new(),
+        sqlite_tuned: OnceCell::new(),
         umadb: OnceCell::new(),
         sled: OnceCell::new(),
         sled_copy: std::cell::Cell::new(None),
