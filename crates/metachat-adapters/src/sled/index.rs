@@ -27,17 +27,28 @@ pub(crate) struct Recovered {
 
 /// Offset of a frame's first record in its segment: after the frame
 /// header (length, CRC) and the record count.
-const FIRST_RECORD: u64 = 12;
+pub(crate) const FIRST_RECORD: u64 = 12;
 
-/// Adds the index entries of one batch written at `at`: its location, one
-/// run per stretch of one stream's consecutive versions, and its event ids
-/// with where each record is (the runs and ids only for positions from
-/// `runs_from` on). `lens` are the encoded records' lengths.
+/// Where each record of a batch written at `at` starts, given the encoded
+/// records' lengths.
+pub(crate) fn record_offsets(at: Location, lens: &[usize]) -> Vec<u64> {
+    let mut offsets = Vec::with_capacity(lens.len());
+    let mut offset = at.offset + FIRST_RECORD;
+    for len in lens {
+        offsets.push(offset);
+        offset += 4 + *len as u64;
+    }
+    offsets
+}
+
+/// Adds the sled index entries of one batch written at `at`: its location
+/// and one run per stretch of one stream's consecutive versions (runs only
+/// for positions from `runs_from` on). Event ids are indexed apart
+/// ([`IdIndex`](super::id_index::IdIndex)).
 pub(crate) fn add_batch(
     batch: &mut sled::Batch,
     at: Location,
     events: &[Envelope],
-    lens: &[usize],
     runs_from: u64,
 ) {
     let Some(first) = events.first() else {
@@ -47,12 +58,6 @@ pub(crate) fn add_batch(
         &keys::batch(first.position),
         keys::pack([at.segment, at.offset]),
     );
-    let mut offsets = Vec::with_capacity(lens.len());
-    let mut offset = at.offset + FIRST_RECORD;
-    for len in lens {
-        offsets.push(offset);
-        offset += 4 + *len as u64;
-    }
     let mut i = 0;
     while i < events.len() {
         let start = &events[i];
@@ -73,13 +78,6 @@ pub(crate) fn add_batch(
                 keys::stream_entry(&start.stream_id, start.version),
                 &run.value(),
             );
-            for (k, e) in events.iter().enumerate().take(j).skip(i) {
-                let record = offsets.get(k).copied().unwrap_or(0);
-                batch.insert(
-                    &keys::event_id(e.event_id.0.as_bytes()),
-                    keys::pack([e.position, at.segment, record]),
-                );
-            }
         }
         i = j;
     }
@@ -119,8 +117,6 @@ pub(crate) fn synced(tree: &sled::Tree) -> Result<Option<Location>> {
 /// A batch read back: its events, where it starts, where the next starts.
 pub(crate) struct ReadBatch {
     pub(crate) events: Vec<Envelope>,
-    /// The encoded records' lengths.
-    pub(crate) lens: Vec<usize>,
     pub(crate) at: Location,
     pub(crate) next: Option<Location>,
 }
@@ -148,7 +144,6 @@ pub(crate) fn read_batch(log: &EventLog, at: Location, first: u64) -> Result<Opt
     }
     Ok(Some(ReadBatch {
         events,
-        lens: records.iter().map(Vec::len).collect(),
         at,
         next: frame.next,
     }))
@@ -174,7 +169,7 @@ pub(crate) fn recover(tree: &sled::Tree, log: &EventLog, runs_from: u64) -> Resu
             break;
         };
         let n = read.events.len();
-        add_batch(&mut batch, read.at, &read.events, &read.lens, runs_from);
+        add_batch(&mut batch, read.at, &read.events, runs_from);
         next += n as u64;
         out.reindexed += n as u64;
         pending += n;
@@ -200,9 +195,33 @@ pub(crate) fn recover(tree: &sled::Tree, log: &EventLog, runs_from: u64) -> Resu
     Ok(out)
 }
 
+/// Removes the event-id entries an earlier version kept in sled (ids are
+/// now indexed beside the log). Returns how many there were.
+pub(crate) fn remove_old_ids(tree: &sled::Tree) -> Result<u64> {
+    let mut removed = 0u64;
+    loop {
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        for k in tree
+            .scan_prefix([keys::EVENT_ID])
+            .keys()
+            .take(REINDEX_BATCH)
+        {
+            batch.remove(k.map_err(from_sled)?);
+            n += 1;
+        }
+        if n == 0 {
+            return Ok(removed);
+        }
+        tree.apply_batch(batch).map_err(from_sled)?;
+        removed += n;
+    }
+}
+
 /// The index reaches past the log's end: find the last batch the log holds
 /// and remove every entry after it.
 fn drop_beyond(tree: &sled::Tree, log: &EventLog, end: Location) -> Result<Recovered> {
+    let indexed = marker(tree)?.map_or(0, |(n, _)| n);
     let mut next = 0;
     for item in tree.scan_prefix([keys::BATCH]).rev() {
         let (k, v) = item.map_err(from_sled)?;
@@ -218,7 +237,6 @@ fn drop_beyond(tree: &sled::Tree, log: &EventLog, end: Location) -> Result<Recov
         }
     }
     let mut batch = sled::Batch::default();
-    let mut dropped = 0u64;
     for item in tree.range(keys::batch(next)..keys::batch(u64::MAX)) {
         batch.remove(item.map_err(from_sled)?.0);
     }
@@ -229,13 +247,7 @@ fn drop_beyond(tree: &sled::Tree, log: &EventLog, end: Location) -> Result<Recov
             batch.remove(k);
         }
     }
-    for item in tree.scan_prefix([keys::EVENT_ID]) {
-        let (k, v) = item.map_err(from_sled)?;
-        if keys::id_position(&v)? >= next {
-            batch.remove(k);
-            dropped += 1;
-        }
-    }
+    let dropped = indexed.saturating_sub(next);
     mark(&mut batch, next, end);
     mark_synced(&mut batch, end);
     tree.apply_batch(batch).map_err(from_sled)?;

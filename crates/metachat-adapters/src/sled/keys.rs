@@ -26,9 +26,9 @@ pub(crate) const SYNCED: &[u8] = b"y";
 /// BE) of that version + number of consecutive versions at consecutive
 /// positions (u64 BE).
 pub(crate) const STREAM: u8 = b's';
-/// `i` + event id (16 bytes) → position (u64 BE) + where its record is in
-/// the log: segment (u64 BE) + offset of the record's length field (u64
-/// BE). (Earlier versions stored the position alone.)
+/// `i` + event id (16 bytes): an earlier version's event-id index, removed
+/// on open (ids are now indexed beside the log, in
+/// [`IdIndex`](super::id_index::IdIndex)).
 pub(crate) const EVENT_ID: u8 = b'i';
 
 /// `d` + collection length (u32 BE) + collection + key → version (u64 BE) + value.
@@ -95,6 +95,9 @@ pub(crate) fn stream_entry(stream: &StreamId, version: u64) -> Vec<u8> {
     k
 }
 
+/// An earlier version's event-id key (ids are now indexed beside the log;
+/// see [`remove_old_ids`](super::index::remove_old_ids)).
+#[cfg(test)]
 pub(crate) fn event_id(id: &[u8; 16]) -> [u8; 17] {
     let mut k = [0u8; 17];
     k[0] = EVENT_ID;
@@ -173,14 +176,6 @@ pub(crate) fn checkpoint(name: &str) -> Vec<u8> {
     k.push(CHECKPOINT);
     k.extend_from_slice(name.as_bytes());
     k
-}
-
-/// The position in an event-id index value (either layout).
-pub(crate) fn id_position(value: &[u8]) -> Result<u64, Error> {
-    value
-        .first_chunk::<8>()
-        .map(|b| u64::from_be_bytes(*b))
-        .ok_or_else(|| corrupted("event id index".into(), "value shorter than a position"))
 }
 
 /// Decodes a big-endian u64 value; `location` names it in the error.

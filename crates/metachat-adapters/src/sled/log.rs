@@ -19,6 +19,8 @@ pub(crate) struct EventLog {
     writer: Mutex<SegmentLog<LogStorage>>,
     reader: LogReader<LogFile>,
     recovery: Recovery,
+    /// The directory of the segment files, when they are real files.
+    dir: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for EventLog {
@@ -37,6 +39,7 @@ impl EventLog {
         storage: Option<LogStorage>,
         synced: Option<Location>,
     ) -> Result<Self, Error> {
+        let mut real_dir = None;
         let storage = match storage {
             Some(s) => s,
             None => {
@@ -49,6 +52,7 @@ impl EventLog {
                         .and_then(|d| d.sync_all())
                         .map_err(|e| SledError::io("fsync directory", dir, e))?;
                 }
+                real_dir = Some(path);
                 LogStorage::Dir(s)
             }
         };
@@ -71,6 +75,7 @@ impl EventLog {
             reader: log.reader(),
             writer: Mutex::new(log),
             recovery,
+            dir: real_dir,
         })
     }
 
@@ -81,6 +86,11 @@ impl EventLog {
 
     pub(crate) fn reader(&self) -> &LogReader<LogFile> {
         &self.reader
+    }
+
+    /// The directory of the segment files (`None` on a simulated disk).
+    pub(crate) fn dir(&self) -> Option<&std::path::Path> {
+        self.dir.as_deref()
     }
 
     pub(crate) fn recovery(&self) -> &Recovery {

@@ -43,7 +43,6 @@
 //! |---|---|
 //! | `p` + first position (u64) | where that batch starts: segment (u64) + offset (u64) |
 //! | `s` + stream id + `0x00` + first version (u64) | a run: position (u64) of that version + count (u64) of consecutive versions at consecutive positions |
-//! | `i` + event id (16 bytes) | position (u64) + its record's segment (u64) and offset (u64) |
 //! | `x` | how far the log is indexed: next position (u64) + the log's end there, segment (u64) + offset (u64) |
 //! | `y` | up to where the log is known synced: segment (u64) + offset (u64); under `Sync`, written with the next group's entries or as soon as the writer is idle |
 //!
@@ -53,9 +52,15 @@
 //! the log's torn tail (a batch written but never synced) is cut off, then
 //! batches past `x` are indexed and, should the index reach past the log
 //! (a power loss under [`Durability::Periodic`]), its excess entries are
-//! removed: see [`SledEventStore::open_report`]. An in-memory filter of
-//! every event id answers the idempotency check of a new id without
-//! touching sled. A database of an earlier version (events in sled chunks
+//! removed: see [`SledEventStore::open_report`].
+//!
+//! Event ids are not in sled (a random-key insert per event was most of an
+//! append's cost): the ids of the open segments are in memory, and each
+//! sealed segment has a sorted table `log/{id:020}.ids` of (id, position,
+//! record offset), written when the log moves past it and rebuilt from the
+//! segment if it is missing or fails its CRC on open. An in-memory filter
+//! of every event id answers the idempotency check of a new id without
+//! touching the disk. A database of an earlier version (events in sled chunks
 //! under `e`) is moved into the log on its first open.
 //!
 //! Tree `metachat.read_models`:
@@ -69,6 +74,7 @@ mod chunk;
 mod config;
 mod durability;
 mod error;
+mod id_index;
 mod ids;
 mod index;
 mod keys;

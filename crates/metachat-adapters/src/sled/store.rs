@@ -17,7 +17,7 @@ use tokio::sync::{oneshot, watch};
 use super::config::SledConfig;
 use super::durability::Core;
 use super::error::{corrupted, from_sled, SledError};
-use super::ids::IdFilter;
+use super::id_index::IdIndex;
 use super::index;
 use super::keys;
 use super::legacy;
@@ -36,23 +36,24 @@ pub(crate) struct StoreShared {
     visible: AtomicU64,
     head_tx: watch::Sender<u64>,
     limits: Limits,
-    /// Every stored event id is in it (only the writer inserts).
-    pub(crate) ids: Mutex<IdFilter>,
+    /// Where each stored event id is (only the writer uses it).
+    pub(crate) ids: Mutex<IdIndex>,
     pub(crate) recovered: index::Recovered,
 }
 
 impl StoreShared {
     /// Brings the index in line with the log (moving an earlier version's
-    /// events into the log first), then loads the event-id filter.
+    /// events into the log first), then loads the event-id index.
     pub(crate) fn open(core: Arc<Core>, limits: Limits) -> Result<Self> {
         let events = core.db().open_tree(keys::EVENTS_TREE).map_err(from_sled)?;
         let recovered = legacy::migrate(&events, &core)?;
-        let mut ids = IdFilter::new();
-        for item in events.scan_prefix([keys::EVENT_ID]).keys() {
-            let k = item.map_err(from_sled)?;
-            if let Ok(id) = <[u8; 16]>::try_from(&k[1..]) {
-                ids.insert(&id);
-            }
+        let ids = IdIndex::open(&core.log, core.log.dir())?;
+        let old = index::remove_old_ids(&events)?;
+        if old > 0 {
+            tracing::info!(
+                entries = old,
+                "event log: removed the event-id entries of an earlier version from sled"
+            );
         }
         let next = recovered.next;
         Ok(StoreShared {
@@ -205,29 +206,16 @@ impl StoreShared {
     /// The stored envelope with this id, if any: one read of its record
     /// where the index says where it is.
     pub(crate) fn stored_by_id(&self, id: EventId) -> Result<Option<Envelope>> {
-        let Some(v) = self
-            .events
-            .get(keys::event_id(id.0.as_bytes()))
-            .map_err(from_sled)?
-        else {
+        let found = self
+            .ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id.0.as_bytes())?;
+        let Some((pos, at)) = found else {
             return Ok(None);
         };
-        if let Ok([pos, segment, offset]) = keys::unpack::<3>(&v, String::new) {
-            let record = self
-                .core
-                .log
-                .reader()
-                .read_record(Location { segment, offset })?;
-            return Self::decode_at(&record, pos, None).map(Some);
-        }
-        let pos = keys::u64_value(&v, || format!("event id index of {id}"))?;
-        let mut out = None;
-        self.scan_log(pos, pos + 1, |p, record| {
-            out = Some(Self::decode_at(record, p, None)?);
-            Ok(false)
-        })?;
-        out.map(Some)
-            .ok_or_else(|| corrupted(format!("global position {pos}"), "indexed event is missing"))
+        let record = self.core.log.reader().read_record(at)?;
+        Self::decode_at(&record, pos, None).map(Some)
     }
 
     /// Appends the events of `run` with versions `lo..=hi` to `out`.

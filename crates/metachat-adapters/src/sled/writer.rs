@@ -188,12 +188,7 @@ impl Pending {
             let idx = usize::try_from(pos - self.first_position).unwrap_or(usize::MAX);
             return Ok(self.events.get(idx).cloned());
         }
-        // A new id is answered from memory; a possible one from the index.
-        let filter = shared.ids.lock().unwrap_or_else(|p| p.into_inner());
-        if !filter.may_contain(id.0.as_bytes()) {
-            return Ok(None);
-        }
-        drop(filter);
+        // A new id is answered from memory (the index's filter).
         shared.stored_by_id(id)
     }
 }
@@ -322,8 +317,7 @@ fn write(shared: &StoreShared, state: &mut State, pending: &Pending) -> Result<(
     let at = log.append(&refs)?;
     let end = log.end();
     let mut batch = sled::Batch::default();
-    let lens: Vec<usize> = records.iter().map(Vec::len).collect();
-    index::add_batch(&mut batch, at, &pending.events, &lens, 0);
+    index::add_batch(&mut batch, at, &pending.events, 0);
     index::mark(&mut batch, pending.next_position, end);
     if let Some(synced) = state.synced.take() {
         index::mark_synced(&mut batch, synced);
@@ -337,9 +331,11 @@ fn write(shared: &StoreShared, state: &mut State, pending: &Pending) -> Result<(
     if sync {
         state.synced = Some(end);
     }
-    let mut filter = shared.ids.lock().unwrap_or_else(|p| p.into_inner());
-    for e in &pending.events {
-        filter.insert(e.event_id.0.as_bytes());
-    }
+    let lens: Vec<usize> = records.iter().map(Vec::len).collect();
+    shared.ids.lock().unwrap_or_else(|p| p.into_inner()).add(
+        at,
+        &pending.events,
+        &index::record_offsets(at, &lens),
+    );
     Ok(())
 }
