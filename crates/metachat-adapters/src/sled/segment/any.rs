@@ -46,6 +46,20 @@ impl Storage for LogStorage {
             LogStorage::Sim(s) => s.open(id).map(LogFile::Sim),
         }
     }
+
+    fn prepare(&self, id: u64, len: u64) -> io::Result<()> {
+        match self {
+            LogStorage::Dir(s) => s.prepare(id, len),
+            LogStorage::Sim(s) => s.prepare(id, len),
+        }
+    }
+
+    fn activate(&self, id: u64, len: u64) -> io::Result<LogFile> {
+        match self {
+            LogStorage::Dir(s) => s.activate(id, len).map(LogFile::Dir),
+            LogStorage::Sim(s) => s.activate(id, len).map(LogFile::Sim),
+        }
+    }
 }
 
 impl SegmentFile for LogFile {

@@ -21,6 +21,22 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Opens an existing segment for reading and writing.
     fn open(&self, id: u64) -> io::Result<Self::File>;
+
+    /// Prepares segment `id` of `len` bytes ahead of its use, off the
+    /// writer's path (on another thread), without making it a segment yet:
+    /// a spare that [`activate`](Self::activate) turns into one. By default
+    /// nothing is prepared.
+    fn prepare(&self, id: u64, len: u64) -> io::Result<()> {
+        let _ = (id, len);
+        Ok(())
+    }
+
+    /// Creates segment `id` of at least `len` bytes as [`create`](Self::create)
+    /// does, from the spare [`prepare`](Self::prepare) left if there is one
+    /// large enough. By default, [`create`](Self::create).
+    fn activate(&self, id: u64, len: u64) -> io::Result<Self::File> {
+        self.create(id, len)
+    }
 }
 
 /// One segment: a fixed-length file written at offsets.
@@ -50,9 +66,16 @@ pub struct DirStorage {
 }
 
 impl DirStorage {
-    /// Segments in `dir` (created if missing).
+    /// Segments in `dir` (created if missing). Spares an earlier run
+    /// prepared but never used are removed.
     pub fn new(dir: impl AsRef<Path>) -> io::Result<Self> {
         std::fs::create_dir_all(dir.as_ref())?;
+        for entry in std::fs::read_dir(dir.as_ref())? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|x| x == "spare") {
+                std::fs::remove_file(&path)?;
+            }
+        }
         Ok(DirStorage {
             dir: dir.as_ref().to_owned(),
         })
@@ -61,6 +84,22 @@ impl DirStorage {
     fn path(&self, id: u64) -> PathBuf {
         self.dir.join(format!("{id:020}.seg"))
     }
+
+    fn spare_path(&self, id: u64) -> PathBuf {
+        self.dir.join(format!("{id:020}.spare"))
+    }
+}
+
+/// Writes `len` zeros into `file` and syncs it.
+fn zero_fill(file: &File, len: u64) -> io::Result<()> {
+    let zeros = vec![0u8; 1 << 20];
+    let mut written = 0;
+    while written < len {
+        let n = usize::try_from((len - written).min(zeros.len() as u64)).unwrap_or(zeros.len());
+        std::os::unix::fs::FileExt::write_all_at(file, &zeros[..n], written)?;
+        written += n as u64;
+    }
+    file.sync_all()
 }
 
 impl Storage for DirStorage {
@@ -88,16 +127,38 @@ impl Storage for DirStorage {
             .open(&path)?;
         // Zeros to the full length, synced: later writes into the file
         // change no metadata, so each `fdatasync` flushes data only.
-        let zeros = vec![0u8; 1 << 20];
-        let mut written = 0;
-        while written < len {
-            let n = usize::try_from((len - written).min(zeros.len() as u64)).unwrap_or(zeros.len());
-            std::os::unix::fs::FileExt::write_all_at(&file, &zeros[..n], written)?;
-            written += n as u64;
-        }
-        file.sync_all()?;
+        zero_fill(&file, len)?;
         File::open(&self.dir)?.sync_all()?;
         Ok(DirFile { file, len })
+    }
+
+    fn prepare(&self, id: u64, len: u64) -> io::Result<()> {
+        let spare = self.spare_path(id);
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&spare)?;
+        zero_fill(&file, len)
+    }
+
+    /// Renames the spare (zero-filled and synced by [`prepare`](Storage::prepare))
+    /// into place and syncs the directory; creates the segment if there is
+    /// no spare of `len` bytes or more.
+    fn activate(&self, id: u64, len: u64) -> io::Result<DirFile> {
+        let spare = self.spare_path(id);
+        match std::fs::metadata(&spare) {
+            Ok(m) if m.len() >= len => {
+                std::fs::rename(&spare, self.path(id))?;
+                File::open(&self.dir)?.sync_all()?;
+                self.open(id)
+            }
+            Ok(_) => {
+                std::fs::remove_file(&spare)?;
+                self.create(id, len)
+            }
+            Err(_) => self.create(id, len),
+        }
     }
 
     fn open(&self, id: u64) -> io::Result<DirFile> {
@@ -132,5 +193,49 @@ impl SegmentFile for DirFile {
 
     fn len(&self) -> u64 {
         self.len
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut n: Vec<String> = std::fs::read_dir(dir)
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        n.sort();
+        n
+    }
+
+    #[test]
+    fn a_prepared_spare_becomes_the_segment_and_leftovers_are_removed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = DirStorage::new(dir.path()).expect("storage");
+        storage.prepare(1, 4096).expect("prepare");
+        assert_eq!(
+            storage.list().expect("list"),
+            Vec::<u64>::new(),
+            "a spare is not a segment"
+        );
+        let file = storage.activate(1, 4096).expect("activate");
+        assert_eq!(file.len(), 4096);
+        assert_eq!(names(dir.path()), ["00000000000000000001.seg"]);
+
+        // Too small a spare is replaced by a new segment of the size asked.
+        storage.prepare(2, 1024).expect("prepare");
+        let file = storage.activate(2, 8192).expect("activate");
+        assert_eq!(file.len(), 8192);
+        let mut buf = vec![1u8; 8192];
+        file.read_at(0, &mut buf).expect("read");
+        assert!(buf.iter().all(|&b| b == 0));
+
+        // No spare: created as before. A spare left by a crash goes on reopen.
+        assert_eq!(storage.activate(3, 512).expect("activate").len(), 512);
+        storage.prepare(4, 512).expect("prepare");
+        drop(DirStorage::new(dir.path()).expect("reopen"));
+        assert_eq!(storage.list().expect("list"), [1, 2, 3]);
+        assert!(!names(dir.path()).iter().any(|n| n.ends_with(".spare")));
     }
 }

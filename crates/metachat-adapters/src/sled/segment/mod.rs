@@ -15,7 +15,10 @@
 //! | body: record count (u32), then each record as length (u32) + bytes | `n` |
 //!
 //! Segments start at 1 MiB (or the largest size, if smaller) and double up
-//! to the largest size.
+//! to the largest size. The next segment is prepared ahead, on a thread of
+//! its own ([`Storage::prepare`]: a zero-filled, synced spare file), and
+//! renamed into place when the log moves to it, so that a roll does not
+//! write a segment's worth of zeros on the writer's path.
 //!
 //! One frame is one [`append`](SegmentLog::append): a batch is whole or
 //! absent after a crash, never partly there. A frame never spans two
@@ -151,8 +154,10 @@ type Segments<F> = Arc<RwLock<Vec<Arc<Segment<F>>>>>;
 /// An append-only log of segment files on a [`Storage`] (see the
 /// [module docs](self)).
 pub struct SegmentLog<S: Storage> {
-    storage: S,
+    storage: Arc<S>,
     segment_size: u64,
+    /// The thread preparing the next segment's spare, if one runs.
+    spare: Option<std::thread::JoinHandle<()>>,
     segments: Segments<S::File>,
     /// Id of the last segment, the one written.
     current: u64,
@@ -161,6 +166,16 @@ pub struct SegmentLog<S: Storage> {
     /// The last segment was written since its last sync.
     dirty: bool,
     failed: bool,
+}
+
+impl<S: Storage> Drop for SegmentLog<S> {
+    /// Waits for the spare being prepared, so that no thread writes into
+    /// the log's directory once the log is gone.
+    fn drop(&mut self) {
+        if let Some(spare) = self.spare.take() {
+            let _ = spare.join();
+        }
+    }
 }
 
 impl<S: Storage> std::fmt::Debug for SegmentLog<S> {
@@ -347,6 +362,16 @@ impl<F: SegmentFile> LogReader<F> {
             .map(|i| list[i].clone())
     }
 
+    /// The ids of the log's segments, ascending.
+    pub fn segment_ids(&self) -> Vec<u64> {
+        self.segments
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|s| s.id)
+            .collect()
+    }
+
     /// The frame at `at`; where the frames of that segment have ended, the
     /// first frame of the next segment. `None` past the last frame.
     pub fn read(&self, at: Location) -> Result<Option<Frame>, SegmentError> {
@@ -478,18 +503,18 @@ impl<S: Storage> SegmentLog<S> {
             segment: current,
             offset,
         };
-        Ok((
-            SegmentLog {
-                storage,
-                segment_size,
-                segments: Arc::new(RwLock::new(segments)),
-                current,
-                end: offset,
-                dirty: false,
-                failed: false,
-            },
-            recovery,
-        ))
+        let mut log = SegmentLog {
+            storage: Arc::new(storage),
+            segment_size,
+            spare: None,
+            segments: Arc::new(RwLock::new(segments)),
+            current,
+            end: offset,
+            dirty: false,
+            failed: false,
+        };
+        log.prepare_next(last.file.len());
+        Ok((log, recovery))
     }
 
     /// A reader of this log.
@@ -539,18 +564,36 @@ impl<S: Storage> SegmentLog<S> {
         Ok(at)
     }
 
-    /// Syncs the current segment, then starts the next one, large enough
-    /// for `need` bytes.
+    /// The size of the segment after one of `len` bytes.
+    fn next_size(&self, len: u64) -> u64 {
+        len.saturating_mul(2).min(self.segment_size)
+    }
+
+    /// Starts preparing the spare of the segment after the current one
+    /// (of `len` bytes) on a thread of its own; without a thread, the
+    /// next roll creates the segment itself.
+    fn prepare_next(&mut self, len: u64) {
+        let (storage, id, size) = (self.storage.clone(), self.current + 1, self.next_size(len));
+        let spawned = std::thread::Builder::new()
+            .name("metachat-log-spare".into())
+            .spawn(move || {
+                if let Err(e) = storage.prepare(id, size) {
+                    tracing::warn!(segment = id, error = %e, "could not prepare the next log segment; it is created when needed");
+                }
+            });
+        self.spare = spawned.ok();
+    }
+
+    /// Syncs the current segment, then starts the next one (from the spare
+    /// prepared for it), large enough for `need` bytes.
     fn roll(&mut self, need: u64) -> Result<(), SegmentError> {
         self.sync()?;
         let id = self.current + 1;
-        let grown = self
-            .last()?
-            .file
-            .len()
-            .saturating_mul(2)
-            .min(self.segment_size);
-        let file = match self.storage.create(id, need.max(grown)) {
+        let grown = self.next_size(self.last()?.file.len());
+        if let Some(spare) = self.spare.take() {
+            let _ = spare.join();
+        }
+        let file = match self.storage.activate(id, need.max(grown)) {
             Ok(f) => f,
             Err(e) => {
                 self.failed = true;
@@ -563,6 +606,7 @@ impl<S: Storage> SegmentLog<S> {
             .push(Arc::new(Segment { id, file }));
         self.current = id;
         self.end = 0;
+        self.prepare_next(need.max(grown));
         Ok(())
     }
 
