@@ -209,9 +209,10 @@ fn without_syncs_a_power_loss_loses_acknowledged_appends() {
     assert!(failure.contains("acknowledged"), "{failure}");
 }
 
-/// No append returns `Ok` before the sync covering it completed: at every
-/// `Ok`, a store opened on a copy of only the durable bytes holds the
-/// event. Concurrent appenders share syncs (fewer syncs than appends).
+/// No append returns `Ok` before the sync covering it completed, nor does
+/// a concurrent re-append of the same event: at every `Ok`, a store opened
+/// on a copy of only the durable bytes holds the event. Concurrent
+/// appenders share syncs (fewer syncs than appends).
 #[test]
 fn no_append_is_acknowledged_before_its_sync() {
     block_on(async {
@@ -228,12 +229,28 @@ fn no_append_is_acknowledged_before_its_sync() {
                 for i in 0..10u8 {
                     let event = NewEvent::new("E", vec![i; 100]);
                     let id = event.event_id;
-                    let out = store
-                        .append(&stream, ExpectedVersion::Any, vec![event])
-                        .await
-                        .expect("append");
-                    // What survives a power loss now.
-                    acked.push((disk.durable_copy(), id, out.first_position));
+                    // The same event twice at once: one append, one
+                    // idempotent re-append (answered from the first).
+                    let append = || {
+                        let (store, stream, event) = (store.clone(), stream.clone(), event.clone());
+                        let disk = disk.clone();
+                        async move {
+                            let out = store
+                                .append(&stream, ExpectedVersion::Any, vec![event])
+                                .await
+                                .expect("append");
+                            // What survives a power loss now.
+                            (disk.durable_copy(), id, out.first_position)
+                        }
+                    };
+                    let (a, b) = tokio::join!(tokio::spawn(append()), tokio::spawn(append()));
+                    let (a, b) = (a.expect("task"), b.expect("task"));
+                    assert_eq!(
+                        a.2, b.2,
+                        "the re-append was answered with the append's position"
+                    );
+                    acked.push(a);
+                    acked.push(b);
                 }
                 acked
             }));
@@ -243,7 +260,10 @@ fn no_append_is_acknowledged_before_its_sync() {
             checks.extend(t.await.expect("task"));
         }
         let syncs = disk.syncs() - before;
-        assert!(syncs > 0 && syncs <= 80, "{syncs} syncs for 80 appends");
+        assert!(
+            syncs > 0 && syncs <= 80,
+            "{syncs} syncs for 80 appends (and 80 re-appends)"
+        );
         for (copy, id, position) in checks {
             let dir = tempfile::tempdir().expect("tempdir");
             let reopened =
@@ -253,6 +273,52 @@ fn no_append_is_acknowledged_before_its_sync() {
                 got.first().map(|e| e.event_id),
                 Some(id),
                 "position {position} was acknowledged before it was durable"
+            );
+        }
+    });
+}
+
+/// A re-append of an event whose append is still being synced is answered
+/// only once that sync completed (a re-append adds no event, but its `Ok`
+/// promises the event is durable).
+#[test]
+fn a_re_append_during_the_appends_sync_waits_for_it() {
+    block_on(async {
+        let disk = SimStorage::new();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SledEventStore::open(config(dir.path(), &disk, false)).expect("open");
+        disk.sync_latency(std::time::Duration::from_millis(30));
+        let stream = StreamId::new("slow-1").expect("stream id");
+        for i in 0..5u8 {
+            let event = NewEvent::new("E", vec![i; 100]);
+            let first = {
+                let (store, stream, event) = (store.clone(), stream.clone(), event.clone());
+                tokio::spawn(async move {
+                    store
+                        .append(&stream, ExpectedVersion::Any, vec![event])
+                        .await
+                })
+            };
+            // The append is written and its sync under way.
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            let again = store
+                .append(&stream, ExpectedVersion::Any, vec![event.clone()])
+                .await
+                .expect("re-append");
+            let copy = disk.durable_copy();
+            let first = first.await.expect("task").expect("append");
+            assert_eq!(again.first_position, first.first_position);
+            let dir = tempfile::tempdir().expect("tempdir");
+            let reopened =
+                SledEventStore::open(config(dir.path(), &copy, false)).expect("open copy");
+            let got = reopened
+                .read_all(first.first_position, 1)
+                .await
+                .expect("read");
+            assert_eq!(
+                got.first().map(|e| e.event_id),
+                Some(event.event_id),
+                "the re-append was acknowledged before the event was durable"
             );
         }
     });

@@ -25,6 +25,9 @@ struct Disk {
     files: BTreeMap<u64, Contents>,
     syncs: u64,
     ignore_syncs: bool,
+    /// How long each sync takes (the bytes written before it began are
+    /// what it makes durable).
+    sync_latency: std::time::Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -33,6 +36,9 @@ struct Contents {
     current: Vec<u8>,
     /// What survives a power loss.
     durable: Vec<u8>,
+    /// Writes so far, and how many of them `durable` holds.
+    writes: u64,
+    durable_writes: u64,
 }
 
 /// A small deterministic generator (SplitMix64) for the power loss.
@@ -84,6 +90,8 @@ impl SimStorage {
                     Contents {
                         current: c.durable.clone(),
                         durable: c.durable.clone(),
+                        writes: 0,
+                        durable_writes: 0,
                     },
                 )
             })
@@ -91,8 +99,7 @@ impl SimStorage {
         SimStorage {
             disk: Arc::new(Mutex::new(Disk {
                 files,
-                syncs: 0,
-                ignore_syncs: false,
+                ..Disk::default()
             })),
         }
     }
@@ -106,8 +113,7 @@ impl SimStorage {
         let copy = SimStorage {
             disk: Arc::new(Mutex::new(Disk {
                 files,
-                syncs: 0,
-                ignore_syncs: false,
+                ..Disk::default()
             })),
         };
         copy.power_loss(seed);
@@ -122,8 +128,16 @@ impl SimStorage {
             Contents {
                 current: bytes.clone(),
                 durable: bytes,
+                writes: 0,
+                durable_writes: 0,
             },
         );
+    }
+
+    /// Makes every later sync take `latency` (zero by default), so that a
+    /// test can act while a sync is running.
+    pub fn sync_latency(&self, latency: std::time::Duration) {
+        self.disk().sync_latency = latency;
     }
 
     /// Makes every later sync a no-op that still reports success: the
@@ -165,6 +179,7 @@ impl SimStorage {
             }
             contents.current = after.clone();
             contents.durable = after;
+            contents.durable_writes = contents.writes;
         }
     }
 }
@@ -190,6 +205,8 @@ impl Storage for SimStorage {
             Contents {
                 current: vec![0; len],
                 durable: vec![0; len],
+                writes: 0,
+                durable_writes: 0,
             },
         );
         Ok(SimFile {
@@ -244,6 +261,7 @@ impl SegmentFile for SimFile {
             .get_mut(&self.id)
             .ok_or_else(|| io::Error::other("gone"))?;
         contents.current[range].copy_from_slice(data);
+        contents.writes += 1;
         Ok(())
     }
 
@@ -259,13 +277,30 @@ impl SegmentFile for SimFile {
     }
 
     fn sync_data(&self) -> io::Result<()> {
+        let (latency, snapshot) = {
+            let disk = self.disk.disk();
+            let contents = disk
+                .files
+                .get(&self.id)
+                .ok_or_else(|| io::Error::other("gone"))?;
+            let snapshot =
+                (!disk.ignore_syncs).then(|| (contents.current.clone(), contents.writes));
+            (disk.sync_latency, snapshot)
+        };
+        if !latency.is_zero() {
+            std::thread::sleep(latency);
+        }
         let mut disk = self.disk.disk();
-        if !disk.ignore_syncs {
+        if let Some((bytes, writes)) = snapshot {
             let contents = disk
                 .files
                 .get_mut(&self.id)
                 .ok_or_else(|| io::Error::other("gone"))?;
-            contents.durable.clone_from(&contents.current);
+            // A sync that began after this one may have finished first.
+            if writes >= contents.durable_writes {
+                contents.durable = bytes;
+                contents.durable_writes = writes;
+            }
         }
         disk.syncs += 1;
         Ok(())
