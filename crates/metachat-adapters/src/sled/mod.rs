@@ -82,6 +82,18 @@ mod legacy;
 mod log;
 mod read_models;
 pub mod segment;
+
+/// Decoders of the store's on-disk formats, public for the fuzz targets
+/// (bytes from disk must never make them panic). Not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Decodes an event-id table (the `{segment}.ids` file beside each
+    /// sealed log segment) and encodes its entries again; `None` when the
+    /// bytes are not a whole, valid table (wrong length, CRC, order).
+    pub fn id_table_round_trip(bytes: &[u8]) -> Option<Vec<u8>> {
+        super::id_index::round_trip(bytes)
+    }
+}
 mod store;
 mod writer;
 
