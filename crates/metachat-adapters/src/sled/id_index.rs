@@ -161,9 +161,10 @@ impl IdIndex {
                 }
             }
             index.read_segment(log, segment)?;
-        }
-        if let Some(last) = last {
-            index.seal_before(last);
+            if Some(segment) != last {
+                // Rebuilt: its table is written now, its ids leave memory.
+                index.seal_before(segment + 1);
+            }
         }
         Ok(index)
     }
