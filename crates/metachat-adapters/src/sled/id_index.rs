@@ -27,7 +27,7 @@ use metachat_core::Result;
 use super::error::SledError;
 use super::ids::IdFilter;
 use super::log::EventLog;
-use super::segment::Location;
+use super::segment::{self, Location};
 
 const MAGIC: &[u8; 8] = b"MCIDS001";
 const HEAD: usize = 16;
@@ -203,13 +203,13 @@ impl IdIndex {
             if frame.at.segment != segment {
                 break;
             }
-            let mut offset = frame.at.offset + super::index::FIRST_RECORD;
-            for record in frame.records.iter().flatten() {
+            let records = frame.records.unwrap_or_default();
+            let offsets = segment::record_offsets(frame.at, records.iter().map(Vec::len));
+            for (record, offset) in records.iter().zip(offsets) {
                 // A record that does not decode is reported by reads of it.
                 if let Ok(env) = wire::decode(record, String::new) {
                     remember(&mut self.filter, ids, &env, offset);
                 }
-                offset += 4 + record.len() as u64;
             }
             match frame.next {
                 Some(next) => at = next,

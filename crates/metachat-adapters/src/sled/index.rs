@@ -25,22 +25,6 @@ pub(crate) struct Recovered {
     pub(crate) dropped: u64,
 }
 
-/// Offset of a frame's first record in its segment: after the frame
-/// header (length, CRC) and the record count.
-pub(crate) const FIRST_RECORD: u64 = 12;
-
-/// Where each record of a batch written at `at` starts, given the encoded
-/// records' lengths.
-pub(crate) fn record_offsets(at: Location, lens: &[usize]) -> Vec<u64> {
-    let mut offsets = Vec::with_capacity(lens.len());
-    let mut offset = at.offset + FIRST_RECORD;
-    for len in lens {
-        offsets.push(offset);
-        offset += 4 + *len as u64;
-    }
-    offsets
-}
-
 /// Adds the sled index entries of one batch written at `at`: its location
 /// and one run per stretch of one stream's consecutive versions (runs only
 /// for positions from `runs_from` on). Event ids are indexed apart

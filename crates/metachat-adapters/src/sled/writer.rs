@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 use super::config::Durability;
 use super::error::from_sled;
 use super::index;
-use super::segment::Location;
+use super::segment::{self, Location};
 use super::store::StoreShared;
 
 /// One append waiting for the writer.
@@ -331,11 +331,11 @@ fn write(shared: &StoreShared, state: &mut State, pending: &Pending) -> Result<(
     if sync {
         state.synced = Some(end);
     }
-    let lens: Vec<usize> = records.iter().map(Vec::len).collect();
-    shared.ids.lock().unwrap_or_else(|p| p.into_inner()).add(
-        at,
-        &pending.events,
-        &index::record_offsets(at, &lens),
-    );
+    let offsets = segment::record_offsets(at, records.iter().map(Vec::len));
+    shared
+        .ids
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .add(at, &pending.events, &offsets);
     Ok(())
 }

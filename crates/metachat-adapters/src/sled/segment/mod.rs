@@ -187,6 +187,20 @@ impl<S: Storage> std::fmt::Debug for SegmentLog<S> {
     }
 }
 
+/// Where each record of the frame at `at` starts (the offsets
+/// [`LogReader::read_record`] takes), given the records' lengths.
+pub fn record_offsets(at: Location, lens: impl IntoIterator<Item = usize>) -> Vec<u64> {
+    // After the frame header (length, CRC) and the record count.
+    let mut offset = at.offset + HEADER as u64 + 4;
+    lens.into_iter()
+        .map(|len| {
+            let start = offset;
+            offset += 4 + len as u64;
+            start
+        })
+        .collect()
+}
+
 /// Encodes one batch as a frame.
 fn encode(records: &[&[u8]]) -> Result<Vec<u8>, SegmentError> {
     let body_len: usize = 4 + records.iter().map(|r| 4 + r.len()).sum::<usize>();
