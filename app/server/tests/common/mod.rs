@@ -251,10 +251,12 @@ impl Server {
         String::from_utf8_lossy(&fs::read(self.log_path()).unwrap_or_default()).into_owned()
     }
 
-    /// The last `n` lines of the log, for failure messages.
+    /// The last `n` lines of the log, for failure messages, without the
+    /// frames of a backtrace (with `RUST_BACKTRACE` set, a process that
+    /// fails at start would fill the tail with them and hide its error).
     pub fn log_tail(&self, n: usize) -> String {
         let log = self.log();
-        let lines: Vec<&str> = log.lines().collect();
+        let lines: Vec<&str> = log.lines().filter(|l| !is_backtrace_frame(l)).collect();
         lines[lines.len().saturating_sub(n)..].join("\n")
     }
 
@@ -652,7 +654,6 @@ pub async fn wait_healthy(child: &mut Child, url: &str) -> Result<(), String> {
     }
 }
 
-/// A port nobody listens on right now.
 /// The Kafka broker (`KAFKA_BROKERS`), or `None` (printing `SKIPPED: …`)
 /// outside CI; in CI (`CI` set) a missing broker fails the test.
 pub fn kafka_brokers() -> Option<String> {
@@ -668,9 +669,50 @@ pub fn kafka_brokers() -> Option<String> {
     }
 }
 
+/// A port nobody listens on right now, handed out once per test process.
+///
+/// It is taken below the kernel's ephemeral range
+/// (`/proc/sys/net/ipv4/ip_local_port_range`), never from it: a port the
+/// kernel hands out for `:0` is also what it picks as the local port of an
+/// outgoing connection (a Kafka or Cassandra client in a process started
+/// before), so between this probe and the server's own bind it could be
+/// taken, and the server would exit with "cannot listen".
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind a probe socket");
-    l.local_addr().expect("probe address").port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const FLOOR: u32 = 20_000;
+    let ceiling = fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768)
+        .clamp(FLOOR + 1_000, 65_535);
+    let span = ceiling - FLOOR;
+    // Test processes that run one after another start at different places.
+    let start = std::process::id().wrapping_mul(7_919) % span;
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = FLOOR + (start + n) % span;
+        let port = u16::try_from(port).expect("below 65536");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {FLOOR}..{ceiling}")
+}
+
+/// A line of a printed backtrace: `  12: some::function` or `at src/x.rs:1:2`.
+fn is_backtrace_frame(line: &str) -> bool {
+    let t = line.trim_start();
+    if t.len() == line.len() {
+        return false;
+    }
+    // anyhow's numbered "Caused by" lines are kept: a frame names a path.
+    t.starts_with("at ")
+        || t.split_once(": ").is_some_and(|(n, f)| {
+            !n.is_empty()
+                && n.bytes().all(|b| b.is_ascii_digit())
+                && (f.contains("::") || f.starts_with('<') || f.starts_with('_'))
+        })
 }
 
 /// One HTTP answer: status, headers, body text and the body as JSON
