@@ -8,6 +8,7 @@
 //! `METACHAT_BLESS=1 cargo test -p metachat-domain --test golden`, and
 //! keep the old files readable.
 
+use metachat_analysis::mood::ValenceLabel;
 use metachat_analysis::{Emotion, Mood};
 use metachat_core::codec::Codec;
 use metachat_core::event::{Envelope, NewEvent, StreamId, Timestamp};
@@ -30,9 +31,13 @@ fn author() -> UserId {
 const TEXT: &str = "Сегодня хороший день — a good day";
 const THEME: [f32; 4] = [0.5, -0.25, 0.125, 0.0];
 
+/// The mood of the version 1 golden files, as version 2 reads it: the
+/// label upcast from the valence (0.75 > 0.2: positive), no probability.
 fn mood_fixture() -> Mood {
     Mood {
         valence: 0.75,
+        valence_label: ValenceLabel::Positive,
+        valence_probability: None,
         arousal: 0.5,
         emotions: Emotion::ALL
             .iter()
@@ -43,6 +48,22 @@ fn mood_fixture() -> Mood {
         model_id: "golden/v1".into(),
         schema_version: Mood::SCHEMA_VERSION,
         windows: 1,
+    }
+}
+
+/// A version 2 mood, with its label's probability.
+fn mood_fixture_v2() -> Mood {
+    Mood {
+        valence: -0.5,
+        valence_label: ValenceLabel::Negative,
+        valence_probability: Some(0.625),
+        dominant: Emotion::Sadness,
+        emotions: Emotion::ALL
+            .iter()
+            .map(|&e| (e, if e == Emotion::Sadness { 1.0 } else { 0.0 }))
+            .collect(),
+        model_id: "golden/v2".into(),
+        ..mood_fixture()
     }
 }
 
@@ -113,17 +134,9 @@ fn entry_created_v2_opens_with_its_key_and_reencodes_identically() {
 #[test]
 fn mood_analyzed_v1_opens_its_theme_and_keeps_its_id() {
     let codec = mood::codec();
+    // Written by release 0.1 (mood schema version 1); never blessed again.
     let name = "mood_analyzed_v1.json";
     if std::env::var_os("METACHAT_BLESS").is_some() {
-        let event = MoodEvent::MoodAnalyzed {
-            entry_id: entry(),
-            author: author(),
-            entry_revision: 3,
-            entry_created_at: Timestamp(1_764_000_000_123_456),
-            mood: MoodValue::Plain(mood_fixture()),
-            theme: Some(seal_theme(&key(), entry(), 3, &THEME).expect("seal")),
-        };
-        bless(name, &codec.encode(&event).expect("encode").payload);
         bless(
             "mood_event_id.txt",
             mood_event_id(entry(), 3, "golden/v1")
@@ -148,8 +161,16 @@ fn mood_analyzed_v1_opens_its_theme_and_keeps_its_id() {
     assert_eq!(*mood, MoodValue::Plain(mood_fixture()));
     let theme = theme.as_ref().expect("theme");
     assert_eq!(open_theme(&key(), entry(), 3, theme).expect("opens"), THEME);
+    // Encoded again, the mood is version 2 and reads back the same.
     let again = codec.encode(&event).expect("encode");
-    assert_eq!(again.payload, payload);
+    assert!(String::from_utf8_lossy(&again.payload).contains("\"schema_version\":2"));
+    let env = envelope(
+        mood::mood_stream(entry()).expect("stream"),
+        "MoodAnalyzed",
+        1,
+        &again.payload,
+    );
+    assert_eq!(codec.decode(&env).expect("decode").expect("event"), event);
     // The id of a re-analysis must not change between releases, or a
     // re-analysis after an upgrade would record a second event.
     let id = String::from_utf8(read("mood_event_id.txt")).expect("utf-8");
@@ -162,18 +183,8 @@ fn mood_analyzed_v1_opens_its_theme_and_keeps_its_id() {
 #[test]
 fn mood_analyzed_with_a_sealed_mood_opens_with_its_key() {
     let codec = mood::codec();
+    // A version 1 mood, sealed by release 0.1; never blessed again.
     let name = "mood_analyzed_sealed.json";
-    if std::env::var_os("METACHAT_BLESS").is_some() {
-        let event = MoodEvent::MoodAnalyzed {
-            entry_id: entry(),
-            author: author(),
-            entry_revision: 3,
-            entry_created_at: Timestamp(1_764_000_000_123_456),
-            mood: mood::seal_mood(&key(), entry(), 3, &mood_fixture()).expect("seal"),
-            theme: Some(seal_theme(&key(), entry(), 3, &THEME).expect("seal")),
-        };
-        bless(name, &codec.encode(&event).expect("encode").payload);
-    }
     let payload = read(name);
     assert!(!String::from_utf8_lossy(&payload).contains("valence"));
     let stream = mood::mood_stream(entry()).expect("stream");
@@ -188,4 +199,47 @@ fn mood_analyzed_with_a_sealed_mood_opens_with_its_key() {
     assert!(mood::open_mood(&key(), entry(), 4, mood).is_err());
     let again = codec.encode(&event).expect("encode");
     assert_eq!(again.payload, payload);
+}
+
+#[test]
+fn mood_analyzed_with_a_sealed_v2_mood_opens_with_its_label_and_probability() {
+    let codec = mood::codec();
+    let name = "mood_analyzed_sealed_v2.json";
+    if std::env::var_os("METACHAT_BLESS").is_some() {
+        let event = MoodEvent::MoodAnalyzed {
+            entry_id: entry(),
+            author: author(),
+            entry_revision: 3,
+            entry_created_at: Timestamp(1_764_000_000_123_456),
+            mood: mood::seal_mood(&key(), entry(), 3, &mood_fixture_v2()).expect("seal"),
+            theme: Some(seal_theme(&key(), entry(), 3, &THEME).expect("seal")),
+        };
+        bless(name, &codec.encode(&event).expect("encode").payload);
+    }
+    let payload = read(name);
+    assert!(!String::from_utf8_lossy(&payload).contains("valence"));
+    let stream = mood::mood_stream(entry()).expect("stream");
+    let env = envelope(stream, "MoodAnalyzed", 1, &payload);
+    let event = codec.decode(&env).expect("decode").expect("event");
+    let MoodEvent::MoodAnalyzed { mood, .. } = &event;
+    assert_eq!(
+        mood::open_mood(&key(), entry(), 3, mood).expect("opens"),
+        mood_fixture_v2()
+    );
+    let again = codec.encode(&event).expect("encode");
+    assert_eq!(again.payload, payload);
+}
+
+#[test]
+fn a_mood_of_an_unknown_version_or_a_v2_without_its_label_is_refused() {
+    let v1 = serde_json::to_value(mood_fixture()).expect("json");
+    let mut future = v1.clone();
+    future["schema_version"] = 3.into();
+    assert!(serde_json::from_value::<Mood>(future).is_err());
+    let mut unlabelled = v1;
+    unlabelled
+        .as_object_mut()
+        .expect("object")
+        .remove("valence_label");
+    assert!(serde_json::from_value::<Mood>(unlabelled).is_err());
 }

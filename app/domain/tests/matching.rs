@@ -29,6 +29,8 @@ type Runner = ProjectionRunner<Store, Rm, MatchingProjection<Rm>>;
 fn mood(dominant: Emotion) -> Mood {
     Mood {
         valence: 0.2,
+        valence_label: metachat_analysis::mood::ValenceLabel::with_band(0.2, 0.2, false),
+        valence_probability: None,
         arousal: 0.5,
         emotions: Emotion::ALL
             .iter()

@@ -44,6 +44,12 @@ fn mood_of(text: &str) -> Mood {
     };
     Mood {
         valence: (g - s) / (g + s + 1.0),
+        valence_label: metachat_analysis::mood::ValenceLabel::with_band(
+            (g - s) / (g + s + 1.0),
+            0.2,
+            false,
+        ),
+        valence_probability: None,
         arousal: (g + s) / (g + s + 1.0),
         emotions: Emotion::ALL
             .iter()

@@ -29,6 +29,12 @@ const BASE: u64 = 1_767_225_600 * 1_000_000;
 fn mood(valence_millis: i32, dominant: Emotion) -> Mood {
     Mood {
         valence: valence_millis as f32 / 1000.0,
+        valence_label: metachat_analysis::mood::ValenceLabel::with_band(
+            valence_millis as f32 / 1000.0,
+            0.2,
+            false,
+        ),
+        valence_probability: None,
         arousal: 0.5,
         emotions: Emotion::ALL
             .iter()

@@ -33,6 +33,13 @@ pub(crate) const WORKER_LAG: &str = "metachat_mood_worker_lag_events";
 pub(crate) struct MoodView {
     /// -1 (negative) to 1 (positive).
     pub(crate) valence: f32,
+    /// The three-way valence: `negative`, `neutral` or `positive`.
+    #[schema(example = "neutral")]
+    pub(crate) valence_label: String,
+    /// The probability of `valence_label` where the analyzer gives
+    /// calibrated ones (the e5 mood heads); null from the lexicon fallback
+    /// and for moods recorded before labels existed.
+    pub(crate) valence_probability: Option<f32>,
     /// 0 (calm) to 1 (excited).
     pub(crate) arousal: f32,
     /// The most likely emotion.
@@ -52,6 +59,8 @@ impl From<Mood> for MoodView {
     fn from(m: Mood) -> Self {
         MoodView {
             valence: m.valence,
+            valence_label: m.valence_label.name().to_owned(),
+            valence_probability: m.valence_probability,
             arousal: m.arousal,
             dominant_emotion: m.dominant.name().to_owned(),
             confidence: m.confidence,

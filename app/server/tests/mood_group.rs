@@ -43,6 +43,8 @@ impl TextAnalyzer for LengthAnalyzer {
                 let v = (t.len() % 7) as f32 / 7.0;
                 Mood {
                     valence: v,
+                    valence_label: metachat_analysis::mood::ValenceLabel::with_band(v, 0.2, false),
+                    valence_probability: None,
                     arousal: v,
                     emotions: Emotion::ALL.iter().map(|&e| (e, 0.0)).collect(),
                     dominant: Emotion::Neutral,

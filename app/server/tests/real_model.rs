@@ -48,6 +48,12 @@ async fn entries_get_their_mood_from_the_real_model() {
             "the default analyzer is the real model, not the lexicon fallback: {model}"
         );
         assert!(mood["windows"].as_u64().unwrap_or(0) >= 1, "{mood}");
+        // The model's three-way valence is calibrated: its label comes with
+        // the label's probability, the most probable of three.
+        let p = mood["valence_probability"]
+            .as_f64()
+            .expect("a probability from the model");
+        assert!(p > 1.0 / 3.0, "{mood}");
     }
     let (g, s, r) = (
         mood_of(&glad.entry_id),
@@ -57,4 +63,6 @@ async fn entries_get_their_mood_from_the_real_model() {
     let v = |m: &serde_json::Value| m["valence"].as_f64().unwrap_or(f64::NAN);
     assert!(v(&g) > v(&s), "glad {} vs sad {}", v(&g), v(&s));
     assert!(v(&r) > v(&s), "Russian glad {} vs sad {}", v(&r), v(&s));
+    let label = |m: &serde_json::Value| m["valence_label"].as_str().unwrap_or("").to_owned();
+    assert_eq!(label(&s), "negative", "{s}");
 }

@@ -6,6 +6,9 @@
 //! (git-ignored), keyed by model and texts.
 #![forbid(unsafe_code)]
 
+pub mod fit;
+pub mod mlp;
+
 use std::hash::{Hash, Hasher};
 use std::path::Path;
 use std::time::Instant;
@@ -13,7 +16,8 @@ use std::time::Instant;
 use anyhow::Result;
 
 /// Embeds `texts` in batches of 32 with `f`, reusing a cached result for the
-/// same model id and texts.
+/// same model id, engine version, weight mode (the default one, as this
+/// CPU resolves it: the arithmetic differs between modes) and texts.
 pub fn embed_cached(
     model_dir: &Path,
     model_id: &str,
@@ -22,6 +26,12 @@ pub fn embed_cached(
 ) -> Result<Vec<Vec<f32>>> {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     model_id.hash(&mut h);
+    metachat_analysis::embed::VERSION.hash(&mut h);
+    format!(
+        "{:?}",
+        metachat_analysis::embed::WeightMode::default().resolve()
+    )
+    .hash(&mut h);
     texts.hash(&mut h);
     let cache = model_dir
         .join(".cache")
@@ -48,4 +58,79 @@ pub fn embed_cached(
     }
     let _ = std::fs::write(&cache, serde_json::to_vec(&out)?);
     Ok(out)
+}
+
+/// The seed the diary corpus was split with (`diary_corpus split`).
+pub const SPLIT_SEED: u64 = 20_261_205;
+
+/// Accuracy and macro-F1 of class indices over all `entries`, and the
+/// accuracy per language (`[en, ru]`).
+pub fn lang_accuracy(
+    predicted: &[usize],
+    gold: &[usize],
+    entries: &[metachat_analysis::mood::corpus::DiaryEntry],
+    classes: usize,
+) -> (f64, f64, [f64; 2]) {
+    use metachat_analysis::mood::eval::accuracy_macro_f1;
+    let all: Vec<usize> = (0..classes).collect();
+    let (acc, f1) = accuracy_macro_f1(predicted, gold, &all);
+    let per = |lang: &str| {
+        let (p, g): (Vec<usize>, Vec<usize>) = predicted
+            .iter()
+            .zip(gold)
+            .zip(entries)
+            .filter(|(_, e)| e.lang == lang)
+            .map(|((p, g), _)| (*p, *g))
+            .unzip();
+        accuracy_macro_f1(&p, &g, &all).0
+    };
+    (acc, f1, [per("en"), per("ru")])
+}
+
+/// Today's UTC date as `YYYY-MM-DD` (civil-from-days, Howard Hinnant's algorithm).
+pub fn today() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let z = i64::try_from(secs / 86_400).unwrap_or(0) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// The sentences of each text ([`metachat_analysis::mood::sentences`]),
+/// flattened, with the index of the text each came from.
+pub fn sentences(texts: &[String]) -> (Vec<String>, Vec<usize>) {
+    let mut flat = Vec::new();
+    let mut owner = Vec::new();
+    for (i, t) in texts.iter().enumerate() {
+        for s in metachat_analysis::mood::sentences(t) {
+            flat.push(s.to_owned());
+            owner.push(i);
+        }
+    }
+    (flat, owner)
+}
+
+/// The mean of the vectors of each owner `0..n`, scaled to unit length.
+pub fn mean_by_owner(vectors: &[Vec<f32>], owner: &[usize], n: usize) -> Vec<Vec<f32>> {
+    let d = vectors.first().map_or(0, Vec::len);
+    let mut out = vec![vec![0.0f32; d]; n];
+    for (v, &o) in vectors.iter().zip(owner) {
+        for (a, b) in out[o].iter_mut().zip(v) {
+            *a += b;
+        }
+    }
+    for v in &mut out {
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+    out
 }

@@ -79,3 +79,87 @@ async fn e5_valence_accuracy_on_yelp_is_at_least_0_88() {
     );
     assert!(acc >= 0.88, "e5 yelp accuracy {acc:.3} < 0.88");
 }
+
+/// The e5 analyzer on the diary corpus's test split (never read by
+/// training or by any choice): a regression guard a few points under what
+/// `eval_mood` measured when the heads were trained (2026-12-05: valence
+/// sign on the positive and negative entries en 0.886 / ru 0.910, three-way
+/// valence 0.866 / 0.842, emotion 0.832 / 0.757).
+#[tokio::test]
+async fn e5_on_the_diary_corpus_test_split_stays_above_its_floors() {
+    use metachat_analysis::mood::corpus::{default_corpus_dir, load_split, Split};
+    use metachat_analysis::mood::ValenceLabel;
+
+    let e5_file = model_dir().join("e5").join("e5-small-q4.bin");
+    if !e5_file.exists() {
+        return skip(&format!("{} missing", e5_file.display()));
+    }
+    let analyzer = analyzer_from_model_dir(&model_dir())
+        .await
+        .expect("analyzer");
+    assert!(
+        !analyzer.is_fallback(),
+        "e5 present, but the lexicon answered"
+    );
+    let test = load_split(&default_corpus_dir(), Split::Test).expect("test split");
+    let texts: Vec<String> = test.iter().map(|e| e.text.clone()).collect();
+    let mut moods = Vec::with_capacity(texts.len());
+    for chunk in texts.chunks(32) {
+        moods.extend(analyzer.analyze(chunk).await.expect("analyze"));
+    }
+    for (lang, sign_floor, three_way_floor, emotion_floor) in
+        [("en", 0.86, 0.82, 0.79), ("ru", 0.87, 0.80, 0.72)]
+    {
+        let pairs: Vec<_> = test
+            .iter()
+            .zip(&moods)
+            .filter(|(e, _)| e.lang == lang)
+            .collect();
+        let share = |ok: usize, of: usize| ok as f64 / of.max(1) as f64;
+        let polar: Vec<_> = pairs
+            .iter()
+            .filter(|(e, _)| e.valence != ValenceLabel::Neutral)
+            .collect();
+        let sign = share(
+            polar
+                .iter()
+                .filter(|(e, m)| (m.valence > 0.0) == (e.valence == ValenceLabel::Positive))
+                .count(),
+            polar.len(),
+        );
+        let three_way = share(
+            pairs
+                .iter()
+                .filter(|(e, m)| m.valence_label == e.valence)
+                .count(),
+            pairs.len(),
+        );
+        let emotion = share(
+            pairs
+                .iter()
+                .filter(|(e, m)| m.dominant == e.emotion)
+                .count(),
+            pairs.len(),
+        );
+        eprintln!(
+            "e5 on the {lang} test split ({} entries): valence sign {sign:.3}, three-way {three_way:.3}, emotion {emotion:.3}",
+            pairs.len()
+        );
+        assert!(
+            sign >= sign_floor,
+            "{lang} valence sign {sign:.3} < {sign_floor}"
+        );
+        assert!(
+            three_way >= three_way_floor,
+            "{lang} three-way valence {three_way:.3} < {three_way_floor}"
+        );
+        assert!(
+            emotion >= emotion_floor,
+            "{lang} emotion {emotion:.3} < {emotion_floor}"
+        );
+        for (_, m) in &pairs {
+            let p = m.valence_probability.expect("the heads give a probability");
+            assert!(p > 1.0 / 3.0 && p <= 1.0, "{m:?}");
+        }
+    }
+}

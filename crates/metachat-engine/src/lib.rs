@@ -47,6 +47,10 @@ pub use window::Embedding;
 /// The model file inside `models/e5`.
 pub const MODEL_FILE_E5: &str = "e5-small-q4.bin";
 
+/// This engine's version (its crate version): a cache of embeddings keyed
+/// by it is not reused by another engine, whose arithmetic may differ.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 /// Runs `f` on tokio's blocking pool when a runtime is running, else inline.
 pub(crate) async fn run_blocking<T: Send + 'static>(
     f: impl FnOnce() -> error::Result<T> + Send + 'static,

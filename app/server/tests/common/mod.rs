@@ -1123,6 +1123,18 @@ where
 pub fn assert_mood(mood: &Value) {
     let valence = mood["valence"].as_f64().expect("valence");
     assert!((-1.0..=1.0).contains(&valence), "valence {valence}");
+    let label = mood["valence_label"].as_str().expect("valence_label");
+    assert!(
+        ["negative", "neutral", "positive"].contains(&label),
+        "valence_label {label}"
+    );
+    match &mood["valence_probability"] {
+        Value::Null => {}
+        p => {
+            let p = p.as_f64().expect("valence_probability is a number or null");
+            assert!((0.0..=1.0).contains(&p), "valence_probability {p}");
+        }
+    }
     let arousal = mood["arousal"].as_f64().expect("arousal");
     assert!((0.0..=1.0).contains(&arousal), "arousal {arousal}");
     let confidence = mood["confidence"].as_f64().expect("confidence");

@@ -11,7 +11,6 @@
 //! 10-fold cross-validation on amazon + imdb.
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 
@@ -19,7 +18,7 @@ use metachat_analysis::embed::model_dir::model_dir;
 use metachat_analysis::embed::{E5Embedder, E5Prefix, MiniLmEmbedder};
 use metachat_analysis::mood::eval::{fold_assignment, load_sentiment, LabelledSentence};
 use metachat_analysis::mood::{train_logistic, ValenceHead, ValenceHeadProvenance};
-use metachat_tools::embed_cached;
+use metachat_tools::{embed_cached, today};
 
 const L2_GRID: [f32; 10] = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0];
 const FOLDS: usize = 10;
@@ -129,21 +128,4 @@ fn fit_and_write(
         path.display()
     );
     Ok(())
-}
-
-/// Today's UTC date as `YYYY-MM-DD` (civil-from-days, Howard Hinnant's algorithm).
-fn today() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let z = i64::try_from(secs / 86_400).unwrap_or(0) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
 }

@@ -16,6 +16,8 @@ fn mood(pairs: &[(Emotion, f32)]) -> Mood {
     let dominant = pairs.first().map_or(Emotion::Neutral, |p| p.0);
     Mood {
         valence: 0.0,
+        valence_label: crate::mood::ValenceLabel::with_band(0.0, 0.2, false),
+        valence_probability: None,
         arousal: 0.0,
         emotions: pairs.to_vec(),
         dominant,

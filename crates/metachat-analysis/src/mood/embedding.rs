@@ -1,5 +1,7 @@
-//! The embedding-based mood analyzer: valence from a logistic head, emotions
-//! from prototypes, arousal from both.
+//! The embedding-based mood analyzer: valence, emotions and arousal from
+//! trained [`MoodHeads`], or (the earlier reader, kept for embedders without
+//! heads) valence from a logistic head, emotions from prototypes and arousal
+//! from both.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -13,7 +15,8 @@ use crate::embed::{E5Embedder, MiniLmEmbedder};
 
 use super::error::{MoodError, Result};
 use super::{
-    arousal_of, empty_mood, is_blank, mood_from_distribution, EmotionPrototypes, ValenceHead,
+    argmax, arousal_of, empty_mood, is_blank, mood_from_distribution, sentences, EmotionPrototypes,
+    MoodHeads, Pooling, ValenceHead, ValenceLabel,
 };
 
 /// An [`Embedder`] that also says how many model windows each text was read
@@ -48,21 +51,29 @@ impl WindowedEmbedder for MiniLmEmbedder {
     }
 }
 
-/// Mood from sentence embeddings: [`ValenceHead`] for valence,
-/// [`EmotionPrototypes`] for the emotion distribution, arousal as documented
-/// in [the module](super).
+/// Mood from sentence embeddings, read by trained [`MoodHeads`]
+/// ([`with_heads`](Self::with_heads)), or by a [`ValenceHead`] for valence
+/// and [`EmotionPrototypes`] for the emotion distribution
+/// ([`new`](Self::new)), arousal as documented in [the module](super).
 pub struct EmbeddingMoodAnalyzer<E> {
     embedder: E,
-    head: ValenceHead,
-    prototypes: EmotionPrototypes,
+    reader: Reader,
     model_id: String,
+}
+
+/// How an embedding becomes a mood.
+enum Reader {
+    Heads(Box<MoodHeads>),
+    Prototypes {
+        head: Box<ValenceHead>,
+        prototypes: EmotionPrototypes,
+    },
 }
 
 impl<E> fmt::Debug for EmbeddingMoodAnalyzer<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EmbeddingMoodAnalyzer")
             .field("model_id", &self.model_id)
-            .field("temperature", &self.prototypes.temperature())
             .finish_non_exhaustive()
     }
 }
@@ -96,15 +107,44 @@ impl<E: WindowedEmbedder> EmbeddingMoodAnalyzer<E> {
         );
         Ok(Self {
             embedder,
-            head,
-            prototypes,
+            reader: Reader::Prototypes {
+                head: Box::new(head),
+                prototypes,
+            },
             model_id,
         })
     }
 
-    /// Replaces the softmax temperature of the emotion prototypes.
+    /// Builds the analyzer on trained heads: valence is `P(positive) −
+    /// P(negative)` of the valence head, the emotion distribution is the
+    /// emotion head's, arousal the arousal head's expected level.
+    /// `embedder_id` names the embedder in the model id.
+    ///
+    /// # Errors
+    /// [`MoodError::DimensionMismatch`] when the heads do not fit the
+    /// embedder.
+    pub fn with_heads(embedder: E, heads: MoodHeads, embedder_id: &str) -> Result<Self> {
+        if heads.dimensions() != embedder.dimensions() {
+            return Err(MoodError::DimensionMismatch {
+                path: PathBuf::from(&heads.embedder),
+                head: heads.dimensions(),
+                embedder: embedder.dimensions(),
+            });
+        }
+        let model_id = format!("{embedder_id}+mood-heads/{}", heads.provenance.date);
+        Ok(Self {
+            embedder,
+            reader: Reader::Heads(Box::new(heads)),
+            model_id,
+        })
+    }
+
+    /// Replaces the softmax temperature of the emotion prototypes (no effect
+    /// on an analyzer built on heads, whose temperatures are in their file).
     pub fn with_temperature(mut self, temperature: f32) -> Self {
-        self.prototypes = self.prototypes.with_temperature(temperature);
+        if let Reader::Prototypes { prototypes, .. } = &mut self.reader {
+            *prototypes = prototypes.clone().with_temperature(temperature);
+        }
         self
     }
 
@@ -113,22 +153,62 @@ impl<E: WindowedEmbedder> EmbeddingMoodAnalyzer<E> {
         &self.embedder
     }
 
-    /// The valence head.
-    pub fn head(&self) -> &ValenceHead {
-        &self.head
+    /// The trained heads, when the analyzer reads with them.
+    pub fn heads(&self) -> Option<&MoodHeads> {
+        match &self.reader {
+            Reader::Heads(h) => Some(h),
+            Reader::Prototypes { .. } => None,
+        }
     }
 
-    /// The emotion prototypes.
-    pub fn prototypes(&self) -> &EmotionPrototypes {
-        &self.prototypes
+    /// The valence head, when the analyzer reads with prototypes.
+    pub fn head(&self) -> Option<&ValenceHead> {
+        match &self.reader {
+            Reader::Heads(_) => None,
+            Reader::Prototypes { head, .. } => Some(head),
+        }
+    }
+
+    /// The emotion prototypes, when the analyzer reads with them.
+    pub fn prototypes(&self) -> Option<&EmotionPrototypes> {
+        match &self.reader {
+            Reader::Heads(_) => None,
+            Reader::Prototypes { prototypes, .. } => Some(prototypes),
+        }
     }
 
     /// The mood of one embedding.
     pub fn mood_of_embedding(&self, v: &[f32], windows: u32) -> Mood {
-        let valence = self.head.valence(v);
-        let dist = self.prototypes.distribution(v);
-        let arousal = 0.7 * arousal_of(&dist) + 0.3 * valence.abs();
-        mood_from_distribution(valence, arousal, dist, &self.model_id, windows)
+        match &self.reader {
+            Reader::Heads(heads) => {
+                let out = heads.read(v);
+                let valence = out.valence[2] - out.valence[0];
+                let k = argmax(&out.valence);
+                let label = (ValenceLabel::ALL[k], Some(out.valence[k]));
+                mood_from_distribution(
+                    valence,
+                    label,
+                    out.arousal,
+                    out.emotion,
+                    &self.model_id,
+                    windows,
+                )
+            }
+            Reader::Prototypes { head, prototypes } => {
+                let valence = head.valence(v);
+                let dist = prototypes.distribution(v);
+                let arousal = 0.7 * arousal_of(&dist) + 0.3 * valence.abs();
+                let label = ValenceLabel::with_band(valence, Mood::BINARY_NEUTRAL_BAND, false);
+                mood_from_distribution(
+                    valence,
+                    (label, None),
+                    arousal,
+                    dist,
+                    &self.model_id,
+                    windows,
+                )
+            }
+        }
     }
 
     /// Analyzes a batch; blank texts are answered without the model.
@@ -156,26 +236,10 @@ impl<E: WindowedEmbedder> EmbeddingMoodAnalyzer<E> {
         texts: &[String],
     ) -> Result<Vec<(Mood, Option<Vec<f32>>)>> {
         let to_embed: Vec<String> = texts.iter().filter(|t| !is_blank(t)).cloned().collect();
-        let vecs = if to_embed.is_empty() {
-            Vec::new()
-        } else {
-            self.embedder
-                .embed_windowed(&to_embed)
-                .await
-                .map_err(MoodError::Embed)?
+        let vecs = match self.heads().map(|h| h.pooling) {
+            Some(Pooling::Sentences) => self.embed_sentences(&to_embed).await?,
+            _ => self.embed(&to_embed).await?,
         };
-        let dims = self.embedder.dimensions();
-        if vecs.len() != to_embed.len() || vecs.iter().any(|(v, _)| v.len() != dims) {
-            return Err(MoodError::BadEmbedding {
-                expected: to_embed.len(),
-                got: vecs.len(),
-                dims: vecs
-                    .iter()
-                    .map(|(v, _)| v.len())
-                    .find(|&l| l != dims)
-                    .unwrap_or(dims),
-            });
-        }
         let mut vecs = vecs.into_iter();
         let mut out = Vec::with_capacity(texts.len());
         for text in texts {
@@ -188,6 +252,63 @@ impl<E: WindowedEmbedder> EmbeddingMoodAnalyzer<E> {
             };
             let mood = self.mood_of_embedding(&v, windows.max(1));
             out.push((mood, Some(v)));
+        }
+        Ok(out)
+    }
+}
+
+impl<E: WindowedEmbedder> EmbeddingMoodAnalyzer<E> {
+    /// One `(vector, windows)` per text, checked for shape.
+    async fn embed(&self, texts: &[String]) -> Result<Vec<(Vec<f32>, u32)>> {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let vecs = self
+            .embedder
+            .embed_windowed(texts)
+            .await
+            .map_err(MoodError::Embed)?;
+        let dims = self.embedder.dimensions();
+        if vecs.len() != texts.len() || vecs.iter().any(|(v, _)| v.len() != dims) {
+            return Err(MoodError::BadEmbedding {
+                expected: texts.len(),
+                got: vecs.len(),
+                dims: vecs
+                    .iter()
+                    .map(|(v, _)| v.len())
+                    .find(|&l| l != dims)
+                    .unwrap_or(dims),
+            });
+        }
+        Ok(vecs)
+    }
+
+    /// [`Pooling::Sentences`]: every sentence of every text embedded in one
+    /// call, then each text's mean, scaled to unit length; its windows are
+    /// the sum of its sentences'.
+    async fn embed_sentences(&self, texts: &[String]) -> Result<Vec<(Vec<f32>, u32)>> {
+        let mut flat = Vec::new();
+        let mut owner = Vec::new();
+        for (i, t) in texts.iter().enumerate() {
+            for s in sentences(t) {
+                flat.push(s.to_owned());
+                owner.push(i);
+            }
+        }
+        let vecs = self.embed(&flat).await?;
+        let dims = self.embedder.dimensions();
+        let mut out = vec![(vec![0.0f32; dims], 0u32); texts.len()];
+        for ((v, w), &i) in vecs.iter().zip(&owner) {
+            for (a, b) in out[i].0.iter_mut().zip(v) {
+                *a += b;
+            }
+            out[i].1 += w;
+        }
+        for (v, _) in &mut out {
+            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+            if norm > 0.0 {
+                v.iter_mut().for_each(|x| *x /= norm);
+            }
         }
         Ok(out)
     }

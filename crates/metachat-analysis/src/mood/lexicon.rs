@@ -34,7 +34,7 @@ use crate::mood::Mood;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::error::{MoodError, Result};
-use super::{arousal_of, mood_from_distribution, Emotion};
+use super::{arousal_of, mood_from_distribution, Emotion, ValenceLabel};
 
 const B_INCR: f32 = 0.293;
 const B_DECR: f32 = -0.293;
@@ -432,7 +432,15 @@ impl LexiconAnalyzer {
         let dist = s.map(|x| x / total);
         let intensity = (score.compound.abs() + score.emphasis).min(1.0);
         let arousal = 0.7 * arousal_of(&dist) + 0.3 * intensity;
-        mood_from_distribution(score.compound, arousal, dist, Self::MODEL_ID, 1)
+        let label = ValenceLabel::with_band(score.compound, Mood::LEXICON_NEUTRAL_BAND, true);
+        mood_from_distribution(
+            score.compound,
+            (label, None),
+            arousal,
+            dist,
+            Self::MODEL_ID,
+            1,
+        )
     }
 
     /// VADER's compound score and the keyword emotion scores of one text.

@@ -27,20 +27,28 @@
 //! embedding analyzer, `|compound|` plus punctuation and capitals emphasis for
 //! the lexicon).
 
+pub mod corpus;
 mod embedding;
 mod error;
 pub mod eval;
 mod head;
+mod heads;
 mod lexicon;
 mod prototypes;
 mod record;
+mod sentences;
 
 pub use embedding::{EmbeddingMoodAnalyzer, WindowedEmbedder};
 pub use error::{MoodError, Result};
 pub use head::{train_logistic, LogisticFit, ValenceHead, ValenceHeadProvenance};
+pub use heads::{
+    argmax, fit_temperature, softmax, train_softmax, Dense, HeadChoice, HeadSetting, HeadsOutput,
+    MoodHeads, MoodHeadsProvenance, Pooling, SoftmaxFit, SoftmaxHead,
+};
 pub use lexicon::{LexiconAnalyzer, LexiconScore};
 pub use prototypes::EmotionPrototypes;
-pub use record::{Emotion, Mood, MoodAnalyzer};
+pub use record::{Emotion, Mood, MoodAnalyzer, ValenceLabel};
+pub use sentences::sentences;
 
 use std::path::Path;
 
@@ -64,6 +72,7 @@ pub fn arousal_of(dist: &[f32; 7]) -> f32 {
 /// Builds a [`Mood`] from a distribution in [`Emotion::ALL`] order.
 pub(crate) fn mood_from_distribution(
     valence: f32,
+    (valence_label, valence_probability): (ValenceLabel, Option<f32>),
     arousal: f32,
     dist: [f32; 7],
     model_id: &str,
@@ -76,6 +85,8 @@ pub(crate) fn mood_from_distribution(
         );
     Mood {
         valence: sanitize(valence).clamp(-1.0, 1.0),
+        valence_label,
+        valence_probability: valence_probability.map(|p| sanitize(p).clamp(0.0, 1.0)),
         arousal: sanitize(arousal).clamp(0.0, 1.0),
         emotions: Emotion::ALL
             .iter()
@@ -94,7 +105,8 @@ pub(crate) fn mood_from_distribution(
 pub(crate) fn empty_mood(model_id: &str) -> Mood {
     let mut dist = [0.0; 7];
     dist[6] = 1.0;
-    let mut mood = mood_from_distribution(0.0, 0.0, dist, model_id, 0);
+    let mut mood =
+        mood_from_distribution(0.0, (ValenceLabel::Neutral, None), 0.0, dist, model_id, 0);
     mood.confidence = 0.0;
     mood
 }
@@ -162,8 +174,8 @@ pub async fn analyzer_from_model_dir(dir: &Path) -> Result<DefaultMoodAnalyzer> 
     let e5_error = match E5Embedder::load(dir.join("e5")) {
         Ok(e5) => {
             let id = format!("{} (prefix \"query: \")", E5Embedder::MODEL_ID);
-            let head = ValenceHead::builtin_e5()?;
-            match EmbeddingMoodAnalyzer::new(e5.with_prefix(E5Prefix::Query), head, &id).await {
+            let heads = MoodHeads::builtin_e5()?;
+            match EmbeddingMoodAnalyzer::with_heads(e5.with_prefix(E5Prefix::Query), heads, &id) {
                 Ok(a) => return Ok(DefaultMoodAnalyzer::E5(Box::new(a))),
                 Err(e) => e.to_string(),
             }

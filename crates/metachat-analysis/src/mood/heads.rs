@@ -1,0 +1,591 @@
+//! The mood heads: softmax regressions on sentence embeddings for the
+//! three-way valence, the seven emotions and the three arousal levels, kept
+//! together in one file with their provenance, and their trainer.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::corpus::ArousalLevel;
+use super::error::{MoodError, Result};
+use super::record::{Emotion, ValenceLabel};
+
+/// A dense layer with ReLU: `max(0, W x + b)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Dense {
+    /// One row of weights per unit.
+    pub weights: Vec<Vec<f32>>,
+    /// One bias per unit.
+    pub bias: Vec<f32>,
+}
+
+impl Dense {
+    /// The layer's output for `x` (zeros for a vector of another length).
+    pub fn forward(&self, x: &[f32]) -> Vec<f32> {
+        self.weights
+            .iter()
+            .zip(&self.bias)
+            .map(|(w, b)| {
+                if w.len() == x.len() {
+                    (w.iter().zip(x).map(|(a, c)| a * c).sum::<f32>() + b).max(0.0)
+                } else {
+                    0.0
+                }
+            })
+            .collect()
+    }
+}
+
+/// One softmax head: `p = softmax((W h + b) / temperature)`, where `h` is
+/// the embedding, or its image by a hidden [`Dense`] layer when there is one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SoftmaxHead {
+    /// Class names, in the order of the rows of `weights`.
+    pub classes: Vec<String>,
+    /// The hidden layer, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidden: Option<Dense>,
+    /// One row of weights per class, each as long as the hidden layer (or
+    /// the embedding, without one).
+    pub weights: Vec<Vec<f32>>,
+    /// One bias per class.
+    pub bias: Vec<f32>,
+    /// Softmax temperature, fitted on the dev split (lowest log-loss); it
+    /// changes no argmax, only how sure the probabilities are.
+    pub temperature: f32,
+    /// The hyper-parameters chosen and what they scored on the dev split.
+    pub choice: HeadChoice,
+}
+
+/// One setting of a head's training and what it scored on the dev split.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct HeadSetting {
+    /// Hidden units (0: a linear head).
+    pub hidden: usize,
+    /// L2 strength.
+    pub l2: f32,
+    /// Weight of each review sentence relative to a diary entry (0 when the
+    /// reviews were not used).
+    pub review_weight: f32,
+    /// Dev-split accuracy.
+    pub dev_accuracy: f32,
+    /// Dev-split macro-F1.
+    pub dev_macro_f1: f32,
+}
+
+/// What was chosen for a head, and on what evidence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeadChoice {
+    /// The chosen setting.
+    pub chosen: HeadSetting,
+    /// Every setting tried.
+    pub grid: Vec<HeadSetting>,
+}
+
+impl SoftmaxHead {
+    /// The embedding length the head reads.
+    pub fn dimensions(&self) -> usize {
+        match &self.hidden {
+            Some(h) => h.weights.first().map_or(0, Vec::len),
+            None => self.weights.first().map_or(0, Vec::len),
+        }
+    }
+
+    /// The class probabilities of an embedding; a vector of another length
+    /// reads as uniform.
+    pub fn probabilities(&self, x: &[f32]) -> Vec<f32> {
+        let k = self.weights.len();
+        if x.len() != self.dimensions() {
+            return vec![1.0 / k as f32; k];
+        }
+        let hidden;
+        let x = match &self.hidden {
+            Some(h) => {
+                hidden = h.forward(x);
+                &hidden[..]
+            }
+            None => x,
+        };
+        let t = if self.temperature > 0.0 {
+            self.temperature
+        } else {
+            1.0
+        };
+        let logits: Vec<f32> = self
+            .weights
+            .iter()
+            .zip(&self.bias)
+            .map(|(w, b)| (w.iter().zip(x).map(|(a, c)| a * c).sum::<f32>() + b) / t)
+            .collect();
+        softmax(&logits)
+    }
+
+    fn check(
+        &self,
+        name: &str,
+        classes: &[&str],
+        dims: Option<usize>,
+    ) -> std::result::Result<(), String> {
+        if self.classes != classes {
+            return Err(format!(
+                "{name}: classes {:?}, expected {classes:?}",
+                self.classes
+            ));
+        }
+        if self.weights.len() != classes.len() || self.bias.len() != classes.len() {
+            return Err(format!("{name}: one row and one bias per class expected"));
+        }
+        let d = dims.unwrap_or_else(|| self.dimensions());
+        let (inner, hidden_ok) = match &self.hidden {
+            Some(h) => (
+                h.weights.len(),
+                !h.weights.is_empty()
+                    && h.bias.len() == h.weights.len()
+                    && h.weights.iter().all(|w| w.len() == d),
+            ),
+            None => (d, true),
+        };
+        if d == 0
+            || d != self.dimensions()
+            || !hidden_ok
+            || self.weights.iter().any(|w| w.len() != inner)
+        {
+            return Err(format!("{name}: rows of different or zero length"));
+        }
+        let hidden_values = self
+            .hidden
+            .iter()
+            .flat_map(|h| h.weights.iter().flatten().chain(&h.bias));
+        let finite = self
+            .weights
+            .iter()
+            .flatten()
+            .chain(&self.bias)
+            .chain(hidden_values)
+            .chain([&self.temperature])
+            .all(|v| v.is_finite());
+        if !finite || self.temperature <= 0.0 {
+            return Err(format!(
+                "{name}: weights or temperature not finite and positive"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Where and how the heads were trained, kept in their file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MoodHeadsProvenance {
+    /// The command that wrote the file.
+    pub command: String,
+    /// The training data and where it comes from.
+    pub data: String,
+    /// How an entry was turned into a vector (prefix, pooling).
+    pub features: String,
+    /// The seed of the corpus split.
+    pub seed: u64,
+    /// UTC date of training, `YYYY-MM-DD`.
+    pub date: String,
+}
+
+/// How a text becomes the vector the heads read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pooling {
+    /// The embedding of the whole text (a long text: the mean of its
+    /// windows).
+    #[default]
+    Whole,
+    /// The mean of the embeddings of the text's [`sentences`](super::sentences),
+    /// scaled to unit length.
+    Sentences,
+}
+
+/// The valence, emotion and arousal heads of one embedder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MoodHeads {
+    /// File format version ([`MoodHeads::FORMAT`]).
+    pub format: u32,
+    /// The embedder (and input prefix) the heads were trained on.
+    pub embedder: String,
+    /// How a text becomes the vector the heads read.
+    #[serde(default)]
+    pub pooling: Pooling,
+    /// Three-way valence, classes in [`ValenceLabel::ALL`] order.
+    pub valence: SoftmaxHead,
+    /// Seven emotions, classes in [`Emotion::ALL`] order.
+    pub emotion: SoftmaxHead,
+    /// Arousal levels, classes in [`ArousalLevel::ALL`] order.
+    pub arousal: SoftmaxHead,
+    /// Training provenance.
+    pub provenance: MoodHeadsProvenance,
+}
+
+/// What the heads read off one embedding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeadsOutput {
+    /// Probability per [`ValenceLabel::ALL`].
+    pub valence: [f32; 3],
+    /// Probability per [`Emotion::ALL`].
+    pub emotion: [f32; 7],
+    /// Expected arousal level on \[0, 1\] ([`ArousalLevel::value`]).
+    pub arousal: f32,
+}
+
+impl MoodHeads {
+    /// The current file format.
+    pub const FORMAT: u32 = 2;
+
+    /// Parses heads from their JSON; `origin` names them in errors.
+    ///
+    /// # Errors
+    /// [`MoodError::Corrupt`] for bad JSON, an unknown format, classes other
+    /// than the labels in order, rows of different lengths, or values that
+    /// are not finite.
+    pub fn from_json(json: &str, origin: &Path) -> Result<Self> {
+        let corrupt = |reason: String| MoodError::Corrupt {
+            path: origin.to_owned(),
+            reason,
+        };
+        let heads: Self = serde_json::from_str(json).map_err(|e| corrupt(e.to_string()))?;
+        if heads.format != Self::FORMAT {
+            return Err(corrupt(format!("unknown format {}", heads.format)));
+        }
+        let v: Vec<&str> = ValenceLabel::ALL.iter().map(|l| l.name()).collect();
+        let e: Vec<&str> = Emotion::ALL.iter().map(|l| l.name()).collect();
+        heads.valence.check("valence", &v, None).map_err(corrupt)?;
+        let d = Some(heads.dimensions());
+        heads.emotion.check("emotion", &e, d).map_err(corrupt)?;
+        heads
+            .arousal
+            .check("arousal", &["low", "medium", "high"], d)
+            .map_err(corrupt)?;
+        Ok(heads)
+    }
+
+    /// Reads a heads file.
+    ///
+    /// # Errors
+    /// [`MoodError::MissingFile`], [`MoodError::Io`] or [`MoodError::Corrupt`].
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let json = std::fs::read_to_string(path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                MoodError::MissingFile {
+                    path: path.to_owned(),
+                }
+            } else {
+                MoodError::Io {
+                    path: path.to_owned(),
+                    source,
+                }
+            }
+        })?;
+        Self::from_json(&json, path)
+    }
+
+    /// The heads for multilingual e5 that ship in this crate
+    /// (`data/mood_heads_e5.json`).
+    ///
+    /// # Errors
+    /// [`MoodError::Corrupt`] if the compiled-in file were damaged.
+    pub fn builtin_e5() -> Result<Self> {
+        Self::from_json(
+            include_str!("../../data/mood_heads_e5.json"),
+            &PathBuf::from("crates/metachat-analysis/data/mood_heads_e5.json"),
+        )
+    }
+
+    /// The embedding length the heads read.
+    pub fn dimensions(&self) -> usize {
+        self.valence.dimensions()
+    }
+
+    /// Valence, emotion and arousal of one embedding.
+    pub fn read(&self, x: &[f32]) -> HeadsOutput {
+        let mut valence = [0.0; 3];
+        valence.copy_from_slice(&self.valence.probabilities(x));
+        let mut emotion = [0.0; 7];
+        emotion.copy_from_slice(&self.emotion.probabilities(x));
+        let arousal = self
+            .arousal
+            .probabilities(x)
+            .iter()
+            .zip(ArousalLevel::ALL)
+            .map(|(p, l)| p * l.value())
+            .sum();
+        HeadsOutput {
+            valence,
+            emotion,
+            arousal,
+        }
+    }
+}
+
+/// Weights and biases of a fitted softmax regression.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SoftmaxFit {
+    /// One row per class.
+    pub weights: Vec<Vec<f32>>,
+    /// One bias per class.
+    pub bias: Vec<f32>,
+}
+
+impl SoftmaxFit {
+    /// Class probabilities of `x` at temperature 1.
+    pub fn probabilities(&self, x: &[f32]) -> Vec<f32> {
+        let logits: Vec<f32> = self
+            .weights
+            .iter()
+            .zip(&self.bias)
+            .map(|(w, b)| w.iter().zip(x).map(|(a, c)| a * c).sum::<f32>() + b)
+            .collect();
+        softmax(&logits)
+    }
+
+    /// The most probable class.
+    pub fn predict(&self, x: &[f32]) -> usize {
+        argmax(&self.probabilities(x))
+    }
+}
+
+/// Fits L2-regularised softmax regression over `classes` classes: minimises
+/// the weighted mean log-loss plus `l2 / 2 · |W|²` over standardised
+/// features (biases not penalised) by Nesterov-accelerated gradient descent
+/// with the step from the loss's Lipschitz bound; the standardisation is
+/// folded back into the returned weights. `sample_weights` (one per example,
+/// non-negative) scale each example's loss. Deterministic. Labels at or past
+/// `classes` and examples of weight 0 are ignored; no examples give a zero
+/// model.
+pub fn train_softmax(
+    xs: &[Vec<f32>],
+    ys: &[usize],
+    sample_weights: &[f32],
+    classes: usize,
+    l2: f32,
+    iterations: usize,
+) -> SoftmaxFit {
+    let d = xs.first().map_or(0, Vec::len);
+    let keep: Vec<usize> = (0..xs.len().min(ys.len()).min(sample_weights.len()))
+        .filter(|&i| ys[i] < classes && sample_weights[i] > 0.0 && xs[i].len() == d)
+        .collect();
+    let zero = SoftmaxFit {
+        weights: vec![vec![0.0; d]; classes],
+        bias: vec![0.0; classes],
+    };
+    if keep.is_empty() || d == 0 || classes == 0 {
+        return zero;
+    }
+    let sw: Vec<f64> = keep.iter().map(|&i| f64::from(sample_weights[i])).collect();
+    let total: f64 = sw.iter().sum();
+    let sw: Vec<f64> = sw.iter().map(|w| w / total).collect();
+    // Weighted standardisation.
+    let mut mean = vec![0.0f64; d];
+    for (&i, w) in keep.iter().zip(&sw) {
+        for (m, v) in mean.iter_mut().zip(&xs[i]) {
+            *m += w * f64::from(*v);
+        }
+    }
+    let mut sd = vec![0.0f64; d];
+    for (&i, w) in keep.iter().zip(&sw) {
+        for ((s, v), m) in sd.iter_mut().zip(&xs[i]).zip(&mean) {
+            *s += w * (f64::from(*v) - m).powi(2);
+        }
+    }
+    sd.iter_mut().for_each(|s| *s = s.sqrt().max(1e-6));
+    let z: Vec<Vec<f64>> = keep
+        .iter()
+        .map(|&i| {
+            xs[i]
+                .iter()
+                .zip(&mean)
+                .zip(&sd)
+                .map(|((v, m), s)| (f64::from(*v) - m) / s)
+                .collect()
+        })
+        .collect();
+    let y: Vec<usize> = keep.iter().map(|&i| ys[i]).collect();
+    let l2 = f64::from(l2);
+
+    // Lipschitz bound of the softmax loss: 0.5 · λmax(Σ wᵢ zᵢzᵢᵀ) + l2.
+    let mut v = vec![1.0 / (d as f64).sqrt(); d];
+    let mut lambda = 0.0;
+    for _ in 0..50 {
+        let mut u = vec![0.0; d];
+        for (row, w) in z.iter().zip(&sw) {
+            let s: f64 = row.iter().zip(&v).map(|(a, b)| a * b).sum();
+            for (ui, ri) in u.iter_mut().zip(row) {
+                *ui += w * s * ri;
+            }
+        }
+        lambda = u.iter().map(|x| x * x).sum::<f64>().sqrt();
+        if lambda == 0.0 {
+            break;
+        }
+        v = u.iter().map(|x| x / lambda).collect();
+    }
+    let step = 1.0 / (0.5 * (lambda + 1.0) + l2);
+
+    let mut w = vec![vec![0.0f64; d]; classes];
+    let mut b = vec![0.0f64; classes];
+    let mut w_prev = w.clone();
+    let mut b_prev = b.clone();
+    for t in 1..=iterations {
+        let mom = (t as f64 - 1.0) / (t as f64 + 2.0);
+        let wl: Vec<Vec<f64>> = w
+            .iter()
+            .zip(&w_prev)
+            .map(|(r, p)| r.iter().zip(p).map(|(a, q)| a + mom * (a - q)).collect())
+            .collect();
+        let bl: Vec<f64> = b
+            .iter()
+            .zip(&b_prev)
+            .map(|(a, q)| a + mom * (a - q))
+            .collect();
+        let mut gw = vec![vec![0.0f64; d]; classes];
+        let mut gb = vec![0.0f64; classes];
+        let mut logits = vec![0.0f64; classes];
+        for ((row, &yi), wi) in z.iter().zip(&y).zip(&sw) {
+            for (c, l) in logits.iter_mut().enumerate() {
+                *l = row.iter().zip(&wl[c]).map(|(a, q)| a * q).sum::<f64>() + bl[c];
+            }
+            let max = logits.iter().copied().fold(f64::MIN, f64::max);
+            let sum: f64 = logits.iter().map(|l| (l - max).exp()).sum();
+            for c in 0..classes {
+                let p = (logits[c] - max).exp() / sum;
+                let r = wi * (p - if c == yi { 1.0 } else { 0.0 });
+                gb[c] += r;
+                for (g, x) in gw[c].iter_mut().zip(row) {
+                    *g += r * x;
+                }
+            }
+        }
+        w_prev = std::mem::take(&mut w);
+        b_prev = std::mem::take(&mut b);
+        w = wl
+            .iter()
+            .zip(&gw)
+            .map(|(r, g)| {
+                r.iter()
+                    .zip(g)
+                    .map(|(wi, gi)| wi - step * (gi + l2 * wi))
+                    .collect()
+            })
+            .collect();
+        b = bl.iter().zip(&gb).map(|(bi, gi)| bi - step * gi).collect();
+    }
+    // Fold the standardisation back: w' = w / sd, b' = b − Σ w mean / sd.
+    #[allow(clippy::cast_possible_truncation)]
+    let weights: Vec<Vec<f32>> = w
+        .iter()
+        .map(|r| r.iter().zip(&sd).map(|(wi, s)| (wi / s) as f32).collect())
+        .collect();
+    #[allow(clippy::cast_possible_truncation)]
+    let bias: Vec<f32> = w
+        .iter()
+        .zip(&b)
+        .map(|(r, bi)| {
+            let shift: f64 = r
+                .iter()
+                .zip(&sd)
+                .zip(&mean)
+                .map(|((wi, s), m)| wi / s * m)
+                .sum();
+            (bi - shift) as f32
+        })
+        .collect();
+    SoftmaxFit { weights, bias }
+}
+
+/// The temperature among `grid` with the lowest mean log-loss of `logits`
+/// (rows of class scores at temperature 1) against `ys`.
+pub fn fit_temperature(logits: &[Vec<f32>], ys: &[usize], grid: &[f32]) -> f32 {
+    let mut best = (f64::MAX, 1.0);
+    for &t in grid {
+        let nll: f64 = logits
+            .iter()
+            .zip(ys)
+            .map(|(l, &y)| {
+                let scaled: Vec<f32> = l.iter().map(|v| v / t).collect();
+                -f64::from(softmax(&scaled)[y].max(1e-9)).ln()
+            })
+            .sum::<f64>()
+            / logits.len().max(1) as f64;
+        if nll < best.0 {
+            best = (nll, t);
+        }
+    }
+    best.1
+}
+
+/// Softmax of `logits` (stable; empty in, empty out).
+pub fn softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::MIN, f32::max);
+    let e: Vec<f32> = logits.iter().map(|l| (l - max).exp()).collect();
+    let s: f32 = e.iter().sum();
+    e.iter().map(|v| v / s).collect()
+}
+
+/// The index of the largest value (the first of equals; 0 for empty).
+pub fn argmax(v: &[f32]) -> usize {
+    v.iter()
+        .enumerate()
+        .fold(
+            (0, f32::MIN),
+            |best, (i, &x)| if x > best.1 { (i, x) } else { best },
+        )
+        .0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn learns_three_regions_it_was_not_told() {
+        // class = which third of [0, 1) x0 falls in; x1 is noise.
+        let mut xs = Vec::new();
+        let mut ys = Vec::new();
+        for i in 0..30usize {
+            for j in 0..10 {
+                let a = i as f32 / 30.0;
+                xs.push(vec![a, j as f32 / 10.0]);
+                ys.push(i / 10);
+            }
+        }
+        let w = vec![1.0; xs.len()];
+        let fit = train_softmax(&xs, &ys, &w, 3, 1e-5, 2_000);
+        let correct = xs
+            .iter()
+            .zip(&ys)
+            .filter(|(x, y)| fit.predict(x) == **y)
+            .count();
+        assert!(
+            correct as f32 / xs.len() as f32 > 0.9,
+            "{correct} of {}",
+            xs.len()
+        );
+    }
+
+    #[test]
+    fn a_zero_weight_example_changes_nothing() {
+        let xs = vec![vec![0.0, 1.0], vec![1.0, 0.0], vec![0.5, 0.5]];
+        let a = train_softmax(&xs[..2], &[0, 1], &[1.0, 1.0], 2, 1e-2, 200);
+        let b = train_softmax(&xs, &[0, 1, 0], &[1.0, 1.0, 0.0], 2, 1e-2, 200);
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn temperature_only_rescales() {
+        let logits = vec![vec![2.0, 0.0], vec![0.0, 2.0], vec![2.0, 0.0]];
+        // Always right: the sharpest temperature wins.
+        assert_eq!(fit_temperature(&logits, &[0, 1, 0], &[0.5, 1.0, 2.0]), 0.5);
+        // Right two times in three: a softer one wins.
+        assert_eq!(fit_temperature(&logits, &[0, 1, 1], &[0.5, 1.0, 2.0]), 2.0);
+    }
+
+    #[test]
+    fn damaged_heads_are_refused_with_their_file() {
+        let err = MoodHeads::from_json("{\"format\":2}", Path::new("h.json")).expect_err("bad");
+        assert!(err.to_string().contains("h.json"));
+    }
+}

@@ -1,0 +1,89 @@
+//! Splitting a text into sentences, for heads that read a text as the mean
+//! of its sentences ([`Pooling::Sentences`](super::Pooling::Sentences)).
+
+/// The sentences of `text`: it is cut after a run of `.`, `!`, `?` or `…`
+/// (with the closing quotes and brackets that follow it) and at line breaks;
+/// pieces are trimmed, and those without a letter or a digit are dropped. A
+/// text with no such piece is returned whole, trimmed (or empty for a blank
+/// text).
+///
+/// ```
+/// use metachat_analysis::mood::sentences;
+///
+/// assert_eq!(
+///     sentences("Great, just great... The car died again!!\nOf course :)"),
+///     ["Great, just great...", "The car died again!!", "Of course :)"],
+/// );
+/// assert_eq!(sentences("!!!"), ["!!!"]);
+/// ```
+pub fn sentences(text: &str) -> Vec<&str> {
+    fn push<'a>(text: &'a str, from: usize, to: usize, out: &mut Vec<&'a str>) {
+        let piece = text[from..to].trim();
+        if piece.chars().any(char::is_alphanumeric) {
+            out.push(piece);
+        }
+    }
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut chars = text.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if c == '\n' {
+            push(text, start, i, &mut out);
+            start = i + c.len_utf8();
+        } else if matches!(c, '.' | '!' | '?' | '…') {
+            let mut end = i + c.len_utf8();
+            while let Some(&(j, n)) = chars.peek() {
+                if matches!(n, '.' | '!' | '?' | '…' | ')' | '"' | '»' | '\'') {
+                    end = j + n.len_utf8();
+                    chars.next();
+                } else {
+                    break;
+                }
+            }
+            push(text, start, end, &mut out);
+            start = end;
+        }
+    }
+    push(text, start, text.len(), &mut out);
+    if out.is_empty() {
+        let whole = text.trim();
+        if !whole.is_empty() {
+            out.push(whole);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn russian_and_ellipses() {
+        assert_eq!(
+            sentences("Ура!!! Я сдала… Наконец-то.\n\nмама плакала"),
+            ["Ура!!!", "Я сдала…", "Наконец-то.", "мама плакала"]
+        );
+    }
+
+    proptest! {
+        /// Every sentence is a non-empty trimmed piece of the text, in
+        /// order, and no letter of the text is lost.
+        #[test]
+        fn pieces_are_in_order_and_keep_every_letter(text in "\\PC{0,200}") {
+            let s = sentences(&text);
+            let mut at = 0;
+            for piece in &s {
+                prop_assert!(!piece.is_empty());
+                prop_assert_eq!(piece.trim(), *piece);
+                let found = text[at..].find(piece);
+                prop_assert!(found.is_some());
+                at += found.unwrap_or(0) + piece.len();
+            }
+            let letters = |t: &str| t.chars().filter(|c| c.is_alphanumeric()).count();
+            let kept: usize = s.iter().map(|p| letters(p)).sum();
+            prop_assert_eq!(kept, letters(&text));
+        }
+    }
+}
