@@ -93,9 +93,9 @@ impl ValenceLabel {
 /// The mood of one text.
 ///
 /// # Versions
-/// [`Mood::SCHEMA_VERSION`] is 2. Version 1 had no [`valence_label`]
-/// (Mood::valence_label) and no [`valence_probability`]
-/// (Mood::valence_probability); a version 1 record is upcast as it is read
+/// [`Mood::SCHEMA_VERSION`] is 2. Version 1 had no
+/// [`valence_label`](Mood::valence_label) and no
+/// [`valence_probability`](Mood::valence_probability); a version 1 record is upcast as it is read
 /// ([`Mood::upcast_v1_label`]), so every [`Mood`] in memory is version 2.
 /// A record of a later version, or a version 2 record without its label, is
 /// refused with a deserialisation error.
