@@ -136,6 +136,37 @@ fn lock_directory(dir: &std::path::Path) -> Result<std::fs::File> {
     }
 }
 
+/// How long [`wait_for_sled_lock`] waits for sled's own lock.
+const SLED_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Waits (bounded by [`SLED_LOCK_WAIT`]) until sled's own lock on
+/// `<dir>/db` is free. Holding [`LOCK_FILE`] proves that no other handle
+/// has the database open, but sled's background writes can keep its file,
+/// and the `flock` on it, a moment after the last handle of the previous
+/// open was dropped; sled itself would then refuse at once ("could not
+/// acquire lock"). Past the bound, sled's own error is what the caller
+/// gets.
+fn wait_for_sled_lock(dir: &std::path::Path) -> Result<()> {
+    let path = dir.join("db");
+    let file = match std::fs::OpenOptions::new().read(true).open(&path) {
+        Ok(f) => f,
+        // A new database: nothing to wait for.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(SledError::io("open sled's lock file", &path, e).into()),
+    };
+    let deadline = std::time::Instant::now() + SLED_LOCK_WAIT;
+    loop {
+        match file.try_lock() {
+            // Released when `file` drops, before sled takes it.
+            Ok(()) => return Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(_) => return Ok(()),
+        }
+    }
+}
+
 /// One sled database holding the event store and the read models, opened
 /// together so both share one sled instance (and one durability barrier).
 #[derive(Debug, Clone)]
@@ -154,6 +185,7 @@ impl SledDatabase {
         std::fs::create_dir_all(&config.path)
             .map_err(|e| SledError::io("create directory", &config.path, e))?;
         let lock = lock_directory(&config.path)?;
+        wait_for_sled_lock(&config.path)?;
         let db = sled::Config::new()
             .path(&config.path)
             .cache_capacity(config.cache_capacity)
