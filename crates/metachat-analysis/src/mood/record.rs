@@ -247,3 +247,43 @@ impl ValenceLabel {
 pub trait MoodAnalyzer: TextAnalyzer<Output = Mood> {}
 
 impl<T: TextAnalyzer<Output = Mood> + ?Sized> MoodAnalyzer for T {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any version 1 record reads as version 2: its label is the sign
+        /// outside its analyzer's neutral band, it has no probability, and
+        /// its version 2 encoding reads back unchanged.
+        #[test]
+        fn a_v1_record_reads_as_v2_with_its_bands_label(
+            valence in -1.0f32..=1.0,
+            lexicon in any::<bool>(),
+        ) {
+            let model = if lexicon { "lexicon-vader-3.3.2+keywords/v1" } else { "e5+valence-head/v1" };
+            let v1 = serde_json::json!({
+                "valence": valence, "arousal": 0.5, "emotions": [["joy", 1.0]],
+                "dominant": "joy", "confidence": 1.0, "model_id": model,
+            });
+            let mood: Mood = serde_json::from_value(v1).expect("a v1 record reads");
+            prop_assert_eq!(mood.schema_version, Mood::SCHEMA_VERSION);
+            prop_assert_eq!(mood.windows, 1);
+            prop_assert_eq!(mood.valence_probability, None);
+            let (band, inclusive) = if lexicon { (0.05, true) } else { (0.2, false) };
+            let outside = |v: f32| if inclusive { v >= band } else { v > band };
+            let expected = if outside(valence) {
+                ValenceLabel::Positive
+            } else if outside(-valence) {
+                ValenceLabel::Negative
+            } else {
+                ValenceLabel::Neutral
+            };
+            prop_assert_eq!(mood.valence_label, expected);
+            let again: Mood =
+                serde_json::from_str(&serde_json::to_string(&mood).expect("encode")).expect("decode");
+            prop_assert_eq!(again, mood);
+        }
+    }
+}
