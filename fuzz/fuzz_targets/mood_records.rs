@@ -25,8 +25,8 @@ fuzz_target!(|data: &[u8]| {
             .chain(mood.emotions.iter().map(|(_, p)| *p))
             .all(f32::is_finite);
         if finite {
-            let again: Mood =
-                serde_json::from_slice(&serde_json::to_vec(&mood).expect("encode")).expect("decode");
+            let again: Mood = serde_json::from_slice(&serde_json::to_vec(&mood).expect("encode"))
+                .expect("decode");
             assert_eq!(again, mood);
         }
     }

@@ -1,9 +1,13 @@
 //! Mood analysis: the [`MoodAnalyzer`] implementations.
 //!
 //! - [`EmbeddingMoodAnalyzer`]: a sentence embedder (multilingual e5 by
-//!   default) with a logistic [`ValenceHead`] trained on labelled sentences and
-//!   [`EmotionPrototypes`], embeddings of short emotion descriptions written in
-//!   Russian and English.
+//!   default) read by trained [`MoodHeads`]: a three-way valence with
+//!   calibrated probabilities, the seven emotions and an arousal level, from
+//!   the mean of the embeddings of a text's [`sentences`]. The heads were
+//!   trained on the [`corpus`] of diary entries written for MetaChat
+//!   (`metachat-tools`'s `train_mood`), and `eval_mood` measures them. The
+//!   earlier reader, a logistic [`ValenceHead`] with [`EmotionPrototypes`],
+//!   is kept for embedders without heads.
 //! - [`LexiconAnalyzer`]: VADER's rules with its lexicon and our own emotion
 //!   keywords; needs no model, and is the fallback when the model files are
 //!   missing.
@@ -11,18 +15,23 @@
 //! [`analyzer_from_model_dir`] picks one from what a model directory holds.
 //!
 //! # Output
-//! Each text gets a [`Mood`]: valence in \[-1, 1\], arousal in \[0, 1\], a
-//! probability per [`Emotion`] (in [`Emotion::ALL`] order, summing to 1), the
-//! dominant label and its probability as the confidence, the model id,
+//! Each text gets a [`Mood`]: valence in \[-1, 1\] with its three-way
+//! [`ValenceLabel`] (and the label's probability where the analyzer's
+//! probabilities are calibrated), arousal in \[0, 1\], a probability per
+//! [`Emotion`] (in [`Emotion::ALL`] order, summing to 1), the dominant label
+//! and its probability as the confidence, the model id,
 //! [`Mood::SCHEMA_VERSION`] and the number of model windows the text was read
 //! in. Empty or whitespace-only text is never sent to a model: it is valence 0,
-//! arousal 0, neutral with probability 1, confidence 0 and `windows == 0`.
+//! neutral, arousal 0, neutral emotion with probability 1, confidence 0 and
+//! `windows == 0`.
 //!
 //! # Arousal
-//! Arousal is read off the emotion distribution: each label has an arousal
-//! level on Russell's circumplex ([`AROUSAL`]: anger 0.9, fear 0.8, surprise
-//! 0.8, joy 0.7, love 0.5, sadness 0.3, neutral 0.1), and the distribution's
-//! expected level ([`arousal_of`]) is mixed with the text's intensity
+//! With [`MoodHeads`], arousal is the arousal head's expected level (low
+//! 0.15, medium 0.5, high 0.85). Otherwise it is read off the emotion
+//! distribution: each label has an arousal level on Russell's circumplex
+//! ([`AROUSAL`]: anger 0.9, fear 0.8, surprise 0.8, joy 0.7, love 0.5,
+//! sadness 0.3, neutral 0.1), and the distribution's expected level
+//! ([`arousal_of`]) is mixed with the text's intensity
 //! (`0.7 · arousal_of + 0.3 · intensity`; intensity is `|valence|` for the
 //! embedding analyzer, `|compound|` plus punctuation and capitals emphasis for
 //! the lexicon).
@@ -121,7 +130,7 @@ pub fn is_blank(text: &str) -> bool {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum DefaultMoodAnalyzer {
-    /// multilingual e5 with the built-in valence head and emotion prototypes.
+    /// multilingual e5 with the built-in mood heads.
     E5(Box<EmbeddingMoodAnalyzer<E5Embedder>>),
     /// The lexicon fallback.
     Lexicon(LexiconAnalyzer),
