@@ -104,12 +104,11 @@ impl Revocations {
     }
 
     async fn follow(&self, group: &str) -> metachat_core::Result<()> {
-        let mut streams = Vec::new();
-        for topic in &self.topics {
-            self.bus.ensure_topic(topic).await?;
-            streams.push(self.bus.subscribe_with_origin(topic, group).await?);
-        }
-        let mut merged = futures::stream::select_all(streams);
+        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        let mut merged = self
+            .bus
+            .subscribe_topics_with_origin(&topics, group)
+            .await?;
         while let Some(item) = merged.next().await {
             let delivery = item?;
             self.learn(&delivery.delivery.envelope);

@@ -33,8 +33,12 @@ struct Partition {
     outstanding: BTreeSet<i64>,
     /// One past the highest offset delivered in this assignment.
     next: Option<i64>,
-    /// The highest offset this member committed in this assignment.
+    /// The highest offset this member asked to commit in this assignment
+    /// (asynchronously: the commit may not have landed yet).
     committed: i64,
+    /// Where the group resumed this partition for this member: the first
+    /// offset delivered in this assignment.
+    resumed_at: i64,
 }
 
 impl Partition {
@@ -61,18 +65,22 @@ impl Tracker {
                 Partition {
                     generation: self.generations,
                     committed: -1,
+                    resumed_at: -1,
                     ..Default::default()
                 },
             );
         }
     }
 
-    /// Removes the revoked partitions; returns the offsets to commit for them.
+    /// Removes the revoked partitions; returns the offsets to commit for them:
+    /// every partition where this assignment moved past where the group
+    /// resumed, including offsets already asked for asynchronously, which
+    /// may not have landed before the member leaves.
     fn revoke(&mut self, tpl: &TopicPartitionList) -> TopicPartitionList {
         let mut out = TopicPartitionList::new();
         for e in tpl.elements() {
             if let Some(p) = self.parts.remove(&(e.topic().to_owned(), e.partition())) {
-                if let Some(o) = p.committable().filter(|&o| o > p.committed) {
+                if let Some(o) = p.committable().filter(|&o| o > p.resumed_at) {
                     // Adding a partition to a fresh list cannot fail for a valid offset.
                     let _ = out.add_partition_offset(e.topic(), e.partition(), Offset::Offset(o));
                 }
@@ -87,6 +95,7 @@ impl Tracker {
         if p.next.is_none() {
             // The group resumes here already: no commit needed to stay here.
             p.committed = p.committed.max(o.offset);
+            p.resumed_at = o.offset;
         }
         p.outstanding.insert(o.offset);
         p.next = Some(p.next.map_or(o.offset + 1, |n| n.max(o.offset + 1)));
@@ -243,9 +252,21 @@ mod tests {
         tpl.add_partition("t", 0);
         let out = t.revoke(&tpl);
         let e = out.elements();
-        assert_eq!(e.len(), 0, "offset 1 is already committed: {out:?}");
+        // Offset 1 was asked for asynchronously; it is committed again,
+        // synchronously, in case that commit had not landed.
+        assert_eq!(e.len(), 1, "{out:?}");
+        assert_eq!(e[0].offset(), Offset::Offset(1));
         assert_eq!(t.acked(&origin(1), g), None, "revoked: acks are ignored");
         assert_eq!(t.delivered(&origin(3)), None, "not assigned any more");
+    }
+
+    #[test]
+    fn a_revoke_with_nothing_acknowledged_commits_nothing() {
+        let mut t = assigned();
+        t.delivered(&origin(7));
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition("t", 0);
+        assert_eq!(t.revoke(&tpl).count(), 0, "the group resumes at 7 already");
     }
 
     #[test]

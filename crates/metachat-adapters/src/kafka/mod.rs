@@ -447,7 +447,22 @@ impl KafkaEventBus {
         topic: &str,
         group: &str,
     ) -> Result<BoxStream<'static, Result<KafkaDelivery>>> {
-        self.ensure_topic(topic).await?;
+        self.subscribe_topics_with_origin(&[topic], group).await
+    }
+
+    /// Joins group `group` on every topic of `topics` as one member (one
+    /// consumer subscribed to all of them, so the group assigns them
+    /// together: a member per topic would make each later join revoke and
+    /// redeliver what the earlier ones had not acknowledged), and gives each
+    /// delivery with its partition and offset.
+    pub async fn subscribe_topics_with_origin(
+        &self,
+        topics: &[&str],
+        group: &str,
+    ) -> Result<BoxStream<'static, Result<KafkaDelivery>>> {
+        for topic in topics {
+            self.ensure_topic(topic).await?;
+        }
         let c = &self.inner.config;
         let mut cc = client_config(c);
         cc.set("group.id", group)
@@ -461,7 +476,7 @@ impl KafkaEventBus {
             .create_with_context(MemberContext::default())
             .map_err(|e| map("create consumer", e))?;
         consumer
-            .subscribe(&[topic])
+            .subscribe(topics)
             .map_err(|e| map("subscribe", e))?;
         let consumer = Arc::new(consumer);
         let state = (self.clone(), consumer, group.to_owned());
@@ -670,6 +685,11 @@ impl EventBus for KafkaEventBus {
 
     async fn subscribe(&self, topic: &str, group: &str) -> Result<DeliveryStream> {
         let s = self.subscribe_with_origin(topic, group).await?;
+        Ok(s.map(|r| r.map(|d| d.delivery)).boxed())
+    }
+
+    async fn subscribe_topics(&self, topics: &[&str], group: &str) -> Result<DeliveryStream> {
+        let s = self.subscribe_topics_with_origin(topics, group).await?;
         Ok(s.map(|r| r.map(|d| d.delivery)).boxed())
     }
 }
