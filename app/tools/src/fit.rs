@@ -1,9 +1,11 @@
 //! What `train_mood` and `eval_mood` share: training one head of either
-//! kind (linear softmax, or one hidden layer) on indexed examples.
+//! kind (linear softmax, or one hidden layer) on indexed examples, and the
+//! valence an emotion implies.
 
 use anyhow::Result;
 
-use metachat_analysis::mood::{train_softmax, HeadSetting, SoftmaxFit};
+use metachat_analysis::mood::{train_softmax, HeadSetting, SoftmaxFit, ValenceLabel};
+use metachat_analysis::Emotion;
 
 use crate::mlp::{train_mlp, Mlp, MlpSettings};
 
@@ -77,4 +79,14 @@ pub fn train_model(
             },
         )?)
     })
+}
+
+/// The valence an emotion implies by the guidelines (none for surprise).
+pub fn implied_valence(e: Emotion) -> Option<ValenceLabel> {
+    match e {
+        Emotion::Joy | Emotion::Love => Some(ValenceLabel::Positive),
+        Emotion::Sadness | Emotion::Anger | Emotion::Fear => Some(ValenceLabel::Negative),
+        Emotion::Neutral => Some(ValenceLabel::Neutral),
+        Emotion::Surprise => None,
+    }
 }

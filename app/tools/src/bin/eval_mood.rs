@@ -38,7 +38,7 @@ use metachat_analysis::mood::{
 };
 use metachat_analysis::{Emotion, Mood};
 
-use metachat_tools::fit::{train_model, Example};
+use metachat_tools::fit::{implied_valence, train_model, Example};
 use metachat_tools::{embed_cached, mean_by_owner, sentences};
 
 const FOLDS: usize = 10;
@@ -274,16 +274,6 @@ async fn with_heads<E: WindowedEmbedder>(
         reviews: cv,
         reviews_are_cv,
     })
-}
-
-/// The valence an emotion implies by the guidelines (none for surprise).
-fn implied_valence(e: Emotion) -> Option<ValenceLabel> {
-    match e {
-        Emotion::Joy | Emotion::Love => Some(ValenceLabel::Positive),
-        Emotion::Sadness | Emotion::Anger | Emotion::Fear => Some(ValenceLabel::Negative),
-        Emotion::Neutral => Some(ValenceLabel::Neutral),
-        Emotion::Surprise => None,
-    }
 }
 
 /// The row of an embedder read the earlier way (binary valence head,

@@ -44,7 +44,7 @@ use metachat_analysis::mood::{
     SoftmaxHead, ValenceLabel,
 };
 use metachat_analysis::Emotion;
-use metachat_tools::fit::{train_model, Example, Model};
+use metachat_tools::fit::{implied_valence, train_model, Example, Model};
 use metachat_tools::{embed_cached, lang_accuracy, mean_by_owner, sentences, today, SPLIT_SEED};
 
 const LINEAR_L2: [f32; 4] = [0.03, 0.1, 0.3, 1.0];
@@ -236,16 +236,6 @@ fn main() -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))?;
     println!("wrote {}", path.display());
     Ok(())
-}
-
-/// The valence an emotion implies by the guidelines (none for surprise).
-fn implied_valence(e: Emotion) -> Option<ValenceLabel> {
-    match e {
-        Emotion::Joy | Emotion::Love => Some(ValenceLabel::Positive),
-        Emotion::Sadness | Emotion::Anger | Emotion::Fear => Some(ValenceLabel::Negative),
-        Emotion::Neutral => Some(ValenceLabel::Neutral),
-        Emotion::Surprise => None,
-    }
 }
 
 /// The head of the setting with the best mean per-language dev accuracy,

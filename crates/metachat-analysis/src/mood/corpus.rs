@@ -162,16 +162,7 @@ pub fn default_corpus_dir() -> PathBuf {
 /// breaks the guidelines ([`DiaryEntry::violation`]), or of a repeated id.
 pub fn load_split(dir: &Path, split: Split) -> Result<Vec<DiaryEntry>> {
     let path = dir.join(format!("{}.jsonl", split.name()));
-    let text = std::fs::read_to_string(&path).map_err(|source| {
-        if source.kind() == std::io::ErrorKind::NotFound {
-            MoodError::MissingFile { path: path.clone() }
-        } else {
-            MoodError::Io {
-                path: path.clone(),
-                source,
-            }
-        }
-    })?;
+    let text = MoodError::read_text(&path)?;
     parse_jsonl(&text, &path)
 }
 

@@ -66,3 +66,22 @@ impl From<MoodError> for metachat_core::Error {
         }
     }
 }
+
+impl MoodError {
+    /// Reads a whole text file: [`MoodError::MissingFile`] when it is not
+    /// there, [`MoodError::Io`] for any other failure.
+    pub(crate) fn read_text(path: &std::path::Path) -> Result<String> {
+        std::fs::read_to_string(path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                MoodError::MissingFile {
+                    path: path.to_owned(),
+                }
+            } else {
+                MoodError::Io {
+                    path: path.to_owned(),
+                    source,
+                }
+            }
+        })
+    }
+}

@@ -65,16 +65,7 @@ pub fn load_sentiment(model_dir: &Path, name: &str) -> Result<Vec<LabelledSenten
         .join("datasets")
         .join("sentiment")
         .join(format!("{name}.json"));
-    let json = std::fs::read_to_string(&path).map_err(|source| {
-        if source.kind() == std::io::ErrorKind::NotFound {
-            MoodError::MissingFile { path: path.clone() }
-        } else {
-            MoodError::Io {
-                path: path.clone(),
-                source,
-            }
-        }
-    })?;
+    let json = MoodError::read_text(&path)?;
     #[derive(Deserialize)]
     struct Raw {
         text: String,

@@ -268,18 +268,7 @@ impl MoodHeads {
     /// # Errors
     /// [`MoodError::MissingFile`], [`MoodError::Io`] or [`MoodError::Corrupt`].
     pub fn from_file(path: &Path) -> Result<Self> {
-        let json = std::fs::read_to_string(path).map_err(|source| {
-            if source.kind() == std::io::ErrorKind::NotFound {
-                MoodError::MissingFile {
-                    path: path.to_owned(),
-                }
-            } else {
-                MoodError::Io {
-                    path: path.to_owned(),
-                    source,
-                }
-            }
-        })?;
+        let json = MoodError::read_text(path)?;
         Self::from_json(&json, path)
     }
 
