@@ -104,33 +104,3 @@ pub fn today() -> String {
     let y = yoe + era * 400 + i64::from(m <= 2);
     format!("{y:04}-{m:02}-{d:02}")
 }
-
-/// The sentences of each text ([`metachat_analysis::mood::sentences`]),
-/// flattened, with the index of the text each came from.
-pub fn sentences(texts: &[String]) -> (Vec<String>, Vec<usize>) {
-    let mut flat = Vec::new();
-    let mut owner = Vec::new();
-    for (i, t) in texts.iter().enumerate() {
-        for s in metachat_analysis::mood::sentences(t) {
-            flat.push(s.to_owned());
-            owner.push(i);
-        }
-    }
-    (flat, owner)
-}
-
-/// The mean of the vectors of each owner `0..n`, scaled to unit length.
-pub fn mean_by_owner(vectors: &[Vec<f32>], owner: &[usize], n: usize) -> Vec<Vec<f32>> {
-    let d = vectors.first().map_or(0, Vec::len);
-    let mut out = vec![vec![0.0f32; d]; n];
-    for (v, &o) in vectors.iter().zip(owner) {
-        for (a, b) in out[o].iter_mut().zip(v) {
-            *a += b;
-        }
-    }
-    for v in &mut out {
-        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-        v.iter_mut().for_each(|x| *x /= norm);
-    }
-    out
-}

@@ -33,13 +33,13 @@ use metachat_analysis::mood::eval::{
     accuracy_macro_f1, dev_set, fold_assignment, load_sentiment, valence_metrics, LabelledSentence,
 };
 use metachat_analysis::mood::{
-    argmax, EmbeddingMoodAnalyzer, LexiconAnalyzer, MoodHeads, ValenceHead, ValenceLabel,
-    WindowedEmbedder,
+    argmax, pool_sentences, sentences_of, EmbeddingMoodAnalyzer, LexiconAnalyzer, MoodHeads,
+    ValenceHead, ValenceLabel, WindowedEmbedder,
 };
 use metachat_analysis::{Emotion, Mood};
 
+use metachat_tools::embed_cached;
 use metachat_tools::fit::{implied_valence, train_model, Example};
-use metachat_tools::{embed_cached, mean_by_owner, sentences};
 
 const FOLDS: usize = 10;
 const SEED: u64 = 20_240_601;
@@ -172,9 +172,10 @@ async fn with_heads<E: WindowedEmbedder>(
 ) -> Result<Row> {
     let dir = model_dir();
     let pooled = |t: Vec<String>| -> Result<Vec<Vec<f32>>> {
-        let (flat, owner) = sentences(&t);
+        let (flat, owner) = sentences_of(&t);
         let v = embed_cached(&dir, id, &flat, f.clone())?;
-        Ok(mean_by_owner(&v, &owner, t.len()))
+        let dims = v.first().map_or(0, Vec::len);
+        Ok(pool_sentences(&v, &owner, t.len(), dims))
     };
     let x_test = pooled(texts(data.test, |e| &e.text))?;
     let x_yelp = pooled(texts(data.yelp, |s| &s.text))?;

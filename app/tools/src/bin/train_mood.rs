@@ -40,12 +40,12 @@ use metachat_analysis::embed::{E5Embedder, E5Prefix, MiniLmEmbedder};
 use metachat_analysis::mood::corpus::{default_corpus_dir, load_split, DiaryEntry, Split};
 use metachat_analysis::mood::eval::{dev_set, fold_assignment, load_sentiment};
 use metachat_analysis::mood::{
-    argmax, fit_temperature, HeadChoice, HeadSetting, MoodHeads, MoodHeadsProvenance, Pooling,
-    SoftmaxHead, ValenceLabel,
+    argmax, fit_temperature, pool_sentences, sentences_of, HeadChoice, HeadSetting, MoodHeads,
+    MoodHeadsProvenance, Pooling, SoftmaxHead, ValenceLabel,
 };
 use metachat_analysis::Emotion;
 use metachat_tools::fit::{implied_valence, train_model, Example, Model};
-use metachat_tools::{embed_cached, lang_accuracy, mean_by_owner, sentences, today, SPLIT_SEED};
+use metachat_tools::{embed_cached, lang_accuracy, today, SPLIT_SEED};
 
 const LINEAR_L2: [f32; 4] = [0.03, 0.1, 0.3, 1.0];
 const HIDDEN: usize = 64;
@@ -72,7 +72,7 @@ fn main() -> Result<()> {
     let dev_at = texts.len();
     texts.extend(dev.iter().map(|e| e.text.clone()));
 
-    let (flat, owner) = sentences(&texts);
+    let (flat, owner) = sentences_of(&texts);
     let (sv, id) = match which.as_str() {
         "e5" => {
             let e5 = E5Embedder::load(dir.join("e5"))?.with_prefix(E5Prefix::Query);
@@ -92,7 +92,7 @@ fn main() -> Result<()> {
         }
         other => anyhow::bail!("unknown embedder {other:?}: e5 or minilm"),
     };
-    let xs = mean_by_owner(&sv, &owner, texts.len());
+    let xs = pool_sentences(&sv, &owner, texts.len(), sv.first().map_or(0, Vec::len));
     let x_dev = &xs[dev_at..];
     println!(
         "{which}: {} train entries, {} extra emotion examples, {} review sentences, {} dev entries ({} sentences in all)",

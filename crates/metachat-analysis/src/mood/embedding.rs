@@ -15,8 +15,8 @@ use crate::embed::{E5Embedder, MiniLmEmbedder};
 
 use super::error::{MoodError, Result};
 use super::{
-    argmax, arousal_of, empty_mood, is_blank, mood_from_distribution, sentences, EmotionPrototypes,
-    MoodHeads, Pooling, ValenceHead, ValenceLabel,
+    argmax, arousal_of, empty_mood, is_blank, mood_from_distribution, pool_sentences, sentences_of,
+    EmotionPrototypes, MoodHeads, Pooling, ValenceHead, ValenceLabel,
 };
 
 /// An [`Embedder`] that also says how many model windows each text was read
@@ -287,30 +287,15 @@ impl<E: WindowedEmbedder> EmbeddingMoodAnalyzer<E> {
     /// call, then each text's mean, scaled to unit length; its windows are
     /// the sum of its sentences'.
     async fn embed_sentences(&self, texts: &[String]) -> Result<Vec<(Vec<f32>, u32)>> {
-        let mut flat = Vec::new();
-        let mut owner = Vec::new();
-        for (i, t) in texts.iter().enumerate() {
-            for s in sentences(t) {
-                flat.push(s.to_owned());
-                owner.push(i);
-            }
-        }
+        let (flat, owner) = sentences_of(texts);
         let vecs = self.embed(&flat).await?;
-        let dims = self.embedder.dimensions();
-        let mut out = vec![(vec![0.0f32; dims], 0u32); texts.len()];
-        for ((v, w), &i) in vecs.iter().zip(&owner) {
-            for (a, b) in out[i].0.iter_mut().zip(v) {
-                *a += b;
-            }
-            out[i].1 += w;
+        let mut windows = vec![0u32; texts.len()];
+        for ((_, w), &i) in vecs.iter().zip(&owner) {
+            windows[i] += w;
         }
-        for (v, _) in &mut out {
-            let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-            if norm > 0.0 {
-                v.iter_mut().for_each(|x| *x /= norm);
-            }
-        }
-        Ok(out)
+        let vectors: Vec<Vec<f32>> = vecs.into_iter().map(|(v, _)| v).collect();
+        let pooled = pool_sentences(&vectors, &owner, texts.len(), self.embedder.dimensions());
+        Ok(pooled.into_iter().zip(windows).collect())
     }
 }
 

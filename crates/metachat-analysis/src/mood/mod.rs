@@ -57,7 +57,7 @@ pub use heads::{
 pub use lexicon::{LexiconAnalyzer, LexiconScore};
 pub use prototypes::EmotionPrototypes;
 pub use record::{Emotion, Mood, MoodAnalyzer, ValenceLabel};
-pub use sentences::sentences;
+pub use sentences::{pool_sentences, sentences, sentences_of};
 
 use std::path::Path;
 

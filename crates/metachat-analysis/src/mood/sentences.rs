@@ -54,6 +54,45 @@ pub fn sentences(text: &str) -> Vec<&str> {
     out
 }
 
+/// Every sentence of every text, flattened, with the index of the text
+/// each came from: what [`pool_sentences`] pools back. The analyzer and the
+/// heads' trainer both read a text this way.
+pub fn sentences_of(texts: &[String]) -> (Vec<String>, Vec<usize>) {
+    let mut flat = Vec::new();
+    let mut owner = Vec::new();
+    for (i, t) in texts.iter().enumerate() {
+        for s in sentences(t) {
+            flat.push(s.to_owned());
+            owner.push(i);
+        }
+    }
+    (flat, owner)
+}
+
+/// Each text's mean of its sentences' vectors (`owner` from
+/// [`sentences_of`]), scaled to unit length; a text without sentences is
+/// `dims` zeros.
+pub fn pool_sentences(
+    vectors: &[Vec<f32>],
+    owner: &[usize],
+    texts: usize,
+    dims: usize,
+) -> Vec<Vec<f32>> {
+    let mut out = vec![vec![0.0f32; dims]; texts];
+    for (v, &i) in vectors.iter().zip(owner) {
+        for (a, b) in out[i].iter_mut().zip(v) {
+            *a += b;
+        }
+    }
+    for v in &mut out {
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if norm > 0.0 {
+            v.iter_mut().for_each(|x| *x /= norm);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
