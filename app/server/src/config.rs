@@ -39,6 +39,13 @@ pub(crate) struct Config {
     #[arg(long, env = "METACHAT_ADDR", default_value = "127.0.0.1:8080")]
     pub(crate) addr: SocketAddr,
 
+    /// The built web client to serve at `/` (the folder `npm run build`
+    /// makes in `app/web`: `dist/`, with `index.html` and `assets/`; read
+    /// once at start). Without it the server serves the API only.
+    /// `scripts/serve` builds the client and sets it.
+    #[arg(long, env = "METACHAT_WEB_DIR")]
+    pub(crate) web_dir: Option<PathBuf>,
+
     /// Directory of the model assets fetched by `scripts/fetch-models`
     /// (`e5/e5-small-q4.bin`, `vader/vader_lexicon.txt`). Without a usable e5
     /// model the server falls back to the lexicon analyzer and says so loudly.

@@ -36,6 +36,7 @@ mod serve;
 mod shutdown;
 mod state;
 mod token;
+mod web;
 
 use anyhow::Context as _;
 use clap::Parser;
@@ -61,8 +62,18 @@ async fn main() -> anyhow::Result<()> {
     init_logging(config.log_format);
     mood_worker::init_compute_pool();
     let handle = metrics::install()?;
+    let web = match &config.web_dir {
+        Some(dir) => {
+            let assets = web::WebAssets::load(dir).with_context(|| {
+                format!("cannot serve the web client of --web-dir {}", dir.display())
+            })?;
+            tracing::info!(dir = %dir.display(), files = assets.asset_count() + 1, "serving the web client at /");
+            Some(std::sync::Arc::new(assets))
+        }
+        None => None,
+    };
     let mut started = state::start(&config, handle).await?;
-    let app = routes::router(started.state.clone());
+    let app = routes::router(started.state.clone(), web);
 
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await

@@ -8,6 +8,7 @@ pub(crate) mod mood;
 pub(crate) mod ops;
 pub(crate) mod users;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
@@ -26,6 +27,7 @@ use utoipa::IntoParams;
 use crate::error::ApiError;
 use crate::roles::Role;
 use crate::state::AppState;
+use crate::web::WebAssets;
 
 /// The most bytes a request body may have.
 pub(crate) const BODY_LIMIT: usize = 65_536;
@@ -37,20 +39,23 @@ const MAX_WAIT_MS: u64 = 30_000;
 /// The header carrying a write's position.
 pub(crate) static POSITION_HEADER: HeaderName = HeaderName::from_static("x-metachat-position");
 
-/// The Content-Security-Policy of every answer: the server serves no
-/// HTML, and nothing it answers may load anything or be framed.
+/// The Content-Security-Policy of every answer but the web client's
+/// (`web::PAGE_CSP`): nothing the API answers may load anything or be
+/// framed.
 pub(crate) const CSP: &str = "default-src 'none'; frame-ancestors 'none'";
 
 /// The public router. `/metrics` is not on it ([`metrics_router`]).
 ///
-/// Every answer says `X-Content-Type-Options: nosniff` and carries the
-/// [`CSP`]; every answer of a `/v1` route (tokens, personal data) says
-/// `Cache-Control: no-store`.
+/// Every answer says `X-Content-Type-Options: nosniff`, `Referrer-Policy:
+/// no-referrer` and `X-Frame-Options: DENY`, and carries the [`CSP`] (the
+/// web client's, `/` and `/assets/…` when `web` is given, its own); every
+/// answer of a `/v1` route (tokens, personal data) says `Cache-Control:
+/// no-store`.
 ///
 /// Only the routes of the roles this process plays are mounted (see
 /// `roles.rs`); the others answer 404 like any unknown path, and the
 /// gateway sends them to the process that plays them.
-pub(crate) fn router(state: AppState) -> Router {
+pub(crate) fn router(state: AppState, web: Option<Arc<WebAssets>>) -> Router {
     let roles = state.inner.roles;
     let mut api = Router::new();
     if roles.has(Role::User) {
@@ -82,7 +87,11 @@ pub(crate) fn router(state: AppState) -> Router {
             HeaderValue::from_static("no-store"),
         ));
     }
-    api.route("/healthz", get(ops::healthz))
+    if let Some(assets) = web {
+        api = api.merge(crate::web::routes(assets));
+    }
+    let app = api
+        .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/openapi.json", get(ops::openapi))
         .fallback(not_found)
@@ -90,37 +99,42 @@ pub(crate) fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn(refuse_oversized_body))
         .layer(axum::middleware::from_fn(close_after_unread_body))
-        .layer(axum::middleware::from_fn(crate::metrics::track))
-        .layer(security_headers())
+        .layer(axum::middleware::from_fn(crate::metrics::track));
+    with_security_headers(app)
         .layer(axum::middleware::from_fn(crate::correlation::track))
         .with_state(state)
 }
 
 /// The router of the metrics listener: `/metrics` only.
 pub(crate) fn metrics_router(state: AppState) -> Router {
-    Router::new()
+    let metrics = Router::new()
         .route("/metrics", get(ops::metrics))
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(security_headers())
-        .with_state(state)
+        .method_not_allowed_fallback(method_not_allowed);
+    with_security_headers(metrics).with_state(state)
 }
 
-/// `X-Content-Type-Options: nosniff` and the [`CSP`] on every answer.
-fn security_headers() -> tower::layer::util::Stack<
-    SetResponseHeaderLayer<HeaderValue>,
-    SetResponseHeaderLayer<HeaderValue>,
-> {
-    tower::layer::util::Stack::new(
-        SetResponseHeaderLayer::overriding(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ),
-        SetResponseHeaderLayer::overriding(
+/// `X-Content-Type-Options: nosniff`, `Referrer-Policy: no-referrer`,
+/// `X-Frame-Options: DENY` and, unless the answer has its own (the web
+/// client's), the [`CSP`] on every answer of `router`.
+fn with_security_headers<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
+    router
+        .layer(SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(CSP),
-        ),
-    )
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
 }
 
 /// Answers 413 at once to a request whose `Content-Length` exceeds the
