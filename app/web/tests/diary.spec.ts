@@ -2,7 +2,8 @@
 // real mood model: two people sign up (one browser in English, one in
 // Russian), write entries in both languages, see their moods arrive
 // without a reload, see the timeline chart, find each other in matches;
-// bad input shows the right message; one erases the account and leaves
+// bad input and an edit that lost a race show the right message; one
+// erases the account and leaves
 // the other's matches. Every page is checked with axe (WCAG A/AA) and for
 // Content-Security-Policy violations; the main screens are photographed.
 //
@@ -153,6 +154,28 @@ test("an entry is edited (its mood read again) and another deleted", async () =>
   const edited = page.getByTestId("entry").filter({ hasText: "furious" });
   await expect(edited.getByText(/edited/)).toBeVisible();
   await expect(edited.getByTestId("mood")).toHaveAttribute("data-valence", "negative", { timeout: 90_000 });
+
+  // An edit that lost the race with another device: 409, said in words, and the entry reloads.
+  const walk = page.getByTestId("entry").filter({ hasText: "набережной" });
+  const walkId = await walk.getAttribute("data-entry-id");
+  await walk.getByRole("button", { name: "Edit" }).click();
+  const auth = { authorization: `Bearer ${await token(page)}` };
+  const current = (await (await page.request.get(`/v1/entries/${walkId}`, { headers: auth })).json()) as {
+    revision: number;
+  };
+  const elsewhere = await page.request.put(`/v1/entries/${walkId}`, {
+    headers: auth,
+    data: { text: "Гуляли с друзьями по набережной (исправлено на телефоне).", expected_revision: current.revision },
+  });
+  expect(elsewhere.status()).toBe(200);
+  const item = page.locator(`[data-entry-id="${walkId}"]`);
+  await item.getByLabel("Edit the entry").fill("My version from this window.");
+  await item.getByRole("button", { name: "Save changes" }).click();
+  await expect(item.getByRole("alert")).toHaveText(/changed in another window or device/);
+  await page.getByRole("button", { name: "Reload the entry" }).click();
+  await expect(page.getByLabel("Edit the entry")).toHaveValue(/исправлено на телефоне/);
+  await page.getByRole("button", { name: "Cancel" }).click();
+  await expect(page.getByTestId("entry").filter({ hasText: "исправлено на телефоне" })).toHaveCount(1);
 
   await write(page, "Just a test entry that I will delete.", /what happened today/i, /save entry/i);
   page.once("dialog", (d) => d.accept());
