@@ -13,13 +13,8 @@ use metachat_adapters::kafka::KafkaEventBus;
 async fn bus() -> KafkaEventBus {
     match kafka_support::brokers() {
         Some(b) => kafka_support::bus(&b),
-        None => {
-            use std::io::Write;
-            // Straight to the file descriptor: the test harness's capture
-            // would swallow a print that is followed by exit.
-            let _ = writeln!(std::io::stderr().lock(), "{}", kafka_support::SKIP);
-            std::process::exit(0)
-        }
+        // `brokers` recorded the skip (or failed, in CI).
+        None => std::process::exit(0),
     }
 }
 

@@ -49,11 +49,9 @@ async fn broker_outage_loses_nothing_and_keeps_order_per_stream() {
     };
     let managed = kafka("status");
     if managed != format!("KAFKA_BROKERS={brokers}") {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "in CI the broker must be the one scripts/kafka manages (status says `{managed}`)"
-        );
-        println!("SKIPPED: KAFKA_BROKERS={brokers} is not the broker scripts/kafka manages");
+        metachat_testkit::skip(format!(
+            "KAFKA_BROKERS={brokers} is not the broker scripts/kafka manages (status says `{managed}`)"
+        ));
         return;
     }
     // Short delivery timeout: publishes during the outage fail as Unavailable

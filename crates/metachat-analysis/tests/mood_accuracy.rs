@@ -12,13 +12,9 @@ use metachat_analysis::mood::eval::{load_sentiment, valence_metrics, LabelledSen
 use metachat_analysis::mood::{analyzer_from_model_dir, LexiconAnalyzer};
 use metachat_analysis::TextAnalyzer;
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
+#[track_caller]
 fn skip(reason: &str) {
-    assert!(!in_ci(), "CI=true and {reason}; run scripts/fetch-models");
-    eprintln!("SKIPPED: {reason}; run scripts/fetch-models");
+    metachat_testkit::skip(format!("{reason}; run scripts/fetch-models"));
 }
 
 fn yelp() -> Option<Vec<LabelledSentence>> {

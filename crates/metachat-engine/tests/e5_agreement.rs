@@ -11,13 +11,9 @@ use std::process::Command;
 use metachat_engine::model_dir::{e5_dir, model_dir, reference_python_dir};
 use metachat_engine::{E5Embedder, E5Prefix, WeightMode};
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
+#[track_caller]
 fn skip(reason: &str) {
-    assert!(!in_ci(), "CI=true and {reason}; run scripts/fetch-models");
-    eprintln!("SKIPPED: {reason}; run scripts/fetch-models");
+    metachat_testkit::skip(format!("{reason}; run scripts/fetch-models"));
 }
 
 #[derive(serde::Deserialize)]

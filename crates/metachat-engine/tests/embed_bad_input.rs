@@ -9,20 +9,12 @@ use metachat_core::analysis::Embedder;
 use metachat_engine::model_dir::{e5_dir, minilm_dir};
 use metachat_engine::{E5Embedder, E5Prefix, EmbedError, MiniLmEmbedder, MODEL_FILE_E5};
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
+#[track_caller]
 fn skip(what: &Path) {
-    assert!(
-        !in_ci(),
-        "CI=true and {} is missing; run scripts/fetch-models",
+    metachat_testkit::skip(format!(
+        "{} missing; run scripts/fetch-models",
         what.display()
-    );
-    eprintln!(
-        "SKIPPED: {} missing; run scripts/fetch-models",
-        what.display()
-    );
+    ));
 }
 
 fn e5() -> Option<&'static E5Embedder> {

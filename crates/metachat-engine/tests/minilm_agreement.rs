@@ -1,7 +1,9 @@
 //! Our MiniLM embedder against PyTorch `sentence-transformers` on the same
-//! files. Optional: runs only where `models/python-st` holds
-//! sentence-transformers (a 5 GB install, not fetched by default); prints
-//! SKIPPED otherwise, in CI too.
+//! files. Opt-in (`#[ignore]`, so `scripts/test` and CI do not run it): it
+//! needs `models/python-st` to hold sentence-transformers, a 5 GB install
+//! that is not fetched by default. Run it with
+//! `cargo test -p metachat-engine --test minilm_agreement -- --ignored`;
+//! without that install it fails, saying what is missing.
 
 use std::process::Command;
 
@@ -19,17 +21,16 @@ print(json.dumps(m.encode(texts, normalize_embeddings=True).tolist()))
 "#;
 
 #[test]
+#[ignore = "opt-in: needs sentence-transformers (5 GB) in models/python-st"]
 fn minilm_agrees_with_sentence_transformers() {
     let st = model_dir().join("python-st");
-    if !st.join("sentence_transformers").exists()
-        || !minilm_dir().join("model.safetensors").exists()
-    {
-        eprintln!(
-            "SKIPPED: {} (optional sentence-transformers) or models/minilm missing",
-            st.display()
-        );
-        return;
-    }
+    assert!(
+        st.join("sentence_transformers").exists()
+            && minilm_dir().join("model.safetensors").exists(),
+        "{} (`pip install --target {} sentence-transformers`) or models/minilm is missing",
+        st.display(),
+        st.display()
+    );
     let texts: Vec<String> = [
         "I love walking in the park on sunny mornings.",
         "The meeting was cancelled again and I am furious.",

@@ -126,24 +126,18 @@ impl Analyzer {
     }
 }
 
-/// True when the files `analyzer` needs are in the model directory. Otherwise
-/// prints `SKIPPED: …` and returns false, or panics when `CI` is set (where a
-/// missing model must fail the suite, not skip it).
+/// True when the files `analyzer` needs are in the model directory.
+/// Otherwise skips ([`metachat_testkit::skip`]: fails in CI, where a missing
+/// model must fail the suite) and returns false.
 pub fn models_present(analyzer: Analyzer) -> bool {
     let file = model_dir().join(analyzer.needs());
     if file.is_file() {
         return true;
     }
-    if std::env::var_os("CI").is_some() {
-        panic!(
-            "{} is missing but CI is set: the end-to-end tests must run; run scripts/fetch-models",
-            file.display()
-        );
-    }
-    println!(
-        "SKIPPED: {} is missing; run scripts/fetch-models",
+    metachat_testkit::skip(format!(
+        "{} is missing; run scripts/fetch-models",
         file.display()
-    );
+    ));
     false
 }
 
@@ -654,16 +648,13 @@ pub async fn wait_healthy(child: &mut Child, url: &str) -> Result<(), String> {
     }
 }
 
-/// The Kafka broker (`KAFKA_BROKERS`), or `None` (printing `SKIPPED: …`)
-/// outside CI; in CI (`CI` set) a missing broker fails the test.
+/// The Kafka broker (`KAFKA_BROKERS`), or `None` after
+/// [`metachat_testkit::skip`] (which fails the test in CI).
 pub fn kafka_brokers() -> Option<String> {
     match std::env::var("KAFKA_BROKERS") {
         Ok(b) if !b.trim().is_empty() => Some(b.trim().to_owned()),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("KAFKA_BROKERS is not set but CI is: this test must run against a broker")
-        }
         _ => {
-            println!("SKIPPED: KAFKA_BROKERS not set; run `eval \"$(scripts/kafka start)\"`");
+            metachat_testkit::skip("KAFKA_BROKERS not set; run `eval \"$(scripts/kafka start)\"`");
             None
         }
     }

@@ -8,23 +8,20 @@ use std::time::Duration;
 
 use metachat_adapters::cassandra::{CassandraConfig, CassandraEventStore, CassandraReadModels};
 
-/// The message a test prints when it skips.
-pub const SKIP: &str = "SKIPPED: CASSANDRA_NODES not set; run scripts/cassandra start";
+/// Why a test skips without a node.
+pub const SKIP: &str = "CASSANDRA_NODES not set; run `eval \"$(scripts/cassandra start)\"`";
 
 /// The keyspace every test uses; each store gets its own namespace in it.
 pub const KEYSPACE: &str = "metachat_test";
 
-/// The node address, or `None` (after printing [`SKIP`]) outside CI.
-/// In CI (`CI` set) a missing address fails the test.
+/// The node address, or `None` after [`metachat_testkit::skip`] (which
+/// fails the test in CI).
+#[track_caller]
 pub fn nodes() -> Option<String> {
     match std::env::var("CASSANDRA_NODES") {
         Ok(n) if !n.trim().is_empty() => Some(n.trim().to_owned()),
-        _ if std::env::var_os("CI").is_some() => panic!(
-            "CASSANDRA_NODES is not set but CI is: the Cassandra tests must run against a node; \
-             start one with `eval \"$(scripts/cassandra start)\"`"
-        ),
         _ => {
-            println!("{SKIP}");
+            metachat_testkit::skip(SKIP);
             None
         }
     }
@@ -36,11 +33,8 @@ pub fn nodes() -> Option<String> {
 pub fn nodes_or_exit() -> String {
     match nodes() {
         Some(n) => n,
-        None => {
-            use std::io::Write;
-            let _ = writeln!(std::io::stderr().lock(), "{SKIP}");
-            std::process::exit(0)
-        }
+        // `nodes` recorded the skip (or failed, in CI).
+        None => std::process::exit(0),
     }
 }
 
