@@ -25,6 +25,10 @@ pub(crate) const PROJECTION_LAG: &str = "metachat_projection_lag_events";
 pub(crate) const LOG_HEAD: &str = "metachat_log_head";
 /// Records of a Kafka topic partition a consumer group has not committed.
 pub(crate) const CONSUMER_LAG: &str = "metachat_kafka_consumer_lag_records";
+/// Gauge: 1 when this process reached a dependency at the last scrape, else
+/// 0; label `dependency`: `store` (the event store: sled or Cassandra),
+/// `kafka` (the broker, in a process with consumer groups).
+pub(crate) const DEPENDENCY_UP: &str = "metachat_dependency_up";
 
 /// Installs the global recorder.
 pub(crate) fn install() -> anyhow::Result<PrometheusHandle> {
@@ -42,6 +46,10 @@ pub(crate) fn install() -> anyhow::Result<PrometheusHandle> {
     metrics::describe_gauge!(
         CONSUMER_LAG,
         "records of a Kafka topic partition a consumer group of this process has not committed"
+    );
+    metrics::describe_gauge!(
+        DEPENDENCY_UP,
+        "1 when this process reached the dependency (store, kafka) at the last scrape, else 0"
     );
     metrics::describe_counter!(
         crate::limits::REFUSED,
@@ -151,16 +159,25 @@ async fn poll_head(store: Store, stop: Stop) {
     }
 }
 
+/// Sets [`DEPENDENCY_UP`] of `dependency`.
+pub(crate) fn set_up(dependency: &'static str, up: bool) {
+    metrics::gauge!(DEPENDENCY_UP, "dependency" => dependency).set(if up { 1.0 } else { 0.0 });
+}
+
 /// Sets [`CONSUMER_LAG`] for each consumer group of this process, topic and
 /// partition, as the broker reports it now; a group the broker cannot
 /// answer for keeps its last values (and the failure is logged at debug).
+/// The broker counts as up ([`DEPENDENCY_UP`]) when it answered for any
+/// group.
 pub(crate) async fn export_consumer_lag(state: &crate::state::AppState) {
     let Some((kafka, groups)) = &state.inner.consumers else {
         return;
     };
+    let mut answered = groups.is_empty();
     for (group, topic) in groups {
         match kafka.consumer_lag(group, topic).await {
             Ok(lags) => {
+                answered = true;
                 for (partition, lag) in lags {
                     metrics::gauge!(
                         CONSUMER_LAG,
@@ -174,6 +191,7 @@ pub(crate) async fn export_consumer_lag(state: &crate::state::AppState) {
             Err(e) => tracing::debug!(%group, %topic, error = %e, "consumer lag not available"),
         }
     }
+    set_up("kafka", answered);
 }
 
 #[cfg(test)]

@@ -289,6 +289,22 @@ test("the language switches, and a reload keeps the session", async () => {
   await expect(page.getByTestId("entry")).toHaveCount(3);
 });
 
+test("the diary shows 20 entries at a time and older ones on request", async () => {
+  const page = annaPage;
+  const auth = { authorization: `Bearer ${await token(page)}` };
+  for (let i = 1; i <= 19; i++) {
+    const made = await page.request.post("/v1/entries", { headers: auth, data: { text: `Short note number ${i}.` } });
+    expect(made.status()).toBe(201);
+  }
+  await page.reload();
+  await expect(page.getByTestId("entry")).toHaveCount(20);
+  await expect(page.getByTestId("entry").first()).toContainText("Short note number 19.");
+  await page.getByRole("button", { name: "Show older entries" }).click();
+  await expect(page.getByTestId("entry")).toHaveCount(22);
+  await expect(page.getByTestId("entry").last()).toContainText("marathon");
+  await expect(page.getByRole("button", { name: "Show older entries" })).toHaveCount(0);
+});
+
 test("Boris erases his account after reading what is destroyed, and leaves Anna's matches", async () => {
   const page = borisPage;
   await page.getByRole("link", { name: "Аккаунт" }).click();

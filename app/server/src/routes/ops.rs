@@ -85,10 +85,16 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
 /// Prometheus text exposition, on the metrics listener only
 /// (`--metrics-addr`), not on the public address.
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
-    if let Ok((_, lags)) = state.inner.lags().await {
-        for (name, lag) in lags {
-            metrics::gauge!(PROJECTION_LAG, "projection" => name).set(lag as f64);
+    // The lags read the store's head: whether that worked says whether
+    // the store is up.
+    match state.inner.lags().await {
+        Ok((_, lags)) => {
+            crate::metrics::set_up("store", true);
+            for (name, lag) in lags {
+                metrics::gauge!(PROJECTION_LAG, "projection" => name).set(lag as f64);
+            }
         }
+        Err(_) => crate::metrics::set_up("store", false),
     }
     crate::mood_worker::export_lag(&state).await;
     crate::metrics::export_consumer_lag(&state).await;

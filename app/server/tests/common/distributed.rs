@@ -88,6 +88,7 @@ fn spawn(server: &Server, p: &Proc) -> Child {
             .arg(data.join("user/token.key.pub"));
     }
     cmd.args(&server.config.args);
+    cmd.envs(server.config.env.iter().map(|(k, v)| (k, v)));
     cmd.spawn()
         .unwrap_or_else(|e| panic!("spawn {}: {e}", super::BIN))
 }

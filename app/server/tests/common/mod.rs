@@ -150,6 +150,8 @@ pub struct ServerConfig {
     pub token_ttl_secs: Option<u64>,
     /// Extra arguments after the defaults.
     pub args: Vec<String>,
+    /// Extra environment variables of the server process(es).
+    pub env: Vec<(String, String)>,
     /// The processes (name, `--roles`) of a distributed system
     /// ([`Backend::Distributed`] only).
     pub processes: &'static [(&'static str, &'static str)],
@@ -162,6 +164,7 @@ impl ServerConfig {
             analyzer: Analyzer::Lexicon,
             token_ttl_secs: None,
             args: Vec::new(),
+            env: Vec::new(),
             processes: &distributed::PROCESSES,
         }
     }
@@ -347,6 +350,7 @@ impl Server {
             self.starts += 1;
             let mut cmd = self.command(port, &self.data_dir(), &format!("on port {port}"));
             cmd.args(&self.config.args);
+            cmd.envs(self.config.env.iter().map(|(k, v)| (k, v)));
             let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {BIN}: {e}"));
             self.child = Some(child);
             self.base = format!("http://127.0.0.1:{port}");
