@@ -232,6 +232,57 @@ pub struct HeadsOutput {
     pub arousal: f32,
 }
 
+impl HeadsOutput {
+    /// Whether emotion `e` goes with valence `v`: joy and love with
+    /// positive, sadness, anger and fear with negative, no marked emotion
+    /// with neutral, surprise with any (the diary corpus's guidelines).
+    pub fn compatible(v: ValenceLabel, e: Emotion) -> bool {
+        match e {
+            Emotion::Joy | Emotion::Love => v == ValenceLabel::Positive,
+            Emotion::Sadness | Emotion::Anger | Emotion::Fear => v == ValenceLabel::Negative,
+            Emotion::Neutral => v == ValenceLabel::Neutral,
+            Emotion::Surprise => true,
+        }
+    }
+
+    /// The two heads read jointly: the valence and emotion distributions
+    /// as a product of the two with a pair that does not go together
+    /// ([`HeadsOutput::compatible`]) weighted by `mismatch` (0: ruled out,
+    /// 1: the heads read independently), each then the marginal of that
+    /// product. "Positive, mostly anger" becomes unlikely unless both heads
+    /// insist on it; each head's evidence informs the other.
+    #[must_use]
+    pub fn joint(&self, mismatch: f32) -> HeadsOutput {
+        let w = |v: ValenceLabel, e: Emotion| {
+            if Self::compatible(v, e) {
+                1.0
+            } else {
+                mismatch.clamp(0.0, 1.0)
+            }
+        };
+        let mut valence = [0.0f32; 3];
+        let mut emotion = [0.0f32; 7];
+        for (i, &v) in ValenceLabel::ALL.iter().enumerate() {
+            for (j, &e) in Emotion::ALL.iter().enumerate() {
+                let p = self.valence[i] * self.emotion[j] * w(v, e);
+                valence[i] += p;
+                emotion[j] += p;
+            }
+        }
+        let total: f32 = valence.iter().sum();
+        if !(total.is_finite() && total > 0.0) {
+            return self.clone();
+        }
+        valence.iter_mut().for_each(|p| *p /= total);
+        emotion.iter_mut().for_each(|p| *p /= total);
+        HeadsOutput {
+            valence,
+            emotion,
+            arousal: self.arousal,
+        }
+    }
+}
+
 impl MoodHeads {
     /// The current file format.
     pub const FORMAT: u32 = 2;
