@@ -136,9 +136,10 @@ pub(crate) fn spawn_head_counter(store: Store, stop: Stop) -> JoinHandle<()> {
 /// Sets the head gauge to `head` and counts the events appended since the
 /// `last` head seen (none counted for the first reading).
 fn record_head(last: &mut Option<u64>, head: u64) {
-    if let Some(before) = *last {
-        metrics::counter!(EVENTS_APPENDED).increment(head.saturating_sub(before));
-    }
+    // The first reading registers the counter at 0, so that its series
+    // exists (and a rate can be taken) before the first append.
+    let appended = last.map_or(0, |before| head.saturating_sub(before));
+    metrics::counter!(EVENTS_APPENDED).increment(appended);
     metrics::gauge!(LOG_HEAD).set(head as f64);
     *last = Some(last.map_or(head, |l| l.max(head)));
 }

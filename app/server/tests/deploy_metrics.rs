@@ -102,7 +102,6 @@ async fn every_metric_the_alerts_and_the_dashboard_name_is_exported() {
             .await;
     }
 
-    let mut scraped = BTreeSet::new();
     let metrics_urls: Vec<String> = match server.backend {
         Backend::Distributed => {
             let cluster = server.cluster();
@@ -113,17 +112,6 @@ async fn every_metric_the_alerts_and_the_dashboard_name_is_exported() {
         }
         _ => vec![server.metrics_base.clone()],
     };
-    for url in &metrics_urls {
-        let text = reqwest::get(format!("{url}/metrics"))
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .unwrap_or_else(|e| panic!("scrape {url}: {e}"))
-            .text()
-            .await
-            .unwrap();
-        scraped.extend(exported(&text));
-    }
-
     let mut named = metric_names(&deploy_file("deploy/prometheus/alerts.yml"));
     named.extend(metric_names(&deploy_file(
         "deploy/grafana/dashboards/metachat.json",
@@ -133,15 +121,36 @@ async fn every_metric_the_alerts_and_the_dashboard_name_is_exported() {
     named.remove("metachat_mood_consumer_lag");
     assert!(named.len() >= 8, "too few names found: {named:?}");
     let kafka_only = ["metachat_kafka_consumer_lag_records"];
-    let missing: Vec<&String> = named
-        .iter()
-        .filter(|n| !scraped.contains(*n))
-        .filter(|n| server.backend == Backend::Distributed || !kafka_only.contains(&n.as_str()))
-        .collect();
+    let backend = server.backend;
+    // Some series appear with the first periodic reading (the log head is
+    // polled once a second on Cassandra): scrape until all are there.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let (scraped, missing) = loop {
+        let mut scraped = BTreeSet::new();
+        for url in &metrics_urls {
+            let text = reqwest::get(format!("{url}/metrics"))
+                .await
+                .and_then(reqwest::Response::error_for_status)
+                .unwrap_or_else(|e| panic!("scrape {url}: {e}"))
+                .text()
+                .await
+                .unwrap();
+            scraped.extend(exported(&text));
+        }
+        let missing: Vec<String> = named
+            .iter()
+            .filter(|n| !scraped.contains(*n))
+            .filter(|n| backend == Backend::Distributed || !kafka_only.contains(&n.as_str()))
+            .cloned()
+            .collect();
+        if missing.is_empty() || std::time::Instant::now() > deadline {
+            break (scraped, missing);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     assert!(
         missing.is_empty(),
-        "named in deploy/ but not exported by the server ({:?}): {missing:?}\nexported: {scraped:?}",
-        server.backend
+        "named in deploy/ but not exported by the server ({backend:?}) within 30 s: {missing:?}\nexported: {scraped:?}"
     );
     if server.backend == Backend::Distributed {
         let mood = reqwest::get(format!("{}/metrics", metrics_urls[3]))
