@@ -33,7 +33,7 @@ use metachat_analysis::mood::eval::{
     accuracy_macro_f1, dev_set, fold_assignment, load_sentiment, valence_metrics, LabelledSentence,
 };
 use metachat_analysis::mood::{
-    argmax, pool_sentences, sentences_of, EmbeddingMoodAnalyzer, LexiconAnalyzer, MoodHeads,
+    pool_sentences, sentences_of, softmax, EmbeddingMoodAnalyzer, LexiconAnalyzer, MoodHeads,
     ValenceHead, ValenceLabel, WindowedEmbedder,
 };
 use metachat_analysis::{Emotion, Mood};
@@ -223,8 +223,7 @@ async fn with_heads<E: WindowedEmbedder>(
             }
             let model = train_model(&xs, &examples, 3, choice)?;
             for i in (0..data.reviews.len()).filter(|&i| folds[i] == k) {
-                let p = model.probabilities(&x_rev[i]);
-                cv[i] = p[2] - p[0];
+                cv[i] = joint_valence(&heads, &model.probabilities(&x_rev[i]), &x_rev[i]);
             }
         }
         cv
@@ -232,14 +231,13 @@ async fn with_heads<E: WindowedEmbedder>(
         x_rev
             .iter()
             .map(|x| {
-                let p = heads.valence.probabilities(x);
-                p[2] - p[0]
+                let out = heads.read(x);
+                out.valence[2] - out.valence[0]
             })
             .collect()
     };
 
     let analyzer = EmbeddingMoodAnalyzer::with_heads(embedder, heads, id)?;
-    let heads = analyzer.heads().expect("built with heads");
     // What is measured is what ships: the analyzer's own moods of the first
     // test entries equal the ones read here from the cached features.
     let first: Vec<String> = texts(&data.test[..data.test.len().min(16)], |e| &e.text);
@@ -255,11 +253,10 @@ async fn with_heads<E: WindowedEmbedder>(
     let test = x_test
         .iter()
         .map(|x| {
-            let out = heads.read(x);
             let m = analyzer.mood_of_embedding(x, 1);
             Reading {
                 valence: m.valence,
-                label: ValenceLabel::ALL[argmax(&out.valence)],
+                label: m.valence_label,
                 emotion: m.dominant,
                 arousal: m.arousal,
             }
@@ -275,6 +272,23 @@ async fn with_heads<E: WindowedEmbedder>(
         reviews: cv,
         reviews_are_cv,
     })
+}
+
+/// The valence the analyzer would read from a fold's valence
+/// probabilities `p` (at temperature 1) and the shipped emotion head on
+/// `x`: `p` tempered as the shipped valence head is, then read jointly with
+/// the emotion head as the heads file says (`MoodHeads::joint`).
+fn joint_valence(heads: &MoodHeads, p: &[f32], x: &[f32]) -> f32 {
+    let t = heads.valence.temperature.max(1e-6);
+    let scaled: Vec<f32> = p.iter().map(|q| q.max(1e-12).ln() / t).collect();
+    let mut out = heads.read_independently(x);
+    out.valence.copy_from_slice(&softmax(&scaled));
+    let out = if heads.joint.mismatch < 1.0 {
+        out.joint(heads.joint.mismatch)
+    } else {
+        out
+    };
+    out.valence[2] - out.valence[0]
 }
 
 /// The row of an embedder read the earlier way (binary valence head,

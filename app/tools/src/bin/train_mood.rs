@@ -41,8 +41,9 @@ use metachat_analysis::embed::{E5Embedder, E5Prefix, MiniLmEmbedder};
 use metachat_analysis::mood::corpus::{default_corpus_dir, load_split, DiaryEntry, Split};
 use metachat_analysis::mood::eval::{dev_set, fold_assignment, load_sentiment};
 use metachat_analysis::mood::{
-    argmax, fit_temperature, pool_sentences, sentences_of, HeadChoice, HeadSetting, MoodHeads,
-    MoodHeadsProvenance, Pooling, SoftmaxHead, ValenceLabel,
+    argmax, fit_temperature, pool_sentences, sentences_of, softmax, HeadChoice, HeadSetting,
+    HeadsOutput, JointScore, JointSetting, MoodHeads, MoodHeadsProvenance, Pooling, SoftmaxHead,
+    ValenceLabel,
 };
 use metachat_analysis::Emotion;
 use metachat_tools::fit::{implied_valence, train_model, Example, Model};
@@ -52,6 +53,9 @@ const LINEAR_L2: [f32; 4] = [0.03, 0.1, 0.3, 1.0];
 const HIDDEN: usize = 64;
 const MLP_L2: [f32; 3] = [0.3, 1.0, 3.0];
 const REVIEW_WEIGHTS: [f32; 3] = [0.3, 1.0, 3.0];
+/// Weights of a mismatched valence and emotion pair tried on dev (1: the
+/// heads read independently).
+const JOINT_MISMATCH: [f32; 8] = [1.0, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01, 0.0];
 const TEMPERATURES: [f32; 14] = [
     0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0,
 ];
@@ -176,13 +180,13 @@ fn main() -> Result<()> {
                rws: &[f32],
                dev_y: &[usize],
                class_names|
-     -> Result<SoftmaxHead> {
+     -> Result<(SoftmaxHead, Vec<Vec<f32>>)> {
         let held = if name == "valence" {
             &review_dev[..]
         } else {
             &[]
         };
-        let head = choose(
+        let (head, dev_probs) = choose(
             name,
             &xs,
             examples,
@@ -201,15 +205,34 @@ fn main() -> Result<()> {
             y,
             review: false,
         }));
-        refit(head, &xs, &all, classes)
+        Ok((refit(head, &xs, &all, classes)?, dev_probs))
     };
+    let (valence_head, valence_dev) = fit(
+        "valence",
+        &valence,
+        3,
+        &REVIEW_WEIGHTS,
+        &dev_v,
+        names(&v_names),
+    )?;
+    let (emotion_head, emotion_dev) = fit("emotion", &emotion, 7, &[0.0], &dev_e, names(&e_names))?;
+    let (arousal_head, _) = fit(
+        "arousal",
+        &arousal,
+        3,
+        &[0.0],
+        &dev_a,
+        names(&["low", "medium", "high"]),
+    )?;
+    let joint = choose_joint(&valence_dev, &emotion_dev, &dev);
     let heads = MoodHeads {
         format: MoodHeads::FORMAT,
         embedder: id.clone(),
         pooling: Pooling::Sentences,
-        valence: fit("valence", &valence, 3, &REVIEW_WEIGHTS, &dev_v, names(&v_names))?,
-        emotion: fit("emotion", &emotion, 7, &[0.0], &dev_e, names(&e_names))?,
-        arousal: fit("arousal", &arousal, 3, &[0.0], &dev_a, names(&["low", "medium", "high"]))?,
+        valence: valence_head,
+        emotion: emotion_head,
+        arousal: arousal_head,
+        joint,
         provenance: MoodHeadsProvenance {
             command: format!("cargo run --release -p metachat-tools --bin train_mood -- {which}"),
             data: format!(
@@ -253,7 +276,7 @@ fn choose(
     dev_y: &[usize],
     dev: &[DiaryEntry],
     class_names: Vec<String>,
-) -> Result<SoftmaxHead> {
+) -> Result<(SoftmaxHead, Vec<Vec<f32>>)> {
     let mut settings = Vec::new();
     for &review_weight in review_weights {
         for l2 in LINEAR_L2 {
@@ -328,18 +351,75 @@ fn choose(
         })
         .collect();
     let temperature = fit_temperature(&logits, dev_y, &TEMPERATURES);
+    let dev_probs = logits
+        .iter()
+        .map(|l| {
+            let scaled: Vec<f32> = l.iter().map(|v| v / temperature.max(1e-6)).collect();
+            softmax(&scaled)
+        })
+        .collect();
     println!(
         "{name}: chose hidden {}, l2 {}, review weight {}, temperature {temperature} (dev accuracy {:.3}, macro-F1 {:.3})",
         chosen.hidden, chosen.l2, chosen.review_weight, chosen.dev_accuracy, chosen.dev_macro_f1
     );
-    Ok(SoftmaxHead {
+    let head = SoftmaxHead {
         classes: class_names,
         hidden: None,
         weights: Vec::new(),
         bias: Vec::new(),
         temperature,
         choice: HeadChoice { chosen, grid },
-    })
+    };
+    Ok((head, dev_probs))
+}
+
+/// The weight of mismatched valence and emotion pairs ([`HeadsOutput::joint`])
+/// that reads the dev split best: the mean of the valence and emotion
+/// accuracies per language (the train-only heads' tempered probabilities).
+fn choose_joint(valence: &[Vec<f32>], emotion: &[Vec<f32>], dev: &[DiaryEntry]) -> JointSetting {
+    let mut grid = Vec::new();
+    let mut best = (f64::MIN, 1.0f32);
+    for mismatch in JOINT_MISMATCH {
+        let (mut v_right, mut e_right) = ([0usize; 2], [0usize; 2]);
+        let mut n = [0usize; 2];
+        for ((v, e), entry) in valence.iter().zip(emotion).zip(dev) {
+            let mut out = HeadsOutput {
+                valence: [0.0; 3],
+                emotion: [0.0; 7],
+                arousal: 0.0,
+            };
+            out.valence.copy_from_slice(v);
+            out.emotion.copy_from_slice(e);
+            let joint = out.joint(mismatch);
+            let lang = usize::from(entry.lang != "en");
+            n[lang] += 1;
+            v_right[lang] +=
+                usize::from(ValenceLabel::ALL[argmax(&joint.valence)] == entry.valence);
+            e_right[lang] += usize::from(Emotion::ALL[argmax(&joint.emotion)] == entry.emotion);
+        }
+        let acc = |r: [usize; 2]| -> [f64; 2] { [0, 1].map(|l| r[l] as f64 / n[l].max(1) as f64) };
+        let (va, ea) = (acc(v_right), acc(e_right));
+        let score = (va[0] + va[1] + ea[0] + ea[1]) / 4.0;
+        let all = |r: [usize; 2]| (r[0] + r[1]) as f32 / (n[0] + n[1]).max(1) as f32;
+        println!(
+            "joint: mismatch {mismatch:<5} dev valence {:.3} (en {:.3}, ru {:.3}), emotion {:.3} (en {:.3}, ru {:.3})",
+            all(v_right), va[0], va[1], all(e_right), ea[0], ea[1]
+        );
+        grid.push(JointScore {
+            mismatch,
+            valence_accuracy: all(v_right),
+            emotion_accuracy: all(e_right),
+        });
+        // Ties go to the weight closest to reading the heads independently.
+        if score > best.0 + 1e-9 {
+            best = (score, mismatch);
+        }
+    }
+    println!("joint: chose mismatch {}", best.1);
+    JointSetting {
+        mismatch: best.1,
+        grid,
+    }
 }
 
 /// Sign accuracy on the positive and negative entries, per language.

@@ -217,8 +217,44 @@ pub struct MoodHeads {
     pub emotion: SoftmaxHead,
     /// Arousal levels, classes in [`ArousalLevel::ALL`] order.
     pub arousal: SoftmaxHead,
+    /// How the valence and emotion heads are read together
+    /// ([`HeadsOutput::joint`]); absent in older files: independently.
+    #[serde(default)]
+    pub joint: JointSetting,
     /// Training provenance.
     pub provenance: MoodHeadsProvenance,
+}
+
+/// The weight of a valence and emotion pair that do not go together, chosen
+/// on the dev split, with every weight tried and its dev accuracies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JointSetting {
+    /// The chosen weight: 1 reads the heads independently, 0 rules
+    /// mismatched pairs out.
+    pub mismatch: f32,
+    /// Every weight tried.
+    #[serde(default)]
+    pub grid: Vec<JointScore>,
+}
+
+impl Default for JointSetting {
+    fn default() -> Self {
+        JointSetting {
+            mismatch: 1.0,
+            grid: Vec::new(),
+        }
+    }
+}
+
+/// One weight tried on the dev split.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct JointScore {
+    /// The weight.
+    pub mismatch: f32,
+    /// Valence accuracy on dev (both languages).
+    pub valence_accuracy: f32,
+    /// Emotion accuracy on dev (both languages).
+    pub emotion_accuracy: f32,
 }
 
 /// What the heads read off one embedding.
@@ -291,8 +327,8 @@ impl MoodHeads {
     ///
     /// # Errors
     /// [`MoodError::Corrupt`] for bad JSON, an unknown format, classes other
-    /// than the labels in order, rows of different lengths, or values that
-    /// are not finite.
+    /// than the labels in order, rows of different lengths, values that
+    /// are not finite, or a joint mismatch weight outside 0..=1.
     pub fn from_json(json: &str, origin: &Path) -> Result<Self> {
         let corrupt = |reason: String| MoodError::Corrupt {
             path: origin.to_owned(),
@@ -311,6 +347,10 @@ impl MoodHeads {
             .arousal
             .check("arousal", &["low", "medium", "high"], d)
             .map_err(corrupt)?;
+        let m = heads.joint.mismatch;
+        if !(m.is_finite() && (0.0..=1.0).contains(&m)) {
+            return Err(corrupt(format!("joint mismatch {m} is not within 0..=1")));
+        }
         Ok(heads)
     }
 
@@ -340,8 +380,19 @@ impl MoodHeads {
         self.valence.dimensions()
     }
 
-    /// Valence, emotion and arousal of one embedding.
+    /// Valence, emotion and arousal of one embedding, the valence and
+    /// emotion heads read together as [`MoodHeads::joint`] says.
     pub fn read(&self, x: &[f32]) -> HeadsOutput {
+        let out = self.read_independently(x);
+        if self.joint.mismatch < 1.0 {
+            out.joint(self.joint.mismatch)
+        } else {
+            out
+        }
+    }
+
+    /// Each head's own reading of one embedding.
+    pub fn read_independently(&self, x: &[f32]) -> HeadsOutput {
         let mut valence = [0.0; 3];
         valence.copy_from_slice(&self.valence.probabilities(x));
         let mut emotion = [0.0; 7];
@@ -579,6 +630,51 @@ pub fn argmax(v: &[f32]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn distribution<const N: usize>(raw: [f32; N]) -> [f32; N] {
+        let sum: f32 = raw.iter().sum();
+        raw.map(|x| x / sum)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn joint_reading_gives_distributions_and_is_the_identity_at_one(
+            v in proptest::array::uniform3(0.001f32..1.0),
+            e in proptest::array::uniform7(0.001f32..1.0),
+            mismatch in 0.0f32..=1.0,
+        ) {
+            let out = HeadsOutput { valence: distribution(v), emotion: distribution(e), arousal: 0.4 };
+            let joint = out.joint(mismatch);
+            for p in joint.valence.iter().chain(&joint.emotion) {
+                proptest::prop_assert!((0.0..=1.0 + 1e-5).contains(p));
+            }
+            proptest::prop_assert!((joint.valence.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+            proptest::prop_assert!((joint.emotion.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+            proptest::prop_assert_eq!(joint.arousal, out.arousal);
+            let same = out.joint(1.0);
+            for (a, b) in same.valence.iter().zip(&out.valence).chain(same.emotion.iter().zip(&out.emotion)) {
+                proptest::prop_assert!((a - b).abs() < 1e-5);
+            }
+        }
+    }
+
+    #[test]
+    fn joint_reading_resolves_a_mismatch_by_the_surer_head() {
+        // The valence head is sure it is positive, the emotion head
+        // hesitates between anger and joy: read together, joy.
+        let out = HeadsOutput {
+            valence: [0.05, 0.05, 0.9],
+            emotion: [0.35, 0.05, 0.4, 0.05, 0.05, 0.05, 0.05],
+            arousal: 0.5,
+        };
+        assert_eq!(Emotion::ALL[argmax(&out.emotion)], Emotion::Anger);
+        let joint = out.joint(0.05);
+        assert_eq!(Emotion::ALL[argmax(&joint.emotion)], Emotion::Joy);
+        assert_eq!(
+            ValenceLabel::ALL[argmax(&joint.valence)],
+            ValenceLabel::Positive
+        );
+    }
 
     #[test]
     fn learns_three_regions_it_was_not_told() {

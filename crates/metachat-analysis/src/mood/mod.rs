@@ -52,7 +52,7 @@ pub use error::{MoodError, Result};
 pub use head::{train_logistic, LogisticFit, ValenceHead, ValenceHeadProvenance};
 pub use heads::{
     argmax, fit_temperature, softmax, train_softmax, Dense, HeadChoice, HeadSetting, HeadsOutput,
-    MoodHeads, MoodHeadsProvenance, Pooling, SoftmaxFit, SoftmaxHead,
+    JointScore, JointSetting, MoodHeads, MoodHeadsProvenance, Pooling, SoftmaxFit, SoftmaxHead,
 };
 pub use lexicon::{LexiconAnalyzer, LexiconScore};
 pub use prototypes::EmotionPrototypes;
