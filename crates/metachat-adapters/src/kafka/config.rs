@@ -81,8 +81,15 @@ impl KafkaConfig {
     /// [`ENV_TOPIC_PREFIX`], [`ENV_GROUP_ID`] and [`ENV_PARTITIONS`]
     /// (optional). Further settings can be chained before `build`.
     pub fn from_env() -> Result<KafkaConfigBuilder, KafkaConfigError> {
+        Self::from_vars(std::env::var)
+    }
+
+    /// [`KafkaConfig::from_env`] over any source of variables.
+    fn from_vars(
+        read: impl Fn(&'static str) -> Result<String, std::env::VarError>,
+    ) -> Result<KafkaConfigBuilder, KafkaConfigError> {
         let var = |name: &'static str| -> Result<Option<String>, KafkaConfigError> {
-            match std::env::var(name) {
+            match read(name) {
                 Ok(v) if v.trim().is_empty() => Ok(None),
                 Ok(v) => Ok(Some(v.trim().to_owned())),
                 Err(std::env::VarError::NotPresent) => Ok(None),
@@ -294,6 +301,129 @@ mod tests {
             .expect("defaults are valid");
         assert_eq!(c.topic_prefix(), "metachat.");
         assert_eq!(c.dead_letter_topic("t"), "t.dlt");
+    }
+
+    fn vars<'a>(
+        pairs: &'a [(&'static str, &'static str)],
+    ) -> impl Fn(&'static str) -> Result<String, std::env::VarError> + 'a {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+                .ok_or(std::env::VarError::NotPresent)
+        }
+    }
+
+    #[test]
+    fn the_environment_gives_a_builder_or_a_typed_error() {
+        let c = KafkaConfig::from_vars(vars(&[
+            (ENV_BROKERS, " k1:9092,k2:9092 "),
+            (ENV_TOPIC_PREFIX, "diary."),
+            (ENV_GROUP_ID, "mood"),
+            (ENV_PARTITIONS, "6"),
+        ]))
+        .unwrap()
+        .build()
+        .unwrap();
+        assert_eq!(c.brokers(), "k1:9092,k2:9092");
+        assert_eq!(c.topic_prefix(), "diary.");
+        assert_eq!(c.group_id(), "mood");
+        assert_eq!(c.partitions, 6);
+        // Blank optional variables keep the defaults.
+        let c = KafkaConfig::from_vars(vars(&[(ENV_BROKERS, "k:1"), (ENV_GROUP_ID, "  ")]))
+            .unwrap()
+            .build()
+            .unwrap();
+        assert_eq!(c.group_id(), "metachat");
+        for missing in [&[][..], &[(ENV_BROKERS, "   ")][..]] {
+            assert!(matches!(
+                KafkaConfig::from_vars(vars(missing)),
+                Err(KafkaConfigError::MissingBrokers)
+            ));
+        }
+        let bad = KafkaConfig::from_vars(vars(&[(ENV_BROKERS, "k:1"), (ENV_PARTITIONS, "six")]));
+        assert!(
+            matches!(&bad, Err(KafkaConfigError::Env { var, reason }) if *var == ENV_PARTITIONS && reason.contains("six")),
+            "{bad:?}"
+        );
+        let not_utf8 = KafkaConfig::from_vars(|name| {
+            if name == ENV_BROKERS {
+                Err(std::env::VarError::NotUnicode(std::ffi::OsString::from(
+                    "x",
+                )))
+            } else {
+                Err(std::env::VarError::NotPresent)
+            }
+        });
+        assert!(
+            matches!(&not_utf8, Err(KafkaConfigError::Env { var, .. }) if *var == ENV_BROKERS),
+            "{not_utf8:?}"
+        );
+    }
+
+    #[test]
+    fn every_setting_is_kept_and_each_bad_one_named() {
+        let c = KafkaConfig::builder("b:1")
+            .topic_prefix("p.")
+            .group_id("g")
+            .client_id("c")
+            .partitions(4)
+            .replication(2)
+            .create_topics(false)
+            .dead_letter_suffix(".dead")
+            .content_type("application/x")
+            .delivery_timeout(Duration::from_secs(7))
+            .linger(Duration::from_millis(3))
+            .session_timeout(Duration::from_secs(9))
+            .max_handler_attempts(4)
+            .retry_backoff(Duration::from_millis(250))
+            .set("fetch.min.bytes", "1")
+            .build()
+            .unwrap();
+        assert_eq!(
+            (
+                c.client_id.as_str(),
+                c.partitions,
+                c.replication,
+                c.create_topics
+            ),
+            ("c", 4, 2, false)
+        );
+        assert_eq!(c.dead_letter_topic("t"), "t.dead");
+        assert_eq!(c.content_type, "application/x");
+        assert_eq!(
+            (
+                c.delivery_timeout,
+                c.linger,
+                c.session_timeout,
+                c.retry_backoff
+            ),
+            (
+                Duration::from_secs(7),
+                Duration::from_millis(3),
+                Duration::from_secs(9),
+                Duration::from_millis(250)
+            )
+        );
+        assert_eq!(c.max_handler_attempts, 4);
+        assert_eq!(
+            c.extra.get("fetch.min.bytes").map(String::as_str),
+            Some("1")
+        );
+        let field = |b: KafkaConfigBuilder| match b.build() {
+            Err(KafkaConfigError::Invalid { field, .. }) => field,
+            other => panic!("{other:?}"),
+        };
+        let b = || KafkaConfig::builder("b:1");
+        assert_eq!(field(b().partitions(0)), "partitions");
+        assert_eq!(field(b().replication(0)), "replication");
+        assert_eq!(field(b().max_handler_attempts(0)), "max_handler_attempts");
+        assert_eq!(field(b().dead_letter_suffix("")), "dead_letter_suffix");
+        assert_eq!(
+            field(b().delivery_timeout(Duration::ZERO)),
+            "delivery_timeout"
+        );
     }
 
     #[test]
