@@ -225,4 +225,91 @@ mod tests {
         assert!(matches!(e, metachat_core::Error::Backend { .. }), "{e:?}");
         assert!(e.to_string().contains("Batch too large"), "{e}");
     }
+
+    fn attempt(db: DbError) -> RequestAttemptError {
+        RequestAttemptError::DbError(db, "from the server".into())
+    }
+
+    fn unavailable(e: &metachat_core::Error) -> bool {
+        matches!(e, metachat_core::Error::Unavailable { .. })
+    }
+
+    #[test]
+    fn each_server_error_code_maps_to_its_kind_the_same_way_for_every_path() {
+        // (server error, retryable, a write's outcome unknown)
+        let cases = [
+            (DbError::Overloaded, true, false),
+            (DbError::IsBootstrapping, true, false),
+            (DbError::TruncateError, true, false),
+            (DbError::Other(0x1700), true, true),
+            (DbError::Other(0x2200), false, false),
+            (DbError::Invalid, false, false),
+            (DbError::SyntaxError, false, false),
+            (DbError::Unauthorized, false, false),
+            (DbError::ServerError, false, false),
+        ];
+        for (db, retryable, unknown) in cases {
+            let what = format!("{db:?}");
+            let e = execution(
+                "append",
+                ExecutionError::LastAttemptError(attempt(db.clone())),
+            );
+            assert_eq!(unavailable(&e), retryable, "{what}: {e:?}");
+            assert_eq!(e.is_retryable(), retryable, "{what}");
+            assert!(e.to_string().contains("cassandra append"), "{what}: {e}");
+            let through_prepare = prepare(
+                "prepare",
+                PrepareError::AllAttemptsFailed {
+                    first_attempt: attempt(db.clone()),
+                },
+            );
+            assert_eq!(
+                unavailable(&through_prepare),
+                retryable,
+                "{what} via prepare"
+            );
+            let nested = execution(
+                "read",
+                ExecutionError::PrepareError(PrepareError::AllAttemptsFailed {
+                    first_attempt: attempt(db.clone()),
+                }),
+            );
+            assert_eq!(
+                unavailable(&nested),
+                retryable,
+                "{what} via a statement's prepare"
+            );
+            assert_eq!(
+                outcome_unknown(&ExecutionError::LastAttemptError(attempt(db))),
+                unknown,
+                "{what}"
+            );
+        }
+    }
+
+    #[test]
+    fn driver_conditions_map_to_their_kind() {
+        let e = execution(
+            "append",
+            ExecutionError::LastAttemptError(RequestAttemptError::UnableToAllocStreamId),
+        );
+        assert!(unavailable(&e), "{e:?}");
+        assert!(outcome_unknown(&ExecutionError::RequestTimeout(
+            std::time::Duration::from_secs(1)
+        )));
+        assert!(!outcome_unknown(&ExecutionError::EmptyPlan));
+        let e = connect(NewSessionError::EmptyKnownNodesList);
+        assert!(matches!(e, metachat_core::Error::Backend { .. }), "{e:?}");
+        assert!(e.to_string().contains("cassandra connect"), "{e}");
+        let e = shape("read", "a column of the wrong type");
+        assert!(matches!(e, metachat_core::Error::Backend { .. }), "{e:?}");
+        assert!(e.to_string().contains("wrong type"), "{e}");
+        let config: metachat_core::Error = CassandraConfigError::Layout {
+            namespace: "ns".into(),
+            stored: 4,
+            configured: 8,
+        }
+        .into();
+        assert!(config.to_string().contains("open it with 4"), "{config}");
+    }
 }
