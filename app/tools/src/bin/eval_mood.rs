@@ -283,11 +283,7 @@ fn joint_valence(heads: &MoodHeads, p: &[f32], x: &[f32]) -> f32 {
     let scaled: Vec<f32> = p.iter().map(|q| q.max(1e-12).ln() / t).collect();
     let mut out = heads.read_independently(x);
     out.valence.copy_from_slice(&softmax(&scaled));
-    let out = if heads.joint.mismatch < 1.0 {
-        out.joint(heads.joint.mismatch)
-    } else {
-        out
-    };
+    let out = out.joint(heads.joint.mismatch);
     out.valence[2] - out.valence[0]
 }
 

@@ -286,9 +286,13 @@ impl HeadsOutput {
     /// ([`HeadsOutput::compatible`]) weighted by `mismatch` (0: ruled out,
     /// 1: the heads read independently), each then the marginal of that
     /// product. "Positive, mostly anger" becomes unlikely unless both heads
-    /// insist on it; each head's evidence informs the other.
+    /// insist on it; each head's evidence informs the other. A weight of 1
+    /// (or more) returns the independent reading unchanged.
     #[must_use]
     pub fn joint(&self, mismatch: f32) -> HeadsOutput {
+        if mismatch >= 1.0 {
+            return self.clone();
+        }
         let w = |v: ValenceLabel, e: Emotion| {
             if Self::compatible(v, e) {
                 1.0
@@ -383,12 +387,7 @@ impl MoodHeads {
     /// Valence, emotion and arousal of one embedding, the valence and
     /// emotion heads read together as [`MoodHeads::joint`] says.
     pub fn read(&self, x: &[f32]) -> HeadsOutput {
-        let out = self.read_independently(x);
-        if self.joint.mismatch < 1.0 {
-            out.joint(self.joint.mismatch)
-        } else {
-            out
-        }
+        self.read_independently(x).joint(self.joint.mismatch)
     }
 
     /// Each head's own reading of one embedding.
