@@ -658,6 +658,24 @@ mod tests {
     }
 
     #[test]
+    fn a_joint_weight_outside_zero_to_one_is_a_typed_error() {
+        let heads = MoodHeads::builtin_e5().expect("the built-in heads");
+        let mut json: serde_json::Value = serde_json::to_value(&heads).unwrap();
+        for bad in [serde_json::json!(2.0), serde_json::json!(-0.5)] {
+            json["joint"]["mismatch"] = bad.clone();
+            let err = MoodHeads::from_json(&json.to_string(), Path::new("heads.json")).unwrap_err();
+            assert!(
+                matches!(&err, MoodError::Corrupt { reason, .. } if reason.contains("joint mismatch")),
+                "{bad}: {err:?}"
+            );
+        }
+        // A file without the field reads the heads independently.
+        json.as_object_mut().unwrap().remove("joint");
+        let old = MoodHeads::from_json(&json.to_string(), Path::new("heads.json")).unwrap();
+        assert_eq!(old.joint, JointSetting::default());
+    }
+
+    #[test]
     fn joint_reading_resolves_a_mismatch_by_the_surer_head() {
         // The valence head is sure it is positive, the emotion head
         // hesitates between anger and joy: read together, joy.
