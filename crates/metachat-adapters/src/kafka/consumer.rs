@@ -122,6 +122,8 @@ impl Tracker {
 #[derive(Debug, Default)]
 pub(crate) struct MemberContext {
     tracker: Mutex<Tracker>,
+    /// Whether the consumer lost every broker (see [`super::orphan`]).
+    pub(crate) orphan: super::orphan::Orphan,
 }
 
 impl MemberContext {
@@ -130,7 +132,11 @@ impl MemberContext {
     }
 }
 
-impl ClientContext for MemberContext {}
+impl ClientContext for MemberContext {
+    fn stats_raw(&self, statistics: &[u8]) {
+        self.orphan.observe(statistics);
+    }
+}
 
 impl ConsumerContext for MemberContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {

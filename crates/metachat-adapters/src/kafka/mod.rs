@@ -65,6 +65,7 @@
 mod config;
 mod consumer;
 mod error;
+mod orphan;
 pub mod record;
 
 use std::collections::HashSet;
@@ -95,6 +96,11 @@ pub use error::{DecodeError, KafkaConfigError, KafkaOpError};
 use config::millis;
 use consumer::{KafkaAck, MemberConsumer, MemberContext};
 use error::map;
+use orphan::WatchedContext;
+
+/// How often a consumer waiting for records looks whether its client still
+/// has a broker (see `orphan.rs`).
+const ORPHAN_CHECK: Duration = Duration::from_secs(1);
 
 /// The event bus on Kafka. Cheap to clone: clones share one producer.
 #[derive(Clone)]
@@ -104,7 +110,8 @@ pub struct KafkaEventBus {
 
 struct Inner {
     config: KafkaConfig,
-    producer: FutureProducer,
+    /// Replaced when it lost every broker (see [`Self::producer`]).
+    producer: Mutex<(BusProducer, Arc<orphan::Orphan>)>,
     admin: AdminClient<DefaultClientContext>,
     topics: Mutex<HashSet<String>>,
 }
@@ -142,8 +149,28 @@ fn client_config(config: &KafkaConfig) -> ClientConfig {
     c.set("bootstrap.servers", &config.brokers)
         .set("client.id", &config.client_id)
         // Reconnect soon after a broker restart (default backs off to 10 s).
-        .set("reconnect.backoff.max.ms", "1000");
+        .set("reconnect.backoff.max.ms", "1000")
+        // For the orphan watch (orphan.rs).
+        .set("statistics.interval.ms", orphan::STATS_INTERVAL_MS);
     c
+}
+
+/// The bus's producer type: its context watches for the loss of every broker.
+type BusProducer = FutureProducer<WatchedContext>;
+
+/// A producer, with the handle on its context's loss watch.
+fn make_producer(config: &KafkaConfig) -> Result<(BusProducer, Arc<orphan::Orphan>)> {
+    let mut pc = client_config(config);
+    pc.set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("message.timeout.ms", millis(config.delivery_timeout))
+        .set("linger.ms", millis(config.linger));
+    let context = WatchedContext::default();
+    let watch = context.orphan.clone();
+    let producer = with_extra(pc, config)
+        .create_with_context(context)
+        .map_err(|e| map("create producer", e))?;
+    Ok((producer, watch))
 }
 
 fn with_extra(mut c: ClientConfig, config: &KafkaConfig) -> ClientConfig {
@@ -157,14 +184,7 @@ impl KafkaEventBus {
     /// Connects a producer and an admin client (lazily: nothing fails here if
     /// the broker is down; publishing then returns [`Error::Unavailable`]).
     pub fn new(config: KafkaConfig) -> Result<Self> {
-        let mut pc = client_config(&config);
-        pc.set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("message.timeout.ms", millis(config.delivery_timeout))
-            .set("linger.ms", millis(config.linger));
-        let producer: FutureProducer = with_extra(pc, &config)
-            .create()
-            .map_err(|e| map("create producer", e))?;
+        let producer = Mutex::new(make_producer(&config)?);
         let admin: AdminClient<DefaultClientContext> = with_extra(client_config(&config), &config)
             .create()
             .map_err(|e| map("create admin client", e))?;
@@ -187,6 +207,28 @@ impl KafkaEventBus {
     /// Its configuration.
     pub fn config(&self) -> &KafkaConfig {
         &self.inner.config
+    }
+
+    /// The producer, made again first if it has had no broker for a while
+    /// (librdkafka may forget its only broker; see `orphan.rs`).
+    fn producer(&self) -> BusProducer {
+        let mut p = self
+            .inner
+            .producer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if p.1.is_orphaned() {
+            match make_producer(&self.inner.config) {
+                Ok(fresh) => {
+                    tracing::warn!(
+                        "kafka producer: no broker left in the client (librdkafka#5301); made a new one"
+                    );
+                    orphan::drop_detached(std::mem::replace(&mut *p, fresh).0, "producer");
+                }
+                Err(e) => tracing::warn!(error = %e, "kafka producer: could not make a new one"),
+            }
+        }
+        p.0.clone()
     }
 
     fn known_topics(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
@@ -235,7 +277,7 @@ impl KafkaEventBus {
     ///
     /// A topic that does not exist yet has no partitions (an empty list).
     pub async fn high_watermarks(&self, topic: &str) -> Result<Vec<(i32, i64)>> {
-        let producer = self.inner.producer.clone();
+        let producer = self.producer();
         let topic = topic.to_owned();
         let timeout = self.query_timeout();
         tokio::task::spawn_blocking(move || {
@@ -308,7 +350,7 @@ impl KafkaEventBus {
     }
 
     async fn wait_for_metadata(&self, topic: &str) -> Result<()> {
-        let producer = self.inner.producer.clone();
+        let producer = self.producer();
         let topic = topic.to_owned();
         let timeout = self.inner.config.delivery_timeout;
         tokio::task::spawn_blocking(move || {
@@ -342,7 +384,7 @@ impl KafkaEventBus {
 
     /// How many partitions `topic` has, from the broker's metadata.
     async fn partition_count(&self, topic: &str) -> Result<u32> {
-        let producer = self.inner.producer.clone();
+        let producer = self.producer();
         let topic = topic.to_owned();
         tokio::task::spawn_blocking(move || {
             let md = producer
@@ -368,7 +410,7 @@ impl KafkaEventBus {
     /// Sends one record, waiting for room in the producer's queue when it is full.
     async fn send<'a>(&self, mut record: FutureRecord<'a, str, [u8]>) -> Result<DeliveryFuture> {
         loop {
-            match self.inner.producer.send_result(record) {
+            match self.producer().send_result(record) {
                 Ok(f) => return Ok(f),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                     record = r;
@@ -433,7 +475,7 @@ impl KafkaEventBus {
         if let Some(v) = value {
             rec = rec.payload(v);
         }
-        let f = match self.inner.producer.send_result(rec) {
+        let f = match self.producer().send_result(rec) {
             Ok(f) => f,
             Err((e, _)) => return Err(map("dead-letter", e)),
         };
@@ -478,24 +520,47 @@ impl KafkaEventBus {
         consumer
             .subscribe(topics)
             .map_err(|e| map("subscribe", e))?;
-        let consumer = Arc::new(consumer);
-        let state = (self.clone(), consumer, group.to_owned());
+        let state = (self.clone(), Some(Arc::new(consumer)), group.to_owned());
         let stream = futures::stream::unfold(state, |(bus, consumer, group)| async move {
-            let next = bus.next_delivery(&consumer, &group).await;
-            next.map(|item| (item, (bus, consumer, group)))
+            let consumer = consumer?;
+            match bus.next_delivery(&consumer, &group).await {
+                Some(item) => Some((item, (bus, Some(consumer), group))),
+                None => {
+                    // The owner subscribes again, with a new client; the
+                    // group redelivers what this one had not committed.
+                    tracing::warn!(%group, "kafka consumer: no broker left in the client (librdkafka#5301); ending its stream");
+                    orphan::drop_detached(consumer, "consumer");
+                    let e = Error::unavailable(format!(
+                        "the Kafka consumer of group {group} lost every broker; subscribe again"
+                    ));
+                    Some((Err(e), (bus, None, group)))
+                }
+            }
         });
         Ok(stream.boxed())
     }
 
-    /// The next decodable record of `consumer`, dead-lettering the others.
-    /// `None` ends the stream (a fatal consumer error was already returned).
+    /// The next decodable record of `consumer`, dead-lettering the others;
+    /// `None` when the client lost every broker (see `orphan.rs`).
     async fn next_delivery(
         &self,
         consumer: &Arc<MemberConsumer>,
         group: &str,
     ) -> Option<Result<KafkaDelivery>> {
         loop {
-            let msg = match consumer.recv().await {
+            // Waits for a record, and looks now and then whether the client
+            // still has a broker (`recv` is cancellation safe).
+            let received = tokio::select! {
+                r = consumer.recv() => Some(r),
+                () = tokio::time::sleep(ORPHAN_CHECK) => None,
+            };
+            let Some(received) = received else {
+                if consumer.context().orphan.is_orphaned() {
+                    return None;
+                }
+                continue;
+            };
+            let msg = match received {
                 Ok(m) => m.detach(),
                 Err(KafkaError::MessageConsumptionFatal(code)) => {
                     return Some(Err(map(
