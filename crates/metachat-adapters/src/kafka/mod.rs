@@ -112,7 +112,9 @@ struct Inner {
     config: KafkaConfig,
     /// Replaced when it lost every broker (see [`Self::producer`]).
     producer: Mutex<(BusProducer, Arc<orphan::Orphan>)>,
-    admin: AdminClient<DefaultClientContext>,
+    /// Replaced after a failed topic creation (it may have lost every
+    /// broker, and an admin client reports no statistics).
+    admin: Mutex<Arc<Admin>>,
     topics: Mutex<HashSet<String>>,
 }
 
@@ -173,6 +175,14 @@ fn make_producer(config: &KafkaConfig) -> Result<(BusProducer, Arc<orphan::Orpha
     Ok((producer, watch))
 }
 
+type Admin = AdminClient<DefaultClientContext>;
+
+fn make_admin(config: &KafkaConfig) -> Result<Admin> {
+    with_extra(client_config(config), config)
+        .create()
+        .map_err(|e| map("create admin client", e))
+}
+
 fn with_extra(mut c: ClientConfig, config: &KafkaConfig) -> ClientConfig {
     for (k, v) in &config.extra {
         c.set(k, v);
@@ -185,9 +195,7 @@ impl KafkaEventBus {
     /// the broker is down; publishing then returns [`Error::Unavailable`]).
     pub fn new(config: KafkaConfig) -> Result<Self> {
         let producer = Mutex::new(make_producer(&config)?);
-        let admin: AdminClient<DefaultClientContext> = with_extra(client_config(&config), &config)
-            .create()
-            .map_err(|e| map("create admin client", e))?;
+        let admin = Mutex::new(Arc::new(make_admin(&config)?));
         Ok(KafkaEventBus {
             inner: Arc::new(Inner {
                 config,
@@ -244,12 +252,26 @@ impl KafkaEventBus {
         }
         let new = NewTopic::new(topic, c.partitions, TopicReplication::Fixed(c.replication));
         let opts = AdminOptions::new().request_timeout(Some(c.delivery_timeout));
-        let results = self
+        let admin = self
             .inner
             .admin
-            .create_topics([&new], &opts)
-            .await
-            .map_err(|e| map("create topic", e))?;
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let results = match admin.create_topics([&new], &opts).await {
+            Ok(r) => r,
+            Err(e) => {
+                // A client that lost every broker fails this for good
+                // (orphan.rs): the next call gets a new one.
+                let fresh = make_admin(&self.inner.config)?;
+                let old = std::mem::replace(
+                    &mut *self.inner.admin.lock().unwrap_or_else(|p| p.into_inner()),
+                    Arc::new(fresh),
+                );
+                orphan::drop_detached(old, "admin client");
+                return Err(map("create topic", e));
+            }
+        };
         for r in results {
             match r {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
