@@ -21,6 +21,14 @@
 //!   dead-letter topic `{topic}.dlt` with `dlt-*` headers saying why, and
 //!   consumption goes on. [`KafkaEventBus::consume`] runs a handler with a
 //!   bounded number of attempts and dead-letters what still fails.
+//! - **A client that lost every broker** (librdkafka 2.12 forgets them all
+//!   when a lone broker in controlled shutdown answers a Metadata request
+//!   with none, and never bootstraps again: confluentinc/librdkafka#5301) is
+//!   replaced: the producer and the admin client are made again, and a
+//!   consumer's stream ends with [`Error::Unavailable`], after which the
+//!   caller subscribes again (the group redelivers what was not
+//!   acknowledged). Each client reports librdkafka's statistics every
+//!   second for this; see `orphan.rs`.
 //! - **Outbox**: publish through [`Relay`](metachat_core::relay::Relay) from
 //!   the event store; dedupe in consumers with
 //!   [`Deduplicator`](metachat_core::relay::Deduplicator).
