@@ -8,7 +8,7 @@ use std::time::Instant;
 use metachat_analysis::matching::synthetic::{synthetic_user_id, SyntheticUsers};
 use metachat_analysis::matching::PersonId;
 use metachat_analysis::matching::{
-    AnnConfig, AnnIndex, IndexConfig, MatchError, MatchIndex, MatchVectors, MOOD_DIMS,
+    AnnConfig, AnnIndex, AnnPrecision, IndexConfig, MatchError, MatchIndex, MatchVectors, MOOD_DIMS,
 };
 use proptest::prelude::*;
 
@@ -188,4 +188,108 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn a_damaged_cache_file_is_not_trusted_and_is_replaced() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("graph.usearch");
+    std::fs::write(&path, b"not a graph at all").expect("write garbage");
+    let exact = exact_index(SyntheticUsers::clustered(16, 10, 11), 500);
+    let (built, loaded) =
+        AnnIndex::build_cached(exact.clone(), AnnConfig::default(), &path).expect("rebuild");
+    assert!(!loaded, "garbage is never loaded");
+    let (again, loaded) = AnnIndex::build_cached(exact, AnnConfig::default(), &path).expect("load");
+    assert!(loaded, "the damaged file was replaced by the built graph");
+    let user = synthetic_user_id(3);
+    assert_eq!(built.top_k(user, K), again.top_k(user, K));
+}
+
+#[test]
+fn a_graph_that_cannot_be_saved_is_a_typed_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("no-such-dir").join("graph.usearch");
+    let exact = exact_index(SyntheticUsers::clustered(16, 10, 12), 200);
+    match AnnIndex::build_cached(exact.clone(), AnnConfig::default(), &missing) {
+        Err(MatchError::Ann { reason }) => assert!(reason.contains("sav"), "{reason}"),
+        other => panic!("expected a save error, got {other:?}"),
+    }
+    let ann = AnnIndex::build(exact, AnnConfig::default()).expect("build");
+    assert!(matches!(
+        ann.save_graph(&missing),
+        Err(MatchError::Ann { .. })
+    ));
+}
+
+#[test]
+fn connectivity_out_of_range_is_refused_and_the_knobs_are_kept() {
+    for m in [0, 1, 257] {
+        assert!(
+            matches!(
+                AnnConfig::new().with_connectivity(m),
+                Err(MatchError::InvalidConfig { .. })
+            ),
+            "M = {m}"
+        );
+    }
+    let c = AnnConfig::new()
+        .with_connectivity(8)
+        .expect("M 8")
+        .with_ef_construction(0)
+        .with_ef(0)
+        .with_candidates(5)
+        .with_precision(AnnPrecision::I8);
+    assert_eq!(
+        (
+            c.connectivity(),
+            c.ef_construction(),
+            c.ef(),
+            c.candidates()
+        ),
+        (8, 1, 1, 5),
+        "ef and ef_construction are at least 1"
+    );
+    assert_eq!(c.precision(), AnnPrecision::I8);
+
+    let mut ann = AnnIndex::build(
+        exact_index(SyntheticUsers::clustered(16, 10, 13), 300),
+        AnnConfig::default(),
+    )
+    .expect("build");
+    ann.set_ef(7);
+    ann.set_candidates(9);
+    assert_eq!((ann.config().ef(), ann.config().candidates()), (7, 9));
+    // Few candidates still give k answers (at least k + 1 are asked for).
+    let user = synthetic_user_id(0);
+    assert_eq!(ann.top_k(user, K).expect("query").len(), K);
+}
+
+#[test]
+fn every_storage_precision_answers_with_exact_scores() {
+    let exact = exact_index(SyntheticUsers::clustered(16, 10, 14), 2_000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut saved = Vec::new();
+    for p in [AnnPrecision::F32, AnnPrecision::F16, AnnPrecision::I8] {
+        let ann =
+            AnnIndex::build(exact.clone(), AnnConfig::new().with_precision(p)).expect("build");
+        assert_eq!(ann.len(), 2_000);
+        let r = recall(&ann, 100);
+        assert!(r >= 0.9, "{p:?}: recall@10 {r:.3}");
+        // Scores come from the exact rows whatever the graph stores.
+        let user = synthetic_user_id(5);
+        let exact_scores: Vec<_> = exact.top_k(user, K).expect("exact");
+        for m in ann.top_k(user, K).expect("ann") {
+            if let Some(e) = exact_scores.iter().find(|e| e.user == m.user) {
+                assert_eq!(e.similarity, m.similarity, "{p:?}");
+            }
+        }
+        let path = dir.path().join(format!("{p:?}.usearch"));
+        ann.save_graph(&path).expect("save");
+        saved.push(std::fs::metadata(&path).expect("saved graph").len());
+    }
+    // The graph keeps its copy of the rows at the precision asked for.
+    assert!(
+        saved[0] > saved[1] && saved[1] > saved[2],
+        "saved graph bytes, f32 > f16 > i8: {saved:?}"
+    );
 }

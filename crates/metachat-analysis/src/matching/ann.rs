@@ -413,8 +413,10 @@ impl AnnIndex {
         self.exact.is_empty()
     }
 
-    /// Bytes held by the graph (links and its copy of the rows), as usearch
-    /// reports them; the exact rows come on top.
+    /// Bytes the graph has allocated, as usearch reports them (its arenas:
+    /// for 2,000 users the figure was the same, 16.0 MiB, at f32, f16 and
+    /// i8 storage, while the saved graphs differ in size); the exact rows
+    /// come on top.
     pub fn graph_memory(&self) -> usize {
         self.graph.memory_usage()
     }
