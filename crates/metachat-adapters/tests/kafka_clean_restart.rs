@@ -16,8 +16,6 @@
 mod kafka_support;
 
 use std::collections::HashSet;
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,20 +25,6 @@ use metachat_core::event::{Envelope, EventId, NewEvent, StreamId, Timestamp};
 use metachat_core::Error;
 
 const MEMBERS: usize = 6;
-
-fn kafka(cmd: &str) -> String {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/kafka");
-    let out = Command::new(script)
-        .arg(cmd)
-        .output()
-        .unwrap_or_else(|e| panic!("scripts/kafka {cmd}: {e}"));
-    assert!(
-        out.status.success() || cmd == "status",
-        "scripts/kafka {cmd} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
 
 fn events(n: u64) -> Vec<Envelope> {
     let stream = StreamId::new(format!("entry-{}", uuid::Uuid::new_v4().simple())).unwrap();
@@ -94,16 +78,9 @@ fn member(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_member_reads_again_after_a_clean_restart_of_the_only_broker() {
-    let Some(brokers) = kafka_support::brokers() else {
+    let Some(brokers) = kafka_support::managed_brokers() else {
         return;
     };
-    let managed = kafka("status");
-    if managed != format!("KAFKA_BROKERS={brokers}") {
-        metachat_testkit::skip(format!(
-            "KAFKA_BROKERS={brokers} is not the broker scripts/kafka manages (status says `{managed}`)"
-        ));
-        return;
-    }
     // Metadata asked for every few milliseconds, so that some client asks
     // while the broker is shutting down.
     let bus = kafka_support::bus_with(
@@ -144,9 +121,11 @@ async fn every_member_reads_again_after_a_clean_restart_of_the_only_broker() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    tokio::task::spawn_blocking(|| kafka("stop")).await.unwrap();
+    tokio::task::spawn_blocking(|| kafka_support::script("stop"))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let started = tokio::task::spawn_blocking(|| kafka("start"))
+    let started = tokio::task::spawn_blocking(|| kafka_support::script("start"))
         .await
         .unwrap();
     assert_eq!(started, format!("KAFKA_BROKERS={brokers}"));

@@ -10,8 +10,6 @@
 mod kafka_support;
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,35 +23,11 @@ use metachat_core::relay::Relay;
 use metachat_core::store::{EventAppender, EventReader, ExpectedVersion};
 use metachat_core::Error;
 
-fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/kafka")
-}
-
-fn kafka(cmd: &str) -> String {
-    let out = Command::new(script())
-        .arg(cmd)
-        .output()
-        .unwrap_or_else(|e| panic!("scripts/kafka {cmd}: {e}"));
-    assert!(
-        out.status.success() || cmd == "status",
-        "scripts/kafka {cmd} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_outage_loses_nothing_and_keeps_order_per_stream() {
-    let Some(brokers) = kafka_support::brokers() else {
+    let Some(brokers) = kafka_support::managed_brokers() else {
         return;
     };
-    let managed = kafka("status");
-    if managed != format!("KAFKA_BROKERS={brokers}") {
-        metachat_testkit::skip(format!(
-            "KAFKA_BROKERS={brokers} is not the broker scripts/kafka manages (status says `{managed}`)"
-        ));
-        return;
-    }
     // Short delivery timeout: publishes during the outage fail as Unavailable
     // and the relay is restarted from its checkpoint.
     let bus = kafka_support::bus_with(
@@ -126,11 +100,13 @@ async fn broker_outage_loses_nothing_and_keeps_order_per_stream() {
         })
     };
     tokio::time::sleep(Duration::from_secs(2)).await;
-    tokio::task::spawn_blocking(|| kafka("stop")).await.unwrap();
+    tokio::task::spawn_blocking(|| kafka_support::script("stop"))
+        .await
+        .unwrap();
     let appended_while_down_from = store.next_position().await.expect("head");
     tokio::time::sleep(Duration::from_secs(6)).await;
     let appended_while_down_to = store.next_position().await.expect("head");
-    let started = tokio::task::spawn_blocking(|| kafka("start"))
+    let started = tokio::task::spawn_blocking(|| kafka_support::script("start"))
         .await
         .unwrap();
     assert_eq!(started, format!("KAFKA_BROKERS={brokers}"));

@@ -23,6 +23,38 @@ pub fn brokers() -> Option<String> {
     }
 }
 
+/// Runs `scripts/kafka cmd` (`stop`, `start`, `status`) and returns what it
+/// printed; panics if it fails (but `status`, which fails when the broker is
+/// down).
+pub fn script(cmd: &str) -> String {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/kafka");
+    let out = std::process::Command::new(path)
+        .arg(cmd)
+        .output()
+        .unwrap_or_else(|e| panic!("scripts/kafka {cmd}: {e}"));
+    assert!(
+        out.status.success() || cmd == "status",
+        "scripts/kafka {cmd} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// The broker address when it is the one `scripts/kafka` manages, so that a
+/// test may stop and start it; `None` after a skip otherwise.
+#[track_caller]
+pub fn managed_brokers() -> Option<String> {
+    let brokers = brokers()?;
+    let managed = script("status");
+    if managed != format!("KAFKA_BROKERS={brokers}") {
+        metachat_testkit::skip(format!(
+            "KAFKA_BROKERS={brokers} is not the broker scripts/kafka manages (status says `{managed}`)"
+        ));
+        return None;
+    }
+    Some(brokers)
+}
+
 /// A config builder on the test broker with a fresh topic prefix, short
 /// timeouts and the broker's minimum session timeout.
 pub fn config(brokers: &str) -> KafkaConfigBuilder {
