@@ -437,10 +437,14 @@ impl KafkaEventBus {
         .map_err(Error::backend)?
     }
 
-    /// Sends one record, waiting for room in the producer's queue when it is full.
-    async fn send<'a>(&self, mut record: FutureRecord<'a, str, [u8]>) -> Result<DeliveryFuture> {
+    /// Sends one record through `producer` (one [`producer`](Self::producer)
+    /// lookup per batch), waiting for room in its queue when it is full.
+    async fn send<'a>(
+        producer: &BusProducer,
+        mut record: FutureRecord<'a, str, [u8]>,
+    ) -> Result<DeliveryFuture> {
         loop {
-            match self.producer().send_result(record) {
+            match producer.send_result(record) {
                 Ok(f) => return Ok(f),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                     record = r;
@@ -727,6 +731,7 @@ impl EventBus for KafkaEventBus {
         }
         self.ensure_topic(topic).await?;
         let ct = &self.inner.config.content_type;
+        let producer = self.producer();
         let mut pending = Vec::with_capacity(events.len());
         for e in events {
             let mut rec = FutureRecord::to(topic)
@@ -736,7 +741,7 @@ impl EventBus for KafkaEventBus {
             if let Ok(ms) = i64::try_from(e.recorded_at.0 / 1000) {
                 rec = rec.timestamp(ms);
             }
-            match self.send(rec).await {
+            match Self::send(&producer, rec).await {
                 Ok(f) => pending.push(f),
                 Err(e) => {
                     // Let what is in flight finish; report the enqueue error.
@@ -759,6 +764,7 @@ impl EventBus for KafkaEventBus {
         let n = self.partition_count(topic).await?;
         let ct = &self.inner.config.content_type;
         let envelopes: Vec<Envelope> = (0..n).map(|i| make(i, n)).collect();
+        let producer = self.producer();
         let mut pending = Vec::with_capacity(envelopes.len());
         for (i, e) in (0..n).zip(&envelopes) {
             let partition = i32::try_from(i).map_err(Error::backend)?;
@@ -767,7 +773,7 @@ impl EventBus for KafkaEventBus {
                 .key(e.stream_id.as_str())
                 .payload(e.payload.as_slice())
                 .headers(record::headers(e, ct));
-            match self.send(rec).await {
+            match Self::send(&producer, rec).await {
                 Ok(f) => pending.push(f),
                 Err(e) => {
                     let _ = Self::await_all(pending).await;
