@@ -35,11 +35,34 @@ pub(crate) fn add_batch(
     events: &[Envelope],
     runs_from: u64,
 ) {
+    entries(at, events, runs_from, |k, v| batch.insert(k, v));
+}
+
+/// The same entries as [`add_batch`], each inserted on its own: no sled
+/// batch, so sled does not write out its I/O buffer for them (it does, twice,
+/// for every `apply_batch`). Not atomic: only for a batch already durable in
+/// the log, whose entries [`recover`] writes again after a crash.
+pub(crate) fn insert_batch(tree: &sled::Tree, at: Location, events: &[Envelope]) -> Result<()> {
+    let mut out = Ok(());
+    entries(at, events, 0, |k, v| {
+        if out.is_ok() {
+            out = tree.insert(k, v).map(|_| ()).map_err(from_sled);
+        }
+    });
+    out
+}
+
+fn entries(
+    at: Location,
+    events: &[Envelope],
+    runs_from: u64,
+    mut put: impl FnMut(Vec<u8>, Vec<u8>),
+) {
     let Some(first) = events.first() else {
         return;
     };
-    batch.insert(
-        &keys::batch(first.position),
+    put(
+        keys::batch(first.position).to_vec(),
         keys::pack([at.segment, at.offset]),
     );
     let mut i = 0;
@@ -58,9 +81,9 @@ pub(crate) fn add_batch(
                 position: start.position,
                 count: (j - i) as u64,
             };
-            batch.insert(
+            put(
                 keys::stream_entry(&start.stream_id, start.version),
-                &run.value(),
+                run.value().to_vec(),
             );
         }
         i = j;
@@ -74,10 +97,26 @@ pub(crate) fn mark(batch: &mut sled::Batch, next: u64, end: Location) {
     batch.insert(keys::INDEXED, keys::pack([next, end.segment, end.offset]));
 }
 
+/// [`mark`] as a single insert: only once every entry up to `next` is on
+/// disk (after a sled flush and barrier), since sled does not promise to
+/// keep single inserts in order across a crash.
+pub(crate) fn insert_mark(tree: &sled::Tree, next: u64, end: Location) -> Result<()> {
+    tree.insert(keys::INDEXED, keys::pack([next, end.segment, end.offset]))
+        .map(|_| ())
+        .map_err(from_sled)
+}
+
 /// Records that the log was synced up to `end`: frames before it are never
 /// cut off as a torn write on open.
 pub(crate) fn mark_synced(batch: &mut sled::Batch, end: Location) {
     batch.insert(keys::SYNCED, keys::pack([end.segment, end.offset]));
+}
+
+/// [`mark_synced`] as a single insert, after the sync it records.
+pub(crate) fn insert_synced(tree: &sled::Tree, end: Location) -> Result<()> {
+    tree.insert(keys::SYNCED, keys::pack([end.segment, end.offset]))
+        .map(|_| ())
+        .map_err(from_sled)
 }
 
 /// How far the log is indexed (next position, the log's end there), if it is.

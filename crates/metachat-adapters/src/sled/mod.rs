@@ -43,16 +43,19 @@
 //! |---|---|
 //! | `p` + first position (u64) | where that batch starts: segment (u64) + offset (u64) |
 //! | `s` + stream id + `0x00` + first version (u64) | a run: position (u64) of that version + count (u64) of consecutive versions at consecutive positions |
-//! | `x` | how far the log is indexed: next position (u64) + the log's end there, segment (u64) + offset (u64) |
-//! | `y` | up to where the log is known synced: segment (u64) + offset (u64); under `Sync`, written with the next group's entries or as soon as the writer is idle |
+//! | `x` | how far the index is complete: next position (u64) + the log's end there, segment (u64) + offset (u64) |
+//! | `y` | up to where the log is known synced: segment (u64) + offset (u64); under `Sync`, written after each group's sync |
 //!
-//! A group's index entries are applied by a second thread while the log's
-//! `fdatasync` runs (so they may reach the disk before the log does), with
-//! no barrier of their own; readers see the group once both are done. On open,
-//! the log's torn tail (a batch written but never synced) is cut off, then
-//! batches past `x` are indexed and, should the index reach past the log
-//! (a power loss under [`Durability::Periodic`]), its excess entries are
-//! removed: see [`SledEventStore::open_report`].
+//! Under [`Durability::Sync`] a group's index entries are inserted one by one
+//! after the log's `fdatasync` (an entry never points past the durable log),
+//! with no barrier of their own; readers see the group once they are in.
+//! `x` moves once a second (and on a clean close), only after a sled flush
+//! and `fdatasync` that put every entry before it on disk. Under
+//! [`Durability::Periodic`] a group's entries and `x` go in as one sled
+//! batch. On open, the log's torn tail (a batch written but never synced)
+//! is cut off, then batches past `x` are indexed (again) and, should the
+//! index reach past the log (a power loss under `Periodic`), its excess
+//! entries are removed: see [`SledEventStore::open_report`].
 //!
 //! Event ids are not in sled (a random-key insert per event was most of an
 //! append's cost): the ids of the open segments are in memory, and each

@@ -338,7 +338,10 @@ pub struct OpenReport {
     /// Synced batches that fail their check: kept, and reads of their
     /// events report [`Error::Corrupted`].
     pub damaged_batches: u64,
-    /// Events the index lacked, indexed from the log.
+    /// Events indexed from the log on open: under
+    /// [`Durability::Sync`](super::Durability::Sync) those appended after the
+    /// index's last checkpoint (taken once a second and on a clean close),
+    /// or every event when the index was lost.
     pub reindexed_events: u64,
     /// Index entries of events the log no longer holds (written but not yet
     /// synced under [`Durability::Periodic`](super::Durability::Periodic)

@@ -3,17 +3,27 @@
 //! One thread owns all appends. It takes every request queued (up to
 //! [`SledConfig::max_group_events`](super::SledConfig::max_group_events)),
 //! validates them in order against the stream heads (the published ones plus
-//! this group's own), writes all accepted events as one batch of the
-//! segment log, then syncs it once (under [`Durability::Sync`](super::Durability::Sync))
-//! while a second thread, the indexer, applies the group's index entries to
-//! sled with one `Tree::apply_batch` (no barrier: the index is brought back
-//! in line with the log on open). Once both are done it publishes the new
-//! heads and position and answers every caller.
+//! this group's own) and writes all accepted events as one batch of the
+//! segment log. Then, under [`Durability::Sync`](super::Durability::Sync),
+//! it syncs the log once and only then indexes the group in sled, with
+//! single inserts: an index entry never points past the durable log, and
+//! sled writes nothing for them on the way (sled 0.34 seals and writes its
+//! I/O buffer, with a `sync_file_range`, twice for every `Tree::apply_batch`,
+//! which competed with the log's `fdatasync` on every group). How far the
+//! index is complete is recorded apart, once a second, by the
+//! [checkpointer](Checkpointer) after a sled flush and barrier; on open,
+//! [`index::recover`] indexes the log again from there. Under
+//! [`Durability::Periodic`](super::Durability::Periodic) the log is synced
+//! later, so the group's entries and how far they reach go in as one atomic
+//! sled batch, and entries the log lost in a power cut are removed on open.
+//! Once the group is durable and indexed, the writer publishes the new heads
+//! and position and answers every caller.
 
 use std::collections::HashMap;
-use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use metachat_core::event::{wire, Envelope, EventId, NewEvent, StreamId, Timestamp};
 use metachat_core::store::{check_reappend, AppendOutcome, ExpectedVersion};
@@ -34,121 +44,105 @@ pub(crate) struct Request {
     pub(crate) reply: oneshot::Sender<Result<AppendOutcome>>,
 }
 
-/// The thread that applies index batches, so that the writer can sync the
-/// log meanwhile. Without it (the thread could not start), batches are
-/// applied on the writer's thread.
-struct Indexer {
-    tree: sled::Tree,
-    jobs: Option<Sender<sled::Batch>>,
-    done: Option<Receiver<Result<()>>>,
+/// How often the [`Checkpointer`] records how far the index is complete.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// How long the writer, out of requests, polls for the next one before it
+/// sleeps: waking a sleeping thread costs tens of microseconds on a virtual
+/// machine, a good part of a one-event append.
+const POLL_BEFORE_SLEEP: Duration = Duration::from_micros(50);
+
+/// Under [`Durability::Sync`]: records, once a second and when the writer
+/// stops, how far the index is complete, after a sled flush and barrier
+/// that put every insert made before it on disk. Single inserts carry no
+/// such promise of their own (sled may keep a later one and lose an earlier
+/// one in a crash), so the marker only moves behind a barrier.
+struct Checkpointer {
+    latest: Arc<Mutex<Option<(u64, Location)>>>,
+    stop: Option<Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
-impl Indexer {
-    fn start(tree: sled::Tree) -> Self {
-        let (jobs, job_rx) = mpsc::channel::<sled::Batch>();
-        let (done_tx, done) = mpsc::channel();
-        let worker = tree.clone();
+impl Checkpointer {
+    fn start(shared: Arc<StoreShared>) -> Self {
+        let latest = Arc::new(Mutex::new(None));
+        let (stop, stop_rx) = mpsc::channel::<()>();
+        let seen = latest.clone();
         let thread = std::thread::Builder::new()
-            .name("metachat-sled-index".into())
+            .name("metachat-sled-checkpoint".into())
             .spawn(move || {
-                while let Ok(batch) = job_rx.recv() {
-                    if done_tx
-                        .send(worker.apply_batch(batch).map_err(from_sled))
-                        .is_err()
-                    {
+                let mut done = None;
+                loop {
+                    let stopping = !matches!(
+                        stop_rx.recv_timeout(CHECKPOINT_EVERY),
+                        Err(RecvTimeoutError::Timeout)
+                    );
+                    checkpoint(&shared, &seen, &mut done);
+                    if stopping {
                         break;
                     }
                 }
             });
-        match thread {
-            Ok(t) => Indexer {
-                tree,
-                jobs: Some(jobs),
-                done: Some(done),
-                thread: Some(t),
-            },
+        let (stop, thread) = match thread {
+            Ok(t) => (Some(stop), Some(t)),
             Err(e) => {
-                tracing::warn!(error = %e, "no index thread: the writer indexes on its own");
-                Indexer {
-                    tree,
-                    jobs: None,
-                    done: None,
-                    thread: None,
-                }
+                // Then the index is recovered from the last marker on open:
+                // still correct, only slower to open.
+                tracing::warn!(error = %e, "no checkpoint thread: the index is recovered on open");
+                (None, None)
             }
+        };
+        Checkpointer {
+            latest,
+            stop,
+            thread,
         }
     }
 
-    /// Starts applying `batch`; `Some` result when it was applied at once.
-    fn submit(&self, batch: sled::Batch) -> Option<Result<()>> {
-        match &self.jobs {
-            Some(jobs) => match jobs.send(batch) {
-                Ok(()) => None,
-                Err(_) => Some(Err(Error::Closed)),
-            },
-            None => Some(self.tree.apply_batch(batch).map_err(from_sled)),
-        }
-    }
-
-    /// The result of the batch submitted last.
-    fn wait(&self, submitted: Option<Result<()>>) -> Result<()> {
-        match (submitted, &self.done) {
-            (Some(r), _) => r,
-            (None, Some(done)) => done.recv().map_err(|_| Error::Closed)?,
-            (None, None) => Err(Error::Closed),
-        }
+    /// The groups before position `next` (the log ending at `end`) are indexed.
+    fn indexed(&self, next: u64, end: Location) {
+        *self.latest.lock().unwrap_or_else(|p| p.into_inner()) = Some((next, end));
     }
 }
 
-impl Drop for Indexer {
+impl Drop for Checkpointer {
     fn drop(&mut self) {
-        self.jobs.take();
+        self.stop.take();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
 }
 
-/// What the writer carries from one group to the next.
-struct State {
-    indexer: Indexer,
-    /// The log's end after the last sync not yet recorded in the index.
-    synced: Option<Location>,
-}
-
-impl State {
-    /// Records the last synced end now (the writer is idle or stopping),
-    /// rather than with the next group's entries.
-    fn record_synced(&mut self, shared: &StoreShared) {
-        if let Some(end) = self.synced.take() {
-            let mut batch = sled::Batch::default();
-            index::mark_synced(&mut batch, end);
-            if let Err(e) = shared.events.apply_batch(batch) {
-                tracing::warn!(error = %e, "could not record how far the event log is synced");
-            }
+/// One checkpoint, if the index moved since `done`: the barrier, then the marker.
+fn checkpoint(
+    shared: &StoreShared,
+    latest: &Mutex<Option<(u64, Location)>>,
+    done: &mut Option<(u64, Location)>,
+) {
+    let mark = *latest.lock().unwrap_or_else(|p| p.into_inner());
+    let Some((next, end)) = mark.filter(|m| Some(*m) != *done) else {
+        return;
+    };
+    // Every entry below `next` was inserted before this barrier began.
+    let res = shared
+        .core
+        .syncer
+        .sync()
+        .and_then(|()| index::insert_mark(&shared.events, next, end));
+    match res {
+        Ok(()) => *done = mark,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not record how far the event index is complete");
         }
     }
 }
 
 /// Runs until every sender is gone.
 pub(crate) fn run(shared: Arc<StoreShared>, rx: Receiver<Request>, max_group_events: usize) {
-    let mut state = State {
-        indexer: Indexer::start(shared.events.clone()),
-        synced: None,
-    };
-    loop {
-        let first = match rx.try_recv() {
-            Ok(r) => r,
-            Err(mpsc::TryRecvError::Empty) => {
-                state.record_synced(&shared);
-                match rx.recv() {
-                    Ok(r) => r,
-                    Err(_) => break,
-                }
-            }
-            Err(mpsc::TryRecvError::Disconnected) => break,
-        };
+    let checkpointer = (shared.core.syncer.durability() == Durability::Sync)
+        .then(|| Checkpointer::start(shared.clone()));
+    while let Some(first) = next_request(&rx) {
         let mut group = vec![first];
         let mut n = group[0].events.len();
         while n < max_group_events {
@@ -160,9 +154,24 @@ pub(crate) fn run(shared: Arc<StoreShared>, rx: Receiver<Request>, max_group_eve
                 Err(_) => break,
             }
         }
-        commit_group(&shared, &mut state, group);
+        commit_group(&shared, checkpointer.as_ref(), group);
     }
-    state.record_synced(&shared);
+}
+
+/// The next request: polled for a moment, then waited for. `None` once
+/// every sender is gone.
+fn next_request(rx: &Receiver<Request>) -> Option<Request> {
+    let start = Instant::now();
+    loop {
+        match rx.try_recv() {
+            Ok(r) => return Some(r),
+            Err(TryRecvError::Disconnected) => return None,
+            Err(TryRecvError::Empty) if start.elapsed() < POLL_BEFORE_SLEEP => {
+                std::thread::yield_now();
+            }
+            Err(TryRecvError::Empty) => return rx.recv().ok(),
+        }
+    }
 }
 
 /// This group's view: heads and events not yet published.
@@ -193,7 +202,7 @@ impl Pending {
     }
 }
 
-fn commit_group(shared: &StoreShared, state: &mut State, group: Vec<Request>) {
+fn commit_group(shared: &StoreShared, checkpointer: Option<&Checkpointer>, group: Vec<Request>) {
     if let Err(e) = shared.core.syncer.check_healthy() {
         let msg = e.to_string();
         for r in group {
@@ -232,7 +241,7 @@ fn commit_group(shared: &StoreShared, state: &mut State, group: Vec<Request>) {
         }
         return;
     }
-    let written = write(shared, state, &pending);
+    let written = write(shared, checkpointer, &pending);
     match written {
         Ok(()) => {
             shared.publish(pending.heads, pending.next_position);
@@ -307,29 +316,33 @@ fn validate_and_stage(
     })
 }
 
-/// The group as one batch of the log, synced (under `Sync`) while the
-/// indexer applies its index entries; then its ids go into the filter.
-fn write(shared: &StoreShared, state: &mut State, pending: &Pending) -> Result<()> {
+/// The group as one batch of the log, then indexed: after the log's sync
+/// with single inserts under `Sync`, as one sled batch with its marker
+/// under `Periodic`; then its ids go into the filter.
+fn write(
+    shared: &StoreShared,
+    checkpointer: Option<&Checkpointer>,
+    pending: &Pending,
+) -> Result<()> {
     let records: Vec<Vec<u8>> = pending.events.iter().map(wire::encode).collect();
     let refs: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
-    let sync = shared.core.syncer.durability() == Durability::Sync;
     let mut log = shared.core.log.writer();
     let at = log.append(&refs)?;
     let end = log.end();
-    let mut batch = sled::Batch::default();
-    index::add_batch(&mut batch, at, &pending.events, 0);
-    index::mark(&mut batch, pending.next_position, end);
-    if let Some(synced) = state.synced.take() {
-        index::mark_synced(&mut batch, synced);
-    }
-    let submitted = state.indexer.submit(batch);
-    let synced = if sync { log.sync() } else { Ok(()) };
-    drop(log);
-    let indexed = state.indexer.wait(submitted);
-    synced?;
-    indexed?;
-    if sync {
-        state.synced = Some(end);
+    if shared.core.syncer.durability() == Durability::Sync {
+        log.sync()?;
+        drop(log);
+        index::insert_batch(&shared.events, at, &pending.events)?;
+        index::insert_synced(&shared.events, end)?;
+        if let Some(c) = checkpointer {
+            c.indexed(pending.next_position, end);
+        }
+    } else {
+        drop(log);
+        let mut batch = sled::Batch::default();
+        index::add_batch(&mut batch, at, &pending.events, 0);
+        index::mark(&mut batch, pending.next_position, end);
+        shared.events.apply_batch(batch).map_err(from_sled)?;
     }
     let offsets = segment::record_offsets(at, records.iter().map(Vec::len));
     shared
