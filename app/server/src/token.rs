@@ -25,6 +25,7 @@ use pasetors::paserk::FormatAsPaserk;
 use pasetors::token::UntrustedToken;
 use pasetors::version4::V4;
 use pasetors::{public, Public};
+use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -48,10 +49,21 @@ pub(crate) struct TokenClaims {
     pub(crate) expires_at: u64,
 }
 
+/// Tokens whose signature was checked, kept for the next request with the
+/// same token: an Ed25519 verification costs about 60 µs, most of a
+/// request's work (`scripts/loadtest`, benches/README.md).
+const VERIFIED_CAPACITY: u64 = 16_384;
+/// How long a checked token is remembered (its expiry is checked on every use).
+const VERIFIED_FOR: Duration = Duration::from_secs(600);
+
 /// Checks tokens with the public key.
 #[derive(Clone)]
 pub(crate) struct TokenVerifier {
     public: AsymmetricPublicKey<V4>,
+    /// The claims of tokens already verified, by the SHA-256 of the token
+    /// (the tokens themselves are not kept). Only good tokens go in; a
+    /// clone shares it.
+    verified: moka::sync::Cache<[u8; 32], TokenClaims>,
 }
 
 impl std::fmt::Debug for TokenVerifier {
@@ -88,12 +100,37 @@ pub(crate) fn rfc3339(secs: u64) -> String {
 }
 
 impl TokenVerifier {
+    fn new(public: AsymmetricPublicKey<V4>) -> Self {
+        TokenVerifier {
+            public,
+            verified: moka::sync::Cache::builder()
+                .max_capacity(VERIFIED_CAPACITY)
+                .time_to_live(VERIFIED_FOR)
+                .build(),
+        }
+    }
+
     /// The claims of `token` if its signature is ours and it is valid now
-    /// (any failure is `401 unauthorized`, and says no more).
+    /// (any failure is `401 unauthorized`, and says no more). A token seen
+    /// before is not verified again, only checked for expiry.
     pub(crate) fn verify(&self, token: &str) -> Result<TokenClaims, ApiError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(ApiError::Unauthorized);
         }
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(claims) = self.verified.get(&key) {
+            if claims.expires_at > now_secs() {
+                return Ok(claims);
+            }
+            self.verified.invalidate(&key);
+            return Err(ApiError::Unauthorized);
+        }
+        let claims = self.verify_signature(token)?;
+        self.verified.insert(key, claims);
+        Ok(claims)
+    }
+
+    fn verify_signature(&self, token: &str) -> Result<TokenClaims, ApiError> {
         let untrusted =
             UntrustedToken::<Public, V4>::try_from(token).map_err(|_| ApiError::Unauthorized)?;
         let mut rules = ClaimsValidationRules::new();
@@ -141,9 +178,7 @@ impl TokenSigner {
         let pair = AsymmetricKeyPair::<V4>::generate().expect("a key pair");
         TokenSigner {
             secret: pair.secret,
-            verifier: TokenVerifier {
-                public: pair.public,
-            },
+            verifier: TokenVerifier::new(pair.public),
         }
     }
 
@@ -216,7 +251,7 @@ pub(crate) fn load_signer(file: &Path) -> anyhow::Result<TokenSigner> {
         .map_err(|e| anyhow::anyhow!("deriving the public token key: {e}"))?;
     let signer = TokenSigner {
         secret,
-        verifier: TokenVerifier { public },
+        verifier: TokenVerifier::new(public),
     };
     let pub_file = public_key_path(file);
     let text = signer.verifier.paserk();
@@ -245,7 +280,7 @@ pub(crate) fn load_verifier(file: &Path) -> anyhow::Result<TokenVerifier> {
             file.display()
         )
     })?;
-    Ok(TokenVerifier { public })
+    Ok(TokenVerifier::new(public))
 }
 
 fn write_new(file: &Path, text: &str, mode: u32) -> anyhow::Result<()> {
@@ -305,6 +340,8 @@ mod tests {
         let (token, _) = ours
             .sign(UserId::new(), Uuid::new_v4(), Duration::from_secs(60))
             .expect("signed");
+        // The good token is remembered: a tampered copy still fails.
+        assert!(ours.verifier().verify(&token).is_ok());
         let mut bytes = token.clone().into_bytes();
         let i = bytes.len() - 10;
         bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
@@ -319,6 +356,25 @@ mod tests {
         ] {
             assert!(ours.verifier().verify(junk).is_err(), "{junk:?}");
         }
+    }
+
+    #[test]
+    fn a_remembered_token_is_refused_once_it_expires() {
+        let signer = TokenSigner::generate();
+        let (token, exp) = signer
+            .sign(UserId::new(), Uuid::new_v4(), Duration::from_secs(2))
+            .expect("signed");
+        let verifier = signer.verifier().clone();
+        let claims = verifier.verify(&token).expect("valid");
+        assert_eq!(claims.expires_at, exp);
+        // A clone shares what was verified.
+        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        assert_eq!(signer.verifier().verified.get(&key), Some(claims));
+        while now_secs() < exp {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(verifier.verify(&token).is_err(), "expired while remembered");
+        assert_eq!(verifier.verified.get(&key), None, "forgotten once expired");
     }
 
     #[test]
