@@ -256,6 +256,8 @@ pub struct ProjectionRunner<S, R, P> {
     read_models: R,
     projection: P,
     batch: usize,
+    /// Pause after a batch smaller than `batch` ([`with_linger`](Self::with_linger)).
+    linger: Duration,
     /// The checkpoint's name: the projection's, or (one runner per
     /// partition) `{name}@{partition}`.
     checkpoint: String,
@@ -267,6 +269,7 @@ impl<S, R, P: Projection> fmt::Debug for ProjectionRunner<S, R, P> {
             .field("projection", &self.projection.name())
             .field("checkpoint", &self.checkpoint)
             .field("batch", &self.batch)
+            .field("linger", &self.linger)
             .finish()
     }
 }
@@ -285,6 +288,7 @@ where
             read_models,
             projection,
             batch: 512,
+            linger: Duration::ZERO,
         }
     }
 
@@ -306,6 +310,16 @@ where
     /// Events per commit (at least 1).
     pub fn with_batch_size(mut self, n: usize) -> Self {
         self.batch = n.max(1);
+        self
+    }
+
+    /// After committing a batch smaller than the batch size, wait this long
+    /// before taking the next (default zero: each event is handled as soon
+    /// as it is visible). Under a steady flow of small appends, this trades
+    /// up to `linger` of lag for fewer, larger commits, each of which is a
+    /// read-model write of its own.
+    pub fn with_linger(mut self, linger: Duration) -> Self {
+        self.linger = linger;
         self
     }
 
@@ -395,7 +409,11 @@ where
     P: Projection,
 {
     async fn apply(&self, events: &[Envelope]) -> Result<u64> {
-        self.apply_batch(events).await
+        let next = self.apply_batch(events).await?;
+        if events.len() < self.batch && !self.linger.is_zero() {
+            tokio::time::sleep(self.linger).await;
+        }
+        Ok(next)
     }
 }
 
@@ -519,6 +537,77 @@ mod tests {
         assert_eq!(calls, 5, "two failures of event 0, then events 0, 1, 2");
         assert_eq!(read_models.checkpoint("flaky").await.unwrap(), Some(3));
         for p in 0..3 {
+            assert!(read_models
+                .get("flaky", &p.to_string())
+                .await
+                .unwrap()
+                .is_some());
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lingering_runner_still_applies_every_event_of_a_trickle() {
+        use crate::memory::InMemoryEventStore;
+        use crate::progress::{NotifyingReadModels, Progress};
+        use crate::store::{EventAppender, ExpectedVersion};
+        use std::sync::Arc;
+
+        let store = Arc::new(InMemoryEventStore::new());
+        let progress = Progress::new([("flaky".to_owned(), 0)]);
+        let read_models =
+            NotifyingReadModels::new(Arc::new(InMemoryReadModels::new()), progress.clone());
+        let runner = Arc::new(
+            ProjectionRunner::new(
+                store.clone(),
+                read_models.clone(),
+                Flaky {
+                    fail: 0.into(),
+                    calls: 0.into(),
+                },
+            )
+            .with_linger(Duration::from_millis(20)),
+        );
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let task = {
+            let runner = runner.clone();
+            tokio::spawn(async move {
+                runner
+                    .run(async move {
+                        let _ = stopped.wait_for(|s| *s).await;
+                    })
+                    .await
+            })
+        };
+        // One event at a time, each appended while the runner may be
+        // lingering after the last: every one is applied, none twice.
+        let stream = crate::event::StreamId::new("s-1").unwrap();
+        for i in 0..12u64 {
+            let expected = if i == 0 {
+                ExpectedVersion::NoStream
+            } else {
+                ExpectedVersion::Exact(i - 1)
+            };
+            let e = crate::event::NewEvent::new("E", i.to_string().into_bytes());
+            store.append(&stream, expected, vec![e]).await.unwrap();
+            if i % 4 == 0 {
+                progress
+                    .wait_for(&["flaky"], Some(i), Duration::from_secs(30))
+                    .await
+                    .unwrap();
+            }
+        }
+        progress
+            .wait_for(&["flaky"], Some(11), Duration::from_secs(30))
+            .await
+            .unwrap();
+        stop.send(true).unwrap();
+        assert_eq!(task.await.unwrap().unwrap(), 12);
+        let calls = runner
+            .projection()
+            .calls
+            .load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(calls, 12);
+        for p in 0..12 {
             assert!(read_models
                 .get("flaky", &p.to_string())
                 .await
