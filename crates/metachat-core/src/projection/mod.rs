@@ -479,6 +479,14 @@ mod tests {
         }
     }
 
+    /// `Flaky` wrote a document for each of positions `0..n`.
+    async fn assert_applied(read_models: &impl ReadModelStore, n: u64) {
+        for p in 0..n {
+            let doc = read_models.get("flaky", &p.to_string()).await.unwrap();
+            assert!(doc.is_some(), "position {p} not applied");
+        }
+    }
+
     #[tokio::test]
     async fn a_supervised_run_restarts_after_an_error_and_stops_on_shutdown() {
         use crate::memory::InMemoryEventStore;
@@ -536,13 +544,7 @@ mod tests {
             .load(std::sync::atomic::Ordering::SeqCst);
         assert_eq!(calls, 5, "two failures of event 0, then events 0, 1, 2");
         assert_eq!(read_models.checkpoint("flaky").await.unwrap(), Some(3));
-        for p in 0..3 {
-            assert!(read_models
-                .get("flaky", &p.to_string())
-                .await
-                .unwrap()
-                .is_some());
-        }
+        assert_applied(&read_models, 3).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -607,12 +609,6 @@ mod tests {
             .calls
             .load(std::sync::atomic::Ordering::SeqCst);
         assert_eq!(calls, 12);
-        for p in 0..12 {
-            assert!(read_models
-                .get("flaky", &p.to_string())
-                .await
-                .unwrap()
-                .is_some());
-        }
+        assert_applied(&read_models, 12).await;
     }
 }
