@@ -230,6 +230,13 @@ impl KafkaConfigBuilder {
 
     /// A raw librdkafka property for both producer and consumers (e.g.
     /// `security.protocol`); it overrides what the bus sets.
+    ///
+    /// One of those is `statistics.interval.ms` (1000): the bus reads the
+    /// statistics to notice a client that lost every broker (librdkafka
+    /// issue 5301: a lone broker in controlled shutdown can leave a client
+    /// with none, and it never bootstraps again) and to replace it. A
+    /// longer interval notices later; `0` turns the statistics, and so
+    /// that replacement, off.
     pub fn set(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.config.extra.insert(key.into(), value.into());
         self
