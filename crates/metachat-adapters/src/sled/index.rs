@@ -7,6 +7,7 @@ use metachat_core::event::{wire, Envelope};
 use metachat_core::Result;
 
 use super::error::{corrupted, from_sled};
+use super::index_buffer::Entries;
 use super::keys;
 use super::log::EventLog;
 use super::segment::Location;
@@ -38,18 +39,23 @@ pub(crate) fn add_batch(
     entries(at, events, runs_from, |k, v| batch.insert(k, v));
 }
 
-/// The same entries as [`add_batch`], each inserted on its own: no sled
-/// batch, so sled does not write out its I/O buffer for them (it does, twice,
-/// for every `apply_batch`). Not atomic: only for a batch already durable in
-/// the log, whose entries [`recover`] writes again after a crash.
-pub(crate) fn insert_batch(tree: &sled::Tree, at: Location, events: &[Envelope]) -> Result<()> {
-    let mut out = Ok(());
-    entries(at, events, 0, |k, v| {
-        if out.is_ok() {
-            out = tree.insert(k, v).map(|_| ()).map_err(from_sled);
-        }
-    });
+/// The same entries as [`add_batch`], as key-value pairs (for the
+/// [`IndexBuffer`](super::index_buffer::IndexBuffer)).
+pub(crate) fn batch_entries(at: Location, events: &[Envelope]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::with_capacity(2);
+    entries(at, events, 0, |k, v| out.push((k, v)));
     out
+}
+
+/// Inserts buffered entries into sled, each on its own: an `apply_batch`
+/// holds sled's process-wide write lock (every reader of every tree waits)
+/// and writes sled's I/O buffer twice. Not atomic, so how far the index is
+/// complete is recorded only after a barrier ([`insert_mark`]).
+pub(crate) fn insert_entries(tree: &sled::Tree, entries: &Entries) -> Result<()> {
+    for (k, v) in entries {
+        tree.insert(k.as_slice(), v.as_slice()).map_err(from_sled)?;
+    }
+    Ok(())
 }
 
 fn entries(

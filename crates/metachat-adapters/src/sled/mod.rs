@@ -46,11 +46,14 @@
 //! | `x` | how far the index is complete: next position (u64) + the log's end there, segment (u64) + offset (u64) |
 //! | `y` | up to where the log is known synced: segment (u64) + offset (u64); under `Sync`, written after each group's sync |
 //!
-//! Under [`Durability::Sync`] a group's index entries are inserted one by one
-//! after the log's `fdatasync` (an entry never points past the durable log),
-//! with no barrier of their own; readers see the group once they are in.
-//! `x` moves once a second (and on a clean close), only after a sled flush
-//! and `fdatasync` that put every entry before it on disk. Under
+//! Under [`Durability::Sync`] a group's index entries go, after the log's
+//! `fdatasync` (an entry never points past the durable log), into an
+//! in-memory buffer that every read consults before sled; readers see the
+//! group once they are in. Once a second (sooner if more than 65,536
+//! entries wait, and on a clean close) a checkpoint thread inserts them
+//! into sled one by one, with no barrier of their own, and only then takes
+//! them out of the buffer; `x` then moves, after a sled flush and
+//! `fdatasync` that put every entry before it on disk. Under
 //! [`Durability::Periodic`] a group's entries and `x` go in as one sled
 //! batch. On open, the log's torn tail (a batch written but never synced)
 //! is cut off, then batches past `x` are indexed (again) and, should the
@@ -80,6 +83,7 @@ mod error;
 mod id_index;
 mod ids;
 mod index;
+mod index_buffer;
 mod keys;
 mod legacy;
 mod log;

@@ -1,7 +1,9 @@
 //! [`SledEventStore`]: the event store on sled.
 
+use std::cmp::Ordering;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::ops::RangeInclusive;
+use std::sync::atomic::{self, AtomicU64};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
@@ -19,6 +21,7 @@ use super::durability::Core;
 use super::error::{corrupted, from_sled, SledError};
 use super::id_index::IdIndex;
 use super::index;
+use super::index_buffer::IndexBuffer;
 use super::keys;
 use super::legacy;
 use super::segment::Location;
@@ -36,6 +39,9 @@ pub(crate) struct StoreShared {
     visible: AtomicU64,
     head_tx: watch::Sender<u64>,
     limits: Limits,
+    /// Index entries of durable groups not yet in sled (under
+    /// `Durability::Sync`): every read of the index looks here first.
+    pub(crate) buffer: IndexBuffer,
     /// Where each stored event id is (only the writer uses it).
     pub(crate) ids: Mutex<IdIndex>,
     pub(crate) recovered: index::Recovered,
@@ -63,13 +69,14 @@ impl StoreShared {
             visible: AtomicU64::new(next),
             head_tx: watch::channel(next).0,
             limits,
+            buffer: IndexBuffer::default(),
             ids: Mutex::new(ids),
             recovered,
         })
     }
 
     pub(crate) fn visible_next(&self) -> u64 {
-        self.visible.load(Ordering::Acquire)
+        self.visible.load(atomic::Ordering::Acquire)
     }
 
     /// The stream's published version: from the cache, else from the index
@@ -95,8 +102,9 @@ impl StoreShared {
 
     /// The last version of `stream` among runs stored below position `below`.
     fn head_in_tree(&self, stream: &StreamId, below: u64) -> Result<Option<u64>> {
-        for item in self.events.scan_prefix(keys::stream_prefix(stream)).rev() {
-            let (k, v) = item.map_err(from_sled)?;
+        let all = keys::stream_entry(stream, 0)..=keys::stream_entry(stream, u64::MAX);
+        for item in self.index_range(all, true) {
+            let (k, v) = item?;
             let run = keys::Run::decode(stream, &k, &v)?;
             if run.position < below {
                 return Ok(Some(run.last_version()));
@@ -114,24 +122,50 @@ impl StoreShared {
                 *e = (*e).max(v);
             }
         }
-        self.visible.store(next, Ordering::Release);
+        self.visible.store(next, atomic::Ordering::Release);
         self.head_tx.send_replace(next);
+    }
+
+    /// The event index's entries with keys in `range`, in key order
+    /// (reversed with `rev`): those in the [`IndexBuffer`] merged with
+    /// sled's. The buffer is read first: an entry leaves it only once sled
+    /// has it, so none is missed.
+    fn index_range(
+        &self,
+        range: RangeInclusive<Vec<u8>>,
+        rev: bool,
+    ) -> impl Iterator<Item = Result<(sled::IVec, sled::IVec)>> + '_ {
+        let mut buffered = self.buffer.range(range.start(), range.end());
+        if rev {
+            buffered.reverse();
+        }
+        let tree = self.events.range(range);
+        let tree: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = if rev {
+            Box::new(tree.rev())
+        } else {
+            Box::new(tree)
+        };
+        Merged {
+            buffered: buffered.into_iter().peekable(),
+            tree: tree.map(|r| r.map_err(from_sled)).peekable(),
+            rev,
+        }
     }
 
     /// Where the batch starting at or before `pos` is: its first position
     /// and location. With `exact`, only a batch starting at `pos`.
     fn batch_at(&self, pos: u64, exact: bool) -> Result<Option<(u64, Location)>> {
         let found = if exact {
-            self.events
-                .get(keys::batch(pos))
-                .map_err(from_sled)?
-                .map(|v| (sled::IVec::from(&keys::batch(pos)), v))
+            let key = keys::batch(pos);
+            match self.buffer.get(&key) {
+                Some(v) => Some(v.into()),
+                None => self.events.get(key).map_err(from_sled)?,
+            }
+            .map(|v| (sled::IVec::from(&key), v))
         } else {
-            self.events
-                .range(keys::batch(0)..=keys::batch(pos))
-                .next_back()
-                .transpose()
-                .map_err(from_sled)?
+            self.index_range(keys::batch(0).to_vec()..=keys::batch(pos).to_vec(), true)
+                .next()
+                .transpose()?
         };
         let Some((k, v)) = found else {
             return Ok(None);
@@ -260,16 +294,15 @@ impl StoreShared {
                 // The run holding `from` is the last one starting at or before it.
                 let first = keys::stream_entry(stream, 0);
                 let start = match self
-                    .events
-                    .range(first.as_slice()..=keys::stream_entry(stream, from).as_slice())
-                    .next_back()
+                    .index_range(first.clone()..=keys::stream_entry(stream, from), true)
+                    .next()
                 {
-                    Some(item) => item.map_err(from_sled)?.0,
-                    None => sled::IVec::from(first),
+                    Some(item) => item?.0.to_vec(),
+                    None => first,
                 };
-                let last = sled::IVec::from(keys::stream_entry(stream, head));
-                for item in self.events.range(start..=last) {
-                    let (k, v) = item.map_err(from_sled)?;
+                let last = keys::stream_entry(stream, head);
+                for item in self.index_range(start..=last, false) {
+                    let (k, v) = item?;
                     let run = keys::Run::decode(stream, &k, &v)?;
                     let lo = run.first_version.max(from);
                     let hi = run.last_version().min(head);
@@ -287,12 +320,9 @@ impl StoreShared {
             Direction::Backward => {
                 let start = from.min(head);
                 let mut part = Vec::new();
-                for item in self
-                    .events
-                    .range(keys::stream_entry(stream, 0)..=keys::stream_entry(stream, start))
-                    .rev()
-                {
-                    let (k, v) = item.map_err(from_sled)?;
+                let range = keys::stream_entry(stream, 0)..=keys::stream_entry(stream, start);
+                for item in self.index_range(range, true) {
+                    let (k, v) = item?;
                     let run = keys::Run::decode(stream, &k, &v)?;
                     let hi = run.last_version().min(start);
                     if run.first_version > hi {
@@ -347,6 +377,45 @@ pub struct OpenReport {
     /// synced under [`Durability::Periodic`](super::Durability::Periodic)
     /// when the machine stopped), removed.
     pub dropped_events: u64,
+}
+
+/// Two sources of index entries in key order merged into one (an entry in
+/// both is given once); a sled error is given as soon as it is met.
+struct Merged<B: Iterator, T: Iterator> {
+    buffered: std::iter::Peekable<B>,
+    tree: std::iter::Peekable<T>,
+    rev: bool,
+}
+
+impl<B, T> Iterator for Merged<B, T>
+where
+    B: Iterator<Item = (Vec<u8>, Vec<u8>)>,
+    T: Iterator<Item = Result<(sled::IVec, sled::IVec)>>,
+{
+    type Item = Result<(sled::IVec, sled::IVec)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let order = match (self.buffered.peek(), self.tree.peek()) {
+            (None, _) | (Some(_), Some(Err(_))) => return self.tree.next(),
+            (Some(_), None) => Ordering::Less,
+            (Some((b, _)), Some(Ok((t, _)))) => {
+                let o = b.as_slice().cmp(t.as_ref());
+                if self.rev {
+                    o.reverse()
+                } else {
+                    o
+                }
+            }
+        };
+        match order {
+            Ordering::Greater => return self.tree.next(),
+            Ordering::Equal => {
+                self.tree.next();
+            }
+            Ordering::Less => {}
+        }
+        self.buffered.next().map(|(k, v)| Ok((k.into(), v.into())))
+    }
 }
 
 /// Owns the writer thread; its drop stops and joins it.
@@ -526,3 +595,7 @@ impl EventReader for SledEventStore {
         Some(HeadWatch(self.inner.shared.head_tx.subscribe()))
     }
 }
+
+#[cfg(test)]
+#[path = "store_tests.rs"]
+mod tests;

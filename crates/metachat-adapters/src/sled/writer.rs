@@ -5,23 +5,25 @@
 //! validates them in order against the stream heads (the published ones plus
 //! this group's own) and writes all accepted events as one batch of the
 //! segment log. Then, under [`Durability::Sync`](super::Durability::Sync),
-//! it syncs the log once and only then indexes the group in sled, with
-//! single inserts: an index entry never points past the durable log, and
-//! sled writes nothing for them on the way (sled 0.34 seals and writes its
-//! I/O buffer, with a `sync_file_range`, twice for every `Tree::apply_batch`,
-//! which competed with the log's `fdatasync` on every group). How far the
-//! index is complete is recorded apart, once a second, by the
-//! [checkpointer](Checkpointer) after a sled flush and barrier; on open,
+//! it syncs the log once and only then indexes the group, in memory: the
+//! [`IndexBuffer`](super::index_buffer::IndexBuffer), which readers consult
+//! before sled. An index entry never points past the durable log. The
+//! [checkpointer](Checkpointer) moves the buffer into sled once a second
+//! (sooner if it grows), with single inserts on its own thread: sled 0.34
+//! seals and writes its I/O buffer, with a `sync_file_range`, twice for
+//! every `Tree::apply_batch`, which competed with the log's `fdatasync`, and
+//! the inserts were half the writer's time per group. It then records how
+//! far the index is complete, after a sled flush and barrier; on open,
 //! [`index::recover`] indexes the log again from there. Under
 //! [`Durability::Periodic`](super::Durability::Periodic) the log is synced
-//! later, so the group's entries and how far they reach go in as one atomic
-//! sled batch, and entries the log lost in a power cut are removed on open.
-//! Once the group is durable and indexed, the writer publishes the new heads
-//! and position and answers every caller.
+//! later, so the group's entries and how far they reach go into sled as one
+//! atomic batch, and entries the log lost in a power cut are removed on
+//! open. Once the group is durable and indexed, the writer publishes the
+//! new heads and position and answers every caller.
 
 use std::collections::HashMap;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -44,84 +46,122 @@ pub(crate) struct Request {
     pub(crate) reply: oneshot::Sender<Result<AppendOutcome>>,
 }
 
-/// How often the [`Checkpointer`] records how far the index is complete.
+/// How often the [`Checkpointer`] moves the buffered index into sled and
+/// records how far it is complete.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// Buffered index entries at which the writer asks for a checkpoint before
+/// the second is up.
+const CHECKPOINT_AT: usize = 1 << 16;
+
+/// Buffered index entries at which the writer moves them into sled itself
+/// (waiting for a checkpoint under way): the buffer's memory stays bounded
+/// whatever the rate of appends.
+const BUFFER_LIMIT: usize = 1 << 19;
 
 /// How long the writer, out of requests, polls for the next one before it
 /// sleeps: waking a sleeping thread costs tens of microseconds on a virtual
 /// machine, a good part of a one-event append.
 const POLL_BEFORE_SLEEP: Duration = Duration::from_micros(50);
 
-/// Under [`Durability::Sync`]: records, once a second and when the writer
-/// stops, how far the index is complete, after a sled flush and barrier
-/// that put every insert made before it on disk. Single inserts carry no
-/// such promise of their own (sled may keep a later one and lose an earlier
-/// one in a crash), so the marker only moves behind a barrier.
+/// Under [`Durability::Sync`]: once a second, when asked early and when the
+/// writer stops, moves the buffered index entries into sled
+/// ([`IndexBuffer::drain`](super::index_buffer::IndexBuffer::drain), single
+/// inserts) and then records how far the index is complete, after a sled
+/// flush and barrier that put every insert made before it on disk. Single
+/// inserts carry no such promise of their own (sled may keep a later one
+/// and lose an earlier one in a crash), so the marker only moves behind a
+/// barrier.
 struct Checkpointer {
-    latest: Arc<Mutex<Option<(u64, Location)>>>,
-    stop: Option<Sender<()>>,
+    shared: Arc<StoreShared>,
+    kick: Option<SyncSender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Checkpointer {
     fn start(shared: Arc<StoreShared>) -> Self {
-        let latest = Arc::new(Mutex::new(None));
-        let (stop, stop_rx) = mpsc::channel::<()>();
-        let seen = latest.clone();
+        let (kick, kicks) = mpsc::sync_channel::<()>(1);
+        let on_thread = shared.clone();
         let thread = std::thread::Builder::new()
             .name("metachat-sled-checkpoint".into())
             .spawn(move || {
-                let mut done = None;
+                let mut recorded = None;
                 loop {
-                    let stopping = !matches!(
-                        stop_rx.recv_timeout(CHECKPOINT_EVERY),
-                        Err(RecvTimeoutError::Timeout)
+                    let stopping = matches!(
+                        kicks.recv_timeout(CHECKPOINT_EVERY),
+                        Err(RecvTimeoutError::Disconnected)
                     );
-                    checkpoint(&shared, &seen, &mut done);
+                    checkpoint(&on_thread, &mut recorded);
                     if stopping {
                         break;
                     }
                 }
             });
-        let (stop, thread) = match thread {
-            Ok(t) => (Some(stop), Some(t)),
+        let (kick, thread) = match thread {
+            Ok(t) => (Some(kick), Some(t)),
             Err(e) => {
-                // Then the index is recovered from the last marker on open:
-                // still correct, only slower to open.
-                tracing::warn!(error = %e, "no checkpoint thread: the index is recovered on open");
+                // The writer then moves the buffer itself; still correct.
+                tracing::warn!(error = %e, "no checkpoint thread: the writer moves the index into sled");
                 (None, None)
             }
         };
         Checkpointer {
-            latest,
-            stop,
+            shared,
+            kick,
             thread,
         }
     }
 
-    /// The groups before position `next` (the log ending at `end`) are indexed.
-    fn indexed(&self, next: u64, end: Location) {
-        *self.latest.lock().unwrap_or_else(|p| p.into_inner()) = Some((next, end));
+    /// `waiting` index entries are buffered: asks for an early checkpoint,
+    /// or moves them on this thread, if they are many. An error if they
+    /// are too many and cannot be moved (sled fails).
+    fn buffered(&self, waiting: usize) -> Result<()> {
+        match &self.kick {
+            Some(kick) if waiting < BUFFER_LIMIT => {
+                if waiting >= CHECKPOINT_AT {
+                    // A full channel means a checkpoint is asked for already.
+                    let _ = kick.try_send(());
+                }
+                Ok(())
+            }
+            Some(_) => drain(&self.shared),
+            None if waiting >= CHECKPOINT_AT => match drain(&self.shared) {
+                Err(e) if waiting >= BUFFER_LIMIT => Err(e),
+                _ => Ok(()),
+            },
+            None => Ok(()),
+        }
     }
 }
 
 impl Drop for Checkpointer {
     fn drop(&mut self) {
-        self.stop.take();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        self.kick.take();
+        match self.thread.take() {
+            Some(t) => {
+                let _ = t.join();
+            }
+            None => checkpoint(&self.shared, &mut None),
         }
     }
 }
 
-/// One checkpoint, if the index moved since `done`: the barrier, then the marker.
-fn checkpoint(
-    shared: &StoreShared,
-    latest: &Mutex<Option<(u64, Location)>>,
-    done: &mut Option<(u64, Location)>,
-) {
-    let mark = *latest.lock().unwrap_or_else(|p| p.into_inner());
-    let Some((next, end)) = mark.filter(|m| Some(*m) != *done) else {
+/// Moves the buffered index entries into sled (a failure is logged too).
+fn drain(shared: &StoreShared) -> Result<()> {
+    let moved = shared
+        .buffer
+        .drain(|entries| index::insert_entries(&shared.events, entries));
+    if let Err(e) = &moved {
+        tracing::warn!(error = %e, "could not move the event index into sled; it stays in memory");
+    }
+    moved
+}
+
+/// One checkpoint: the buffer into sled, then, if that moved the index on
+/// since `recorded`, the barrier and the marker.
+fn checkpoint(shared: &StoreShared, recorded: &mut Option<(u64, Location)>) {
+    let _ = drain(shared);
+    let Some((next, end)) = shared.buffer.in_sled().filter(|m| Some(*m) != *recorded) else {
         return;
     };
     // Every entry below `next` was inserted before this barrier began.
@@ -131,7 +171,7 @@ fn checkpoint(
         .sync()
         .and_then(|()| index::insert_mark(&shared.events, next, end));
     match res {
-        Ok(()) => *done = mark,
+        Ok(()) => *recorded = Some((next, end)),
         Err(e) => {
             tracing::warn!(error = %e, "could not record how far the event index is complete");
         }
@@ -317,8 +357,9 @@ fn validate_and_stage(
 }
 
 /// The group as one batch of the log, then indexed: after the log's sync
-/// with single inserts under `Sync`, as one sled batch with its marker
-/// under `Periodic`; then its ids go into the filter.
+/// in the [`IndexBuffer`](super::index_buffer::IndexBuffer) under `Sync`,
+/// as one sled batch with its marker under `Periodic`; then its ids go
+/// into the filter.
 fn write(
     shared: &StoreShared,
     checkpointer: Option<&Checkpointer>,
@@ -332,10 +373,14 @@ fn write(
     if shared.core.syncer.durability() == Durability::Sync {
         log.sync()?;
         drop(log);
-        index::insert_batch(&shared.events, at, &pending.events)?;
         index::insert_synced(&shared.events, end)?;
+        let waiting = shared.buffer.add(
+            index::batch_entries(at, &pending.events),
+            pending.next_position,
+            end,
+        );
         if let Some(c) = checkpointer {
-            c.indexed(pending.next_position, end);
+            c.buffered(waiting)?;
         }
     } else {
         drop(log);

@@ -1,0 +1,192 @@
+//! Reads while the index moves from the [`IndexBuffer`] into sled: every
+//! read gives what a model of the log says, whatever part of the index is
+//! in memory, being moved, or in sled.
+
+use metachat_core::event::{NewEvent, StreamId};
+use metachat_core::store::{Direction, EventAppender, ExpectedVersion};
+use proptest::prelude::*;
+
+use super::super::segment::SimStorage;
+use super::super::{Durability, SledConfig};
+use super::*;
+
+const STREAMS: usize = 3;
+
+#[derive(Debug, Clone)]
+enum Op {
+    /// This many events to this stream.
+    Append(usize, usize),
+    /// Moves the buffer into sled; halfway through (after this fraction of
+    /// the entries, in tenths) every read is checked.
+    Drain(usize),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0..STREAMS, 1usize..4).prop_map(|(s, n)| Op::Append(s, n)),
+        1 => (0usize..=10).prop_map(Op::Drain),
+    ]
+}
+
+fn stream(i: usize) -> StreamId {
+    StreamId::new(format!("s-{i}")).expect("stream id")
+}
+
+/// Every read of every stream (forward and backward, from each version,
+/// with a few limits) and of the whole log, against `model`: the stream
+/// of each position.
+fn check(shared: &StoreShared, model: &[usize]) -> std::result::Result<(), String> {
+    let all = shared.read_all(0, usize::MAX).map_err(|e| e.to_string())?;
+    let got: Vec<(String, u64)> = all
+        .iter()
+        .map(|e| (e.stream_id.to_string(), e.position))
+        .collect();
+    let want: Vec<(String, u64)> = model
+        .iter()
+        .enumerate()
+        .map(|(p, &s)| (stream(s).to_string(), p as u64))
+        .collect();
+    if got != want {
+        return Err(format!("read_all: {got:?}, want {want:?}"));
+    }
+    for s in 0..STREAMS {
+        let positions: Vec<u64> = model
+            .iter()
+            .enumerate()
+            .filter(|&(_, &m)| m == s)
+            .map(|(p, _)| p as u64)
+            .collect();
+        let id = stream(s);
+        for from in 0..=positions.len() {
+            for limit in [1, 2, usize::MAX] {
+                let fwd = shared
+                    .read_stream(&id, from as u64, Direction::Forward, limit)
+                    .map_err(|e| e.to_string())?;
+                let want: Vec<(u64, u64)> = positions
+                    .iter()
+                    .enumerate()
+                    .map(|(v, &p)| (v as u64, p))
+                    .skip(from)
+                    .take(limit)
+                    .collect();
+                let got: Vec<(u64, u64)> = fwd.iter().map(|e| (e.version, e.position)).collect();
+                if got != want {
+                    return Err(format!(
+                        "{id} forward from {from} limit {limit}: {got:?}, want {want:?}"
+                    ));
+                }
+                let back = shared
+                    .read_stream(&id, from as u64, Direction::Backward, limit)
+                    .map_err(|e| e.to_string())?;
+                let want: Vec<(u64, u64)> = positions
+                    .iter()
+                    .enumerate()
+                    .map(|(v, &p)| (v as u64, p))
+                    .take(from + 1)
+                    .rev()
+                    .take(limit)
+                    .collect();
+                let got: Vec<(u64, u64)> = back.iter().map(|e| (e.version, e.position)).collect();
+                if got != want {
+                    return Err(format!(
+                        "{id} backward from {from} limit {limit}: {got:?}, want {want:?}"
+                    ));
+                }
+            }
+        }
+        let head = shared
+            .head_in_tree(&id, u64::MAX)
+            .map_err(|e| e.to_string())?;
+        let want = positions.len().checked_sub(1).map(|v| v as u64);
+        if head != want {
+            return Err(format!("{id} head in the index: {head:?}, want {want:?}"));
+        }
+    }
+    Ok(())
+}
+
+fn run(ops: &[Op]) -> std::result::Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let config = SledConfig::new(dir.path())
+        .durability(Durability::Sync)
+        .simulated_log(SimStorage::new());
+    let store = SledEventStore::open(config).map_err(|e| e.to_string())?;
+    let shared = store.inner.shared.clone();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut model = Vec::new();
+    for op in ops {
+        match *op {
+            Op::Append(s, n) => {
+                let events = (0..n).map(|_| NewEvent::new("E", vec![1u8; 8])).collect();
+                rt.block_on(store.append(&stream(s), ExpectedVersion::Any, events))
+                    .map_err(|e| e.to_string())?;
+                model.extend(std::iter::repeat_n(s, n));
+            }
+            Op::Drain(tenths) => {
+                let mut midway = Ok(());
+                shared
+                    .buffer
+                    .drain(|entries| {
+                        let cut = entries.len() * tenths / 10;
+                        let (first, rest): (Vec<_>, Vec<_>) =
+                            entries.iter().enumerate().partition(|(i, _)| *i < cut);
+                        for (_, (k, v)) in first {
+                            shared
+                                .events
+                                .insert(k.as_slice(), v.as_slice())
+                                .map_err(from_sled)?;
+                        }
+                        midway = check(&shared, &model);
+                        for (_, (k, v)) in rest {
+                            shared
+                                .events
+                                .insert(k.as_slice(), v.as_slice())
+                                .map_err(from_sled)?;
+                        }
+                        Ok(())
+                    })
+                    .map_err(|e| e.to_string())?;
+                midway.map_err(|e| format!("while draining: {e}"))?;
+            }
+        }
+        check(&shared, &model)?;
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn reads_agree_with_the_log_wherever_the_index_is(ops in prop::collection::vec(op(), 1..30)) {
+        run(&ops).map_err(TestCaseError::fail)?;
+    }
+}
+
+#[test]
+fn a_clean_close_moves_the_whole_index_into_sled() {
+    let dir = tempfile::tempdir().expect("dir");
+    let open = || {
+        SledEventStore::open(SledConfig::new(dir.path()).simulated_log(SimStorage::new()))
+            .expect("open")
+    };
+    let store = open();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    for i in 0..5 {
+        let events = vec![NewEvent::new("E", vec![i; 4])];
+        rt.block_on(store.append(&stream(0), ExpectedVersion::Any, events))
+            .expect("append");
+    }
+    let shared = store.inner.shared.clone();
+    assert!(shared.buffer.len() > 0, "the index waits in memory first");
+    drop(store);
+    assert_eq!(shared.buffer.len(), 0);
+    assert_eq!(
+        index::marker(&shared.events).expect("marker").map(|m| m.0),
+        Some(5)
+    );
+}
