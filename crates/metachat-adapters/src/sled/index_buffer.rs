@@ -149,17 +149,28 @@ impl IndexBuffer {
             .cloned()
     }
 
-    /// The buffered entries with keys in `lo..=hi`, in key order.
-    pub(crate) fn range(&self, lo: &[u8], hi: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
-        if lo > hi {
+    /// The buffered entries with keys in `lo..=hi`, in key order (reversed
+    /// with `rev`), at most `limit` of them: the first ones in that order.
+    pub(crate) fn range(
+        &self,
+        lo: &[u8],
+        hi: &[u8],
+        rev: bool,
+        limit: usize,
+    ) -> Vec<(Vec<u8>, Vec<u8>)> {
+        if lo > hi || limit == 0 {
             return Vec::new();
         }
         let bounds = (Bound::Included(lo), Bound::Included(hi));
         let inner = self.read();
         let copy = |m: &Entries| -> Vec<(Vec<u8>, Vec<u8>)> {
-            m.range::<[u8], _>(bounds)
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
+            let pair = |(k, v): (&Vec<u8>, &Vec<u8>)| (k.clone(), v.clone());
+            let found = m.range::<[u8], _>(bounds);
+            if rev {
+                found.rev().take(limit).map(pair).collect()
+            } else {
+                found.take(limit).map(pair).collect()
+            }
         };
         let mut out = copy(&inner.fresh);
         if let Some(moving) = &inner.moving {
@@ -168,8 +179,9 @@ impl IndexBuffer {
                 // Keys are never in both (a key is written once), but a
                 // merge by key keeps the order whatever happens.
                 out.extend(older);
-                out.sort_by(|a, b| a.0.cmp(&b.0));
+                out.sort_by(|a, b| if rev { b.0.cmp(&a.0) } else { a.0.cmp(&b.0) });
                 out.dedup_by(|a, b| a.0 == b.0);
+                out.truncate(limit);
             }
         }
         out
@@ -203,10 +215,14 @@ mod tests {
         assert_eq!(taken.mark, Some((2, end(10))));
         assert_eq!(taken.entries.len(), 2);
         buf.add([kv(2)], 3, end(20));
-        assert_eq!(buf.range(&[0], &[9]), vec![kv(1), kv(2), kv(3)]);
+        assert_eq!(buf.range(&[0], &[9], true, 2), vec![kv(3), kv(2)]);
+        assert_eq!(
+            buf.range(&[0], &[9], false, usize::MAX),
+            vec![kv(1), kv(2), kv(3)]
+        );
         assert_eq!(buf.get(&[3]), Some(vec![3, 3]));
         buf.moved();
-        assert_eq!(buf.range(&[0], &[9]), vec![kv(2)]);
+        assert_eq!(buf.range(&[0], &[9], false, usize::MAX), vec![kv(2)]);
         assert_eq!(buf.get(&[3]), None);
         assert_eq!(buf.len(), 1);
         assert_eq!(buf.in_sled(), Some((2, end(10))));
@@ -256,7 +272,9 @@ mod tests {
     fn a_range_is_inclusive_and_empty_when_reversed() {
         let buf = IndexBuffer::default();
         buf.add([kv(1), kv(2), kv(3)], 3, end(10));
-        assert_eq!(buf.range(&[2], &[3]), vec![kv(2), kv(3)]);
-        assert!(buf.range(&[3], &[2]).is_empty());
+        assert_eq!(buf.range(&[2], &[3], false, usize::MAX), vec![kv(2), kv(3)]);
+        assert_eq!(buf.range(&[0], &[9], true, 2), vec![kv(3), kv(2)]);
+        assert_eq!(buf.range(&[0], &[9], false, 1), vec![kv(1)]);
+        assert!(buf.range(&[3], &[2], false, usize::MAX).is_empty());
     }
 }

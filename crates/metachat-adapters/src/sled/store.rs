@@ -135,10 +135,27 @@ impl StoreShared {
         range: RangeInclusive<Vec<u8>>,
         rev: bool,
     ) -> impl Iterator<Item = Result<(sled::IVec, sled::IVec)>> + '_ {
-        let mut buffered = self.buffer.range(range.start(), range.end());
-        if rev {
-            buffered.reverse();
-        }
+        self.index_range_at_most(range, rev, usize::MAX)
+    }
+
+    /// The last entry of the event index with a key in `range`.
+    fn index_last(
+        &self,
+        range: RangeInclusive<Vec<u8>>,
+    ) -> Result<Option<(sled::IVec, sled::IVec)>> {
+        self.index_range_at_most(range, true, 1).next().transpose()
+    }
+
+    /// [`index_range`](Self::index_range), reading at most `limit` entries
+    /// of the buffer (those first in that order): only the first `limit`
+    /// entries it gives are sure to be all there are.
+    fn index_range_at_most(
+        &self,
+        range: RangeInclusive<Vec<u8>>,
+        rev: bool,
+        limit: usize,
+    ) -> impl Iterator<Item = Result<(sled::IVec, sled::IVec)>> + '_ {
+        let buffered = self.buffer.range(range.start(), range.end(), rev, limit);
         let tree = self.events.range(range);
         let tree: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = if rev {
             Box::new(tree.rev())
@@ -163,9 +180,7 @@ impl StoreShared {
             }
             .map(|v| (sled::IVec::from(&key), v))
         } else {
-            self.index_range(keys::batch(0).to_vec()..=keys::batch(pos).to_vec(), true)
-                .next()
-                .transpose()?
+            self.index_last(keys::batch(0).to_vec()..=keys::batch(pos).to_vec())?
         };
         let Some((k, v)) = found else {
             return Ok(None);
@@ -293,13 +308,11 @@ impl StoreShared {
                 }
                 // The run holding `from` is the last one starting at or before it.
                 let first = keys::stream_entry(stream, 0);
-                let start = match self
-                    .index_range(first.clone()..=keys::stream_entry(stream, from), true)
-                    .next()
-                {
-                    Some(item) => item?.0.to_vec(),
-                    None => first,
-                };
+                let start =
+                    match self.index_last(first.clone()..=keys::stream_entry(stream, from))? {
+                        Some((key, _)) => key.to_vec(),
+                        None => first,
+                    };
                 let last = keys::stream_entry(stream, head);
                 for item in self.index_range(start..=last, false) {
                     let (k, v) = item?;
