@@ -57,40 +57,37 @@ fn check(shared: &StoreShared, model: &[usize]) -> std::result::Result<(), Strin
             .map(|(p, _)| p as u64)
             .collect();
         let id = stream(s);
+        // (version, position) of each event of the stream, in version order.
+        let events: Vec<(u64, u64)> = positions
+            .iter()
+            .enumerate()
+            .map(|(v, &p)| (v as u64, p))
+            .collect();
         for from in 0..=positions.len() {
             for limit in [1, 2, usize::MAX] {
-                let fwd = shared
-                    .read_stream(&id, from as u64, Direction::Forward, limit)
-                    .map_err(|e| e.to_string())?;
-                let want: Vec<(u64, u64)> = positions
+                let forward: Vec<_> = events.iter().copied().skip(from).take(limit).collect();
+                let backward: Vec<_> = events
                     .iter()
-                    .enumerate()
-                    .map(|(v, &p)| (v as u64, p))
-                    .skip(from)
-                    .take(limit)
-                    .collect();
-                let got: Vec<(u64, u64)> = fwd.iter().map(|e| (e.version, e.position)).collect();
-                if got != want {
-                    return Err(format!(
-                        "{id} forward from {from} limit {limit}: {got:?}, want {want:?}"
-                    ));
-                }
-                let back = shared
-                    .read_stream(&id, from as u64, Direction::Backward, limit)
-                    .map_err(|e| e.to_string())?;
-                let want: Vec<(u64, u64)> = positions
-                    .iter()
-                    .enumerate()
-                    .map(|(v, &p)| (v as u64, p))
+                    .copied()
                     .take(from + 1)
                     .rev()
                     .take(limit)
                     .collect();
-                let got: Vec<(u64, u64)> = back.iter().map(|e| (e.version, e.position)).collect();
-                if got != want {
-                    return Err(format!(
-                        "{id} backward from {from} limit {limit}: {got:?}, want {want:?}"
-                    ));
+                for (direction, want) in [
+                    (Direction::Forward, forward),
+                    (Direction::Backward, backward),
+                ] {
+                    let got: Vec<(u64, u64)> = shared
+                        .read_stream(&id, from as u64, direction, limit)
+                        .map_err(|e| e.to_string())?
+                        .iter()
+                        .map(|e| (e.version, e.position))
+                        .collect();
+                    if got != want {
+                        return Err(format!(
+                            "{id} {direction:?} from {from} limit {limit}: {got:?}, want {want:?}"
+                        ));
+                    }
                 }
             }
         }
