@@ -4,7 +4,9 @@
 
 use anyhow::Result;
 
-use metachat_analysis::mood::{train_softmax, HeadSetting, SoftmaxFit, ValenceLabel};
+use metachat_analysis::mood::{
+    fold_probabilities, train_softmax, HeadSetting, SoftmaxFit, ValenceLabel,
+};
 use metachat_analysis::Emotion;
 
 use crate::mlp::{train_mlp, Mlp, MlpSettings};
@@ -26,26 +28,47 @@ pub struct Example {
     pub review: bool,
 }
 
+/// The outputs of the valence head whose review sentences have their own
+/// ([`HeadSetting::review_outputs`]): the three labels, then a review's
+/// negative and positive, read as negative and positive.
+pub const REVIEW_OUTPUTS_FOLD: [usize; 5] = [0, 1, 2, 0, 2];
+
 /// A fitted head of either kind.
 #[derive(Debug)]
-pub enum Model {
+pub enum Net {
     /// A linear softmax head.
     Linear(SoftmaxFit),
     /// A head with one hidden layer.
     Hidden(Mlp),
 }
 
+/// A fitted head and how its outputs fold onto the labels.
+#[derive(Debug)]
+pub struct Model {
+    /// The network.
+    pub net: Net,
+    /// The label of each output ([`SoftmaxHead::fold`](metachat_analysis::mood::SoftmaxHead::fold));
+    /// empty: one output per label.
+    pub fold: Vec<usize>,
+    /// How many labels.
+    pub labels: usize,
+}
+
 impl Model {
-    /// Class probabilities of one vector.
+    /// Label probabilities of one vector (outputs folded onto labels).
     pub fn probabilities(&self, x: &[f32]) -> Vec<f32> {
-        match self {
-            Model::Linear(f) => f.probabilities(x),
-            Model::Hidden(m) => m.probabilities(x),
-        }
+        let p = match &self.net {
+            Net::Linear(f) => f.probabilities(x),
+            Net::Hidden(m) => m.probabilities(x),
+        };
+        fold_probabilities(&p, &self.fold, self.labels)
     }
 }
 
-/// Trains the head of setting `s` on `examples` (vectors from `xs`).
+/// Trains the head of setting `s` on `examples` (vectors from `xs`, labels
+/// below `classes`). With [`HeadSetting::review_outputs`] (valence only:
+/// three classes, reviews negative or positive) the reviews are trained
+/// on outputs of their own ([`REVIEW_OUTPUTS_FOLD`]).
 ///
 /// # Errors
 /// A tensor error from training a hidden layer.
@@ -56,15 +79,29 @@ pub fn train_model(
     s: HeadSetting,
 ) -> Result<Model> {
     let ex_x: Vec<Vec<f32>> = examples.iter().map(|e| xs[e.x].clone()).collect();
-    let ex_y: Vec<usize> = examples.iter().map(|e| e.y).collect();
+    let own = s.review_outputs && classes == 3;
+    let ex_y: Vec<usize> = examples
+        .iter()
+        .map(|e| match (own && e.review, e.y) {
+            (true, 0) => 3,
+            (true, 2) => 4,
+            (_, y) => y,
+        })
+        .collect();
+    let fold = if own {
+        REVIEW_OUTPUTS_FOLD.to_vec()
+    } else {
+        Vec::new()
+    };
+    let (labels, classes) = (classes, fold.len().max(classes));
     let w: Vec<f32> = examples
         .iter()
         .map(|e| if e.review { s.review_weight } else { 1.0 })
         .collect();
-    Ok(if s.hidden == 0 {
-        Model::Linear(train_softmax(&ex_x, &ex_y, &w, classes, s.l2, ITERATIONS))
+    let net = if s.hidden == 0 {
+        Net::Linear(train_softmax(&ex_x, &ex_y, &w, classes, s.l2, ITERATIONS))
     } else {
-        Model::Hidden(train_mlp(
+        Net::Hidden(train_mlp(
             &ex_x,
             &ex_y,
             &w,
@@ -78,7 +115,8 @@ pub fn train_model(
                 seed: MLP_SEED,
             },
         )?)
-    })
+    };
+    Ok(Model { net, fold, labels })
 }
 
 /// The valence an emotion implies by the guidelines (none for surprise).

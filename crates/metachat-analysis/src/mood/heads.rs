@@ -50,9 +50,18 @@ pub struct SoftmaxHead {
     pub weights: Vec<Vec<f32>>,
     /// One bias per class.
     pub bias: Vec<f32>,
-    /// Softmax temperature, fitted on the dev split (lowest log-loss); it
+    /// Softmax temperature, fitted on the dev split (lowest log-loss) and
+    /// applied to the folded probabilities ([`fold`](Self::fold)); it
     /// changes no argmax, only how sure the probabilities are.
     pub temperature: f32,
+    /// For a head with more outputs than labels: the label each output
+    /// counts for, the extra outputs after the labels. The valence head can
+    /// give the review sentences it was trained on outputs of their own
+    /// (`negative (review)`, `positive (review)`), so that reviews and diary
+    /// entries each get their own boundary; they are read as negative and
+    /// positive. Empty: one output per label.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fold: Vec<usize>,
     /// The hyper-parameters chosen and what they scored on the dev split.
     pub choice: HeadChoice,
 }
@@ -67,6 +76,10 @@ pub struct HeadSetting {
     /// Weight of each review sentence relative to a diary entry (0 when the
     /// reviews were not used).
     pub review_weight: f32,
+    /// Whether the review sentences had outputs of their own
+    /// ([`SoftmaxHead::fold`]) instead of sharing the diary entries'.
+    #[serde(default)]
+    pub review_outputs: bool,
     /// Dev-split accuracy.
     pub dev_accuracy: f32,
     /// Dev-split macro-F1.
@@ -91,10 +104,11 @@ impl SoftmaxHead {
         }
     }
 
-    /// The class probabilities of an embedding; a vector of another length
-    /// reads as uniform.
+    /// The label probabilities of an embedding (extra outputs added to the
+    /// label they count for, [`fold`](Self::fold)); a vector of another
+    /// length reads as uniform.
     pub fn probabilities(&self, x: &[f32]) -> Vec<f32> {
-        let k = self.weights.len();
+        let k = self.labels();
         if x.len() != self.dimensions() {
             return vec![1.0 / k as f32; k];
         }
@@ -115,9 +129,27 @@ impl SoftmaxHead {
             .weights
             .iter()
             .zip(&self.bias)
-            .map(|(w, b)| (w.iter().zip(x).map(|(a, c)| a * c).sum::<f32>() + b) / t)
+            .map(|(w, b)| w.iter().zip(x).map(|(a, c)| a * c).sum::<f32>() + b)
             .collect();
-        softmax(&logits)
+        if self.fold.is_empty() {
+            let scaled: Vec<f32> = logits.iter().map(|l| l / t).collect();
+            return softmax(&scaled);
+        }
+        let tempered: Vec<f32> = fold_probabilities(&softmax(&logits), &self.fold, k)
+            .iter()
+            .map(|p| p.max(1e-30).ln() / t)
+            .collect();
+        softmax(&tempered)
+    }
+
+    /// How many labels the head reads out: the number of classes, less its
+    /// extra outputs ([`fold`](Self::fold)).
+    pub fn labels(&self) -> usize {
+        if self.fold.is_empty() {
+            self.weights.len()
+        } else {
+            self.fold.iter().max().map_or(0, |m| m + 1)
+        }
     }
 
     fn check(
@@ -126,13 +158,33 @@ impl SoftmaxHead {
         classes: &[&str],
         dims: Option<usize>,
     ) -> std::result::Result<(), String> {
-        if self.classes != classes {
+        let n = self.classes.len();
+        if self.classes.len() < classes.len()
+            || self.classes[..classes.len()] != *classes
+            || (self.fold.is_empty() && n != classes.len())
+        {
             return Err(format!(
                 "{name}: classes {:?}, expected {classes:?}",
                 self.classes
             ));
         }
-        if self.weights.len() != classes.len() || self.bias.len() != classes.len() {
+        if !self.fold.is_empty()
+            && (self.fold.len() != n
+                || self
+                    .fold
+                    .iter()
+                    .take(classes.len())
+                    .copied()
+                    .ne(0..classes.len())
+                || self.fold.iter().any(|&f| f >= classes.len()))
+        {
+            return Err(format!(
+                "{name}: fold {:?} does not map its {n} classes onto the {} labels",
+                self.fold,
+                classes.len()
+            ));
+        }
+        if self.weights.len() != n || self.bias.len() != n {
             return Err(format!("{name}: one row and one bias per class expected"));
         }
         let d = dims.unwrap_or_else(|| self.dimensions());
@@ -607,6 +659,22 @@ pub fn fit_temperature(logits: &[Vec<f32>], ys: &[usize], grid: &[f32]) -> f32 {
     best.1
 }
 
+/// Probabilities over `labels` labels from probabilities over outputs,
+/// each output's added to the label `fold` maps it to (see
+/// [`SoftmaxHead::fold`]); an empty `fold` returns `p` as it is.
+pub fn fold_probabilities(p: &[f32], fold: &[usize], labels: usize) -> Vec<f32> {
+    if fold.is_empty() {
+        return p.to_vec();
+    }
+    let mut out = vec![0.0; labels];
+    for (q, &l) in p.iter().zip(fold) {
+        if let Some(o) = out.get_mut(l) {
+            *o += q;
+        }
+    }
+    out
+}
+
 /// Softmax of `logits` (stable; empty in, empty out).
 pub fn softmax(logits: &[f32]) -> Vec<f32> {
     let max = logits.iter().copied().fold(f32::MIN, f32::max);
@@ -734,6 +802,106 @@ mod tests {
         assert_eq!(fit_temperature(&logits, &[0, 1, 0], &[0.5, 1.0, 2.0]), 0.5);
         // Right two times in three: a softer one wins.
         assert_eq!(fit_temperature(&logits, &[0, 1, 1], &[0.5, 1.0, 2.0]), 2.0);
+    }
+
+    /// A linear three-label head with two review outputs over 2-d inputs.
+    fn folded_head(temperature: f32) -> SoftmaxHead {
+        let names = [
+            "negative",
+            "neutral",
+            "positive",
+            "negative (review)",
+            "positive (review)",
+        ];
+        SoftmaxHead {
+            classes: names.iter().map(|s| (*s).to_owned()).collect(),
+            hidden: None,
+            weights: vec![
+                vec![-1.0, 0.0],
+                vec![0.0, 0.5],
+                vec![1.0, 0.0],
+                vec![-2.0, 1.0],
+                vec![2.0, 1.0],
+            ],
+            bias: vec![0.0, 0.2, 0.0, -0.5, -0.5],
+            temperature,
+            fold: vec![0, 1, 2, 0, 2],
+            choice: HeadChoice {
+                chosen: HeadSetting {
+                    hidden: 0,
+                    l2: 1.0,
+                    review_weight: 1.0,
+                    review_outputs: true,
+                    dev_accuracy: 0.0,
+                    dev_macro_f1: 0.0,
+                },
+                grid: Vec::new(),
+            },
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_folded_head_reads_the_sum_of_its_outputs_per_label(
+            x in proptest::array::uniform2(-3.0f32..3.0),
+            t in 0.3f32..4.0,
+        ) {
+            let head = folded_head(1.0);
+            let logits: Vec<f32> = head.weights.iter().zip(&head.bias)
+                .map(|(w, b)| w[0] * x[0] + w[1] * x[1] + b).collect();
+            let raw = softmax(&logits);
+            let p = head.probabilities(&x);
+            proptest::prop_assert_eq!(p.len(), 3);
+            proptest::prop_assert!((p[0] - (raw[0] + raw[3])).abs() < 1e-5);
+            proptest::prop_assert!((p[1] - raw[1]).abs() < 1e-5);
+            proptest::prop_assert!((p[2] - (raw[2] + raw[4])).abs() < 1e-5);
+            // A temperature sharpens or softens the folded reading and
+            // keeps its order.
+            let tempered = folded_head(t).probabilities(&x);
+            proptest::prop_assert!((tempered.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+            proptest::prop_assert_eq!(argmax(&tempered), argmax(&p));
+        }
+    }
+
+    #[test]
+    fn an_unfolded_head_reads_as_before() {
+        // Tempering the log of the softmax is tempering the logits.
+        let mut head = folded_head(2.0);
+        head.classes.truncate(3);
+        head.weights.truncate(3);
+        head.bias.truncate(3);
+        head.fold.clear();
+        let x = [0.7, -1.2];
+        let logits: Vec<f32> = head
+            .weights
+            .iter()
+            .zip(&head.bias)
+            .map(|(w, b)| (w[0] * x[0] + w[1] * x[1] + b) / 2.0)
+            .collect();
+        let want = softmax(&logits);
+        for (a, b) in head.probabilities(&x).iter().zip(&want) {
+            assert!((a - b).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn a_fold_that_does_not_map_onto_the_labels_is_refused() {
+        let labels = ["negative", "neutral", "positive"];
+        assert_eq!(folded_head(1.0).check("valence", &labels, Some(2)), Ok(()));
+        for (fold, why) in [
+            (vec![0, 1, 2, 0], "one label per output"),
+            (vec![0, 1, 2, 0, 3], "a label that does not exist"),
+            (vec![1, 0, 2, 0, 2], "the labels' own outputs moved"),
+        ] {
+            let mut head = folded_head(1.0);
+            head.fold = fold;
+            let err = head.check("valence", &labels, Some(2)).unwrap_err();
+            assert!(err.contains("fold"), "{why}: {err}");
+        }
+        // Extra outputs without a fold are refused as extra classes.
+        let mut head = folded_head(1.0);
+        head.fold.clear();
+        assert!(head.check("valence", &labels, Some(2)).is_err());
     }
 
     #[test]

@@ -51,8 +51,9 @@ pub use embedding::{EmbeddingMoodAnalyzer, WindowedEmbedder};
 pub use error::{MoodError, Result};
 pub use head::{train_logistic, LogisticFit, ValenceHead, ValenceHeadProvenance};
 pub use heads::{
-    argmax, fit_temperature, softmax, train_softmax, Dense, HeadChoice, HeadSetting, HeadsOutput,
-    JointScore, JointSetting, MoodHeads, MoodHeadsProvenance, Pooling, SoftmaxFit, SoftmaxHead,
+    argmax, fit_temperature, fold_probabilities, softmax, train_softmax, Dense, HeadChoice,
+    HeadSetting, HeadsOutput, JointScore, JointSetting, MoodHeads, MoodHeadsProvenance, Pooling,
+    SoftmaxFit, SoftmaxHead,
 };
 pub use lexicon::{LexiconAnalyzer, LexiconScore};
 pub use prototypes::EmotionPrototypes;
