@@ -5,7 +5,8 @@
 use anyhow::Result;
 
 use metachat_analysis::mood::{
-    fold_probabilities, train_softmax, HeadSetting, SoftmaxFit, ValenceLabel,
+    fold_probabilities, train_softmax, HeadChoice, HeadSetting, ReviewChoice, ReviewReader,
+    ReviewSetting, SoftmaxFit, SoftmaxHead, ValenceLabel,
 };
 use metachat_analysis::Emotion;
 
@@ -117,6 +118,70 @@ pub fn train_model(
         )?)
     };
     Ok(Model { net, fold, labels })
+}
+
+/// Trains a review reader of setting `s`: its gate on the diary texts
+/// `diary` (vector indices) against the review sentences `reviews` (index,
+/// positive), the two classes weighted equally in all; its valence head on
+/// the review sentences alone. Its choice holds `s` only.
+pub fn train_review_reader(
+    xs: &[Vec<f32>],
+    diary: &[usize],
+    reviews: &[(usize, bool)],
+    s: ReviewSetting,
+) -> ReviewReader {
+    let mut gx: Vec<Vec<f32>> = diary.iter().map(|&i| xs[i].clone()).collect();
+    let mut gy = vec![0usize; gx.len()];
+    #[allow(clippy::cast_precision_loss)]
+    let (wd, wr) = (
+        1.0 / diary.len().max(1) as f32,
+        1.0 / reviews.len().max(1) as f32,
+    );
+    let mut gw = vec![wd; gx.len()];
+    let rx: Vec<Vec<f32>> = reviews.iter().map(|&(i, _)| xs[i].clone()).collect();
+    let ry: Vec<usize> = reviews.iter().map(|&(_, pos)| usize::from(pos)).collect();
+    gx.extend(rx.iter().cloned());
+    gy.extend(std::iter::repeat_n(1, rx.len()));
+    gw.extend(std::iter::repeat_n(wr, rx.len()));
+    let gate = train_softmax(&gx, &gy, &gw, 2, s.gate_l2, ITERATIONS);
+    let valence = train_softmax(&rx, &ry, &vec![1.0; rx.len()], 2, s.valence_l2, ITERATIONS);
+    let head = |fit: SoftmaxFit, classes: [&str; 2], l2: f32| SoftmaxHead {
+        classes: classes.iter().map(|c| (*c).to_owned()).collect(),
+        hidden: None,
+        weights: fit.weights,
+        bias: fit.bias,
+        temperature: 1.0,
+        fold: Vec::new(),
+        choice: HeadChoice {
+            chosen: HeadSetting {
+                hidden: 0,
+                l2,
+                review_weight: 0.0,
+                review_outputs: false,
+                dev_accuracy: 0.0,
+                dev_macro_f1: 0.0,
+            },
+            grid: Vec::new(),
+        },
+    };
+    let mut valence = head(valence, ["negative", "positive"], s.valence_l2);
+    valence.temperature = s.valence_temperature;
+    ReviewReader {
+        gate: head(gate, ["diary", "review"], s.gate_l2),
+        valence,
+        shift: s.shift,
+        choice: ReviewChoice {
+            chosen: s,
+            without: [0.0; 2],
+            grid: Vec::new(),
+        },
+    }
+}
+
+/// `p` tempered: `softmax(ln p / t)`.
+pub fn tempered(p: &[f32], t: f32) -> Vec<f32> {
+    let scaled: Vec<f32> = p.iter().map(|q| q.max(1e-12).ln() / t.max(1e-6)).collect();
+    metachat_analysis::mood::softmax(&scaled)
 }
 
 /// The valence an emotion implies by the guidelines (none for surprise).

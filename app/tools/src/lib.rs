@@ -8,6 +8,7 @@
 
 pub mod fit;
 pub mod mlp;
+pub mod review_choice;
 
 use std::hash::{Hash, Hasher};
 use std::path::Path;

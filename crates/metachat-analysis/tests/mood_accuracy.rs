@@ -1,7 +1,7 @@
 //! Measured valence accuracy on yelp, the held-out set of the UCI Sentiment
 //! Labelled Sentences (never used for training or tuning): e5 analyzer
-//! ≥ 0.85 (0.869 measured: the heads trained on 7,194 diary entries read
-//! reviews of restaurants less well than the review-only head did, 0.935),
+//! ≥ 0.89 (0.916 measured with the review reader; the heads trained on
+//! 7,194 diary entries without it read 0.869, the review-only head 0.935),
 //! lexicon baseline ≥ 0.75. The numbers are computed here, from the
 //! analyzers' own output; nothing is stored.
 //!
@@ -50,7 +50,7 @@ fn lexicon_valence_accuracy_on_yelp_is_at_least_0_75() {
 }
 
 #[tokio::test]
-async fn e5_valence_accuracy_on_yelp_is_at_least_0_85() {
+async fn e5_valence_accuracy_on_yelp_is_at_least_0_89() {
     let Some(yelp) = yelp() else { return };
     let e5_file = model_dir().join("e5").join("e5-small-q4.bin");
     if !e5_file.exists() {
@@ -75,15 +75,15 @@ async fn e5_valence_accuracy_on_yelp_is_at_least_0_85() {
         "e5 on yelp: accuracy {acc:.3}, macro-F1 {f1:.3} ({} sentences)",
         yelp.len()
     );
-    assert!(acc >= 0.85, "e5 yelp accuracy {acc:.3} < 0.85");
+    assert!(acc >= 0.89, "e5 yelp accuracy {acc:.3} < 0.89");
 }
 
 /// The e5 analyzer on the diary corpus's test split (never read by
 /// training or by any choice): a regression guard a few points under what
-/// `eval_mood` measured when the heads were trained (2026-12-05, on 7,194
-/// train entries: valence sign on the positive and negative entries en
-/// 0.934 / ru 0.904, three-way valence 0.936 / 0.856, emotion 0.861 /
-/// 0.787).
+/// `eval_mood` measured when the heads were trained (2026-12-06, on 7,194
+/// train entries, with the review reader: valence sign on the positive and
+/// negative entries en 0.934 / ru 0.904, three-way valence 0.936 / 0.847,
+/// emotion 0.856 / 0.772).
 #[tokio::test]
 async fn e5_on_the_diary_corpus_test_split_stays_above_its_floors() {
     use metachat_analysis::mood::corpus::{default_corpus_dir, load_split, Split};

@@ -7,8 +7,9 @@
 //!    macro-F1 over the seven labels, arousal-level accuracy;
 //! 2. valence sign accuracy and macro-F1 on **yelp** (held out: no training
 //!    or choice reads it), and 10-fold cross-validation on **amazon + imdb**
-//!    (each fold's valence head refitted with its chosen setting on the rest
-//!    of its training data and nine folds of the reviews).
+//!    (each fold's valence head, and review reader when the heads have one,
+//!    refitted with its chosen setting on the rest of its training data and
+//!    nine folds of the reviews).
 //!
 //! Analyzers: the lexicon (VADER with our keywords; nothing trained, so the
 //! reviews are a plain test set for it), e5 and MiniLM with their mood heads
@@ -33,13 +34,13 @@ use metachat_analysis::mood::eval::{
     accuracy_macro_f1, dev_set, fold_assignment, load_sentiment, valence_metrics, LabelledSentence,
 };
 use metachat_analysis::mood::{
-    pool_sentences, sentences_of, softmax, EmbeddingMoodAnalyzer, LexiconAnalyzer, MoodHeads,
+    pool_sentences, sentences_of, EmbeddingMoodAnalyzer, LexiconAnalyzer, MoodHeads, ReviewReader,
     ValenceHead, ValenceLabel, WindowedEmbedder,
 };
 use metachat_analysis::{Emotion, Mood};
 
 use metachat_tools::embed_cached;
-use metachat_tools::fit::{implied_valence, train_model, Example};
+use metachat_tools::fit::{implied_valence, tempered, train_model, train_review_reader, Example};
 
 const FOLDS: usize = 10;
 const SEED: u64 = 20_240_601;
@@ -222,8 +223,24 @@ async fn with_heads<E: WindowedEmbedder>(
                 }
             }
             let model = train_model(&xs, &examples, 3, choice)?;
+            // The review reader, when the heads have one, refitted on the
+            // same texts with its chosen setting.
+            let reader = heads.review.as_ref().map(|r| {
+                let diary: Vec<usize> = (0..n_own).collect();
+                let reviews: Vec<(usize, bool)> = examples
+                    .iter()
+                    .filter(|e| e.review)
+                    .map(|e| (e.x, e.y == 2))
+                    .collect();
+                train_review_reader(&xs, &diary, &reviews, r.choice.chosen)
+            });
             for i in (0..data.reviews.len()).filter(|&i| folds[i] == k) {
-                cv[i] = joint_valence(&heads, &model.probabilities(&x_rev[i]), &x_rev[i]);
+                cv[i] = joint_valence(
+                    &heads,
+                    reader.as_ref(),
+                    &model.probabilities(&x_rev[i]),
+                    &x_rev[i],
+                );
             }
         }
         cv
@@ -275,14 +292,18 @@ async fn with_heads<E: WindowedEmbedder>(
 }
 
 /// The valence the analyzer would read from a fold's valence
-/// probabilities `p` (at temperature 1) and the shipped emotion head on
-/// `x`: `p` tempered as the shipped valence head is, then read jointly with
-/// the emotion head as the heads file says (`MoodHeads::joint`).
-fn joint_valence(heads: &MoodHeads, p: &[f32], x: &[f32]) -> f32 {
-    let t = heads.valence.temperature.max(1e-6);
-    let scaled: Vec<f32> = p.iter().map(|q| q.max(1e-12).ln() / t).collect();
+/// probabilities `p` (at temperature 1), its review reader and the shipped
+/// emotion head on `x`: `p` tempered as the shipped valence head is,
+/// combined with the fold's review reader (`ReviewReader::combine`), then
+/// read jointly with the emotion head as the heads file says
+/// (`MoodHeads::joint`).
+fn joint_valence(heads: &MoodHeads, reader: Option<&ReviewReader>, p: &[f32], x: &[f32]) -> f32 {
+    let p = tempered(p, heads.valence.temperature);
     let mut out = heads.read_independently(x);
-    out.valence.copy_from_slice(&softmax(&scaled));
+    out.valence.copy_from_slice(&p);
+    if let Some(r) = reader {
+        out.valence = r.combine(out.valence, x);
+    }
     let out = out.joint(heads.joint.mismatch);
     out.valence[2] - out.valence[0]
 }

@@ -29,6 +29,15 @@
 //!   dev split with the third round of the corpus this kept the held-out
 //!   reviews at 0.92-0.94 where the shared outputs gave 0.89-0.92.
 //!
+//! - the review reader (`ReviewReader`): a gate trained on the diary texts
+//!   against the review sentences, and a two-way valence head trained on
+//!   the reviews alone. For text the gate reads as a review, the valence
+//!   head's negative/positive split gives way to the review head's. Its
+//!   setting (gate and head L2, the gate's log-odds shift, or no reader) is
+//!   chosen on the dev split and on a review domain left out of training
+//!   (trained with amazon, read on imdb, and the other way round), the
+//!   nearest stand-in for an unseen kind of review (`review_choice`).
+//!
 //! Every choice (linear or hidden layer, L2 strength, review weight, whether
 //! the reviews get valence outputs of their own, softmax temperature) is
 //! made on the corpus's dev split by the mean of the per-language
@@ -48,11 +57,12 @@ use metachat_analysis::mood::corpus::{default_corpus_dir, load_split, DiaryEntry
 use metachat_analysis::mood::eval::{dev_set, fold_assignment, load_sentiment};
 use metachat_analysis::mood::{
     argmax, fit_temperature, pool_sentences, sentences_of, softmax, HeadChoice, HeadSetting,
-    HeadsOutput, JointScore, JointSetting, MoodHeads, MoodHeadsProvenance, Pooling, SoftmaxHead,
-    ValenceLabel,
+    HeadsOutput, JointScore, JointSetting, MoodHeads, MoodHeadsProvenance, Pooling, ReviewChoice,
+    SoftmaxHead, ValenceLabel,
 };
 use metachat_analysis::Emotion;
-use metachat_tools::fit::{implied_valence, train_model, Example, Model, Net};
+use metachat_tools::fit::{implied_valence, train_model, train_review_reader, Example, Model, Net};
+use metachat_tools::review_choice::{choose_review, ReviewData};
 use metachat_tools::{embed_cached, lang_accuracy, today, SPLIT_SEED};
 
 const LINEAR_L2: [f32; 4] = [0.03, 0.1, 0.3, 1.0];
@@ -74,6 +84,7 @@ fn main() -> Result<()> {
     let dev = load_split(&corpus, Split::Dev)?;
     let extra = dev_set()?;
     let mut reviews = load_sentiment(&dir, "amazon")?;
+    let n_amazon = reviews.len();
     reviews.extend(load_sentiment(&dir, "imdb")?);
 
     // Every text once, in one order: train, extra, reviews, dev.
@@ -230,6 +241,55 @@ fn main() -> Result<()> {
         &dev_a,
         names(&["low", "medium", "high"]),
     )?;
+    // The review reader: chosen on dev and a left-out review domain, read
+    // with the train-only valence head for the joint choice, then refitted
+    // on every diary text and review.
+    let review_start = train.len() + extra.len();
+    let outcome = choose_review(
+        &ReviewData {
+            xs: &xs,
+            valence: &valence,
+            first_domain: review_start..review_start + n_amazon,
+            dev_x: x_dev,
+            dev_y: &dev_v,
+            dev: &dev,
+        },
+        valence_head.choice.chosen,
+        valence_head.temperature,
+    )?;
+    let diary_x: Vec<usize> = valence.iter().filter(|e| !e.review).map(|e| e.x).collect();
+    let all_reviews: Vec<(usize, bool)> = valence
+        .iter()
+        .filter(|e| e.review)
+        .map(|e| (e.x, e.y == 2))
+        .collect();
+    let (valence_dev, review) = match outcome.chosen {
+        Some(s) => {
+            println!(
+                "review reader: chose gate l2 {}, valence l2 {}, temperature {}, shift {}",
+                s.gate_l2, s.valence_l2, s.valence_temperature, s.shift
+            );
+            let on_train = train_review_reader(&xs, &diary_x, &all_reviews, s);
+            let combined = valence_dev
+                .iter()
+                .zip(x_dev)
+                .map(|(p, x)| on_train.combine([p[0], p[1], p[2]], x).to_vec())
+                .collect();
+            let mut all_diary = diary_x.clone();
+            all_diary.extend(dev_at..dev_at + dev.len());
+            let mut reader = train_review_reader(&xs, &all_diary, &all_reviews, s);
+            reader.choice = ReviewChoice {
+                chosen: s,
+                without: outcome.without,
+                grid: outcome.grid,
+            };
+            (combined, Some(reader))
+        }
+        None => {
+            println!("review reader: none (the valence head alone reads best)");
+            (valence_dev, None)
+        }
+    };
     let joint = choose_joint(&valence_dev, &emotion_dev, &dev);
     let heads = MoodHeads {
         format: MoodHeads::FORMAT,
@@ -239,6 +299,7 @@ fn main() -> Result<()> {
         emotion: emotion_head,
         arousal: arousal_head,
         joint,
+        review,
         provenance: MoodHeadsProvenance {
             command: format!("cargo run --release -p metachat-tools --bin train_mood -- {which}"),
             data: format!(
@@ -248,7 +309,9 @@ fn main() -> Result<()> {
                  valence their emotion implies), and for valence amazon.json + imdb.json of the \
                  UCI Sentiment Labelled Sentences (Kotzias et al. 2015, as shipped by the npm \
                  package sentiment@5.0.2) weighted by the chosen review weight, on outputs of \
-                 their own when that was chosen; yelp is never read",
+                 their own when that was chosen; the review reader's gate on the diary texts \
+                 against those reviews and its valence head on the reviews alone; yelp is \
+                 never read",
                 train.len(),
                 dev.len(),
                 extra.len()

@@ -116,8 +116,11 @@ impl<E: WindowedEmbedder> EmbeddingMoodAnalyzer<E> {
     }
 
     /// Builds the analyzer on trained heads: valence is `P(positive) −
-    /// P(negative)` of the valence head, the emotion distribution is the
-    /// emotion head's, arousal the arousal head's expected level.
+    /// P(negative)` of the valence head (with the review reader's split for
+    /// text that reads as a review, [`MoodHeads::review`], and read jointly
+    /// with the emotion head as [`MoodHeads::read`] does), the emotion
+    /// distribution is the emotion head's, arousal the arousal head's
+    /// expected level.
     /// `embedder_id` names the embedder in the model id.
     ///
     /// # Errors

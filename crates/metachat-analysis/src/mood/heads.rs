@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::corpus::ArousalLevel;
 use super::error::{MoodError, Result};
 use super::record::{Emotion, ValenceLabel};
+use super::review::ReviewReader;
 
 /// A dense layer with ReLU: `max(0, W x + b)`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -273,6 +274,10 @@ pub struct MoodHeads {
     /// ([`HeadsOutput::joint`]); absent in older files: independently.
     #[serde(default)]
     pub joint: JointSetting,
+    /// The second valence reader for review-like text (format 3); absent:
+    /// the valence head alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<ReviewReader>,
     /// Training provenance.
     pub provenance: MoodHeadsProvenance,
 }
@@ -376,8 +381,9 @@ impl HeadsOutput {
 }
 
 impl MoodHeads {
-    /// The current file format.
-    pub const FORMAT: u32 = 2;
+    /// The current file format: 3 added [`MoodHeads::review`]. Files of
+    /// format 2 (without it) still load.
+    pub const FORMAT: u32 = 3;
 
     /// Parses heads from their JSON; `origin` names them in errors.
     ///
@@ -391,23 +397,37 @@ impl MoodHeads {
             reason,
         };
         let heads: Self = serde_json::from_str(json).map_err(|e| corrupt(e.to_string()))?;
-        if heads.format != Self::FORMAT {
-            return Err(corrupt(format!("unknown format {}", heads.format)));
+        heads.validate().map_err(corrupt)?;
+        Ok(heads)
+    }
+
+    /// Why these heads cannot be read, if they cannot: an unknown format,
+    /// classes other than the labels in order, rows of different lengths,
+    /// values that are not finite, a joint weight outside 0..=1.
+    fn validate(&self) -> std::result::Result<(), String> {
+        if !(2..=Self::FORMAT).contains(&self.format) {
+            return Err(format!("unknown format {}", self.format));
         }
         let v: Vec<&str> = ValenceLabel::ALL.iter().map(|l| l.name()).collect();
         let e: Vec<&str> = Emotion::ALL.iter().map(|l| l.name()).collect();
-        heads.valence.check("valence", &v, None).map_err(corrupt)?;
-        let d = Some(heads.dimensions());
-        heads.emotion.check("emotion", &e, d).map_err(corrupt)?;
-        heads
-            .arousal
-            .check("arousal", &["low", "medium", "high"], d)
-            .map_err(corrupt)?;
-        let m = heads.joint.mismatch;
-        if !(m.is_finite() && (0.0..=1.0).contains(&m)) {
-            return Err(corrupt(format!("joint mismatch {m} is not within 0..=1")));
+        self.valence.check("valence", &v, None)?;
+        let d = Some(self.dimensions());
+        self.emotion.check("emotion", &e, d)?;
+        self.arousal
+            .check("arousal", &["low", "medium", "high"], d)?;
+        if let Some(r) = &self.review {
+            r.gate.check("review gate", &["diary", "review"], d)?;
+            r.valence
+                .check("review valence", &["negative", "positive"], d)?;
+            if !r.shift.is_finite() {
+                return Err(format!("review shift {} is not finite", r.shift));
+            }
         }
-        Ok(heads)
+        let m = self.joint.mismatch;
+        if !(m.is_finite() && (0.0..=1.0).contains(&m)) {
+            return Err(format!("joint mismatch {m} is not within 0..=1"));
+        }
+        Ok(())
     }
 
     /// Reads a heads file.
@@ -442,10 +462,14 @@ impl MoodHeads {
         self.read_independently(x).joint(self.joint.mismatch)
     }
 
-    /// Each head's own reading of one embedding.
+    /// Each head's own reading of one embedding (the valence head's with
+    /// the review reader's, [`ReviewReader::combine`], when there is one).
     pub fn read_independently(&self, x: &[f32]) -> HeadsOutput {
         let mut valence = [0.0; 3];
         valence.copy_from_slice(&self.valence.probabilities(x));
+        if let Some(r) = &self.review {
+            valence = r.combine(valence, x);
+        }
         let mut emotion = [0.0; 7];
         emotion.copy_from_slice(&self.emotion.probabilities(x));
         let arousal = self
@@ -902,6 +926,76 @@ mod tests {
         let mut head = folded_head(1.0);
         head.fold.clear();
         assert!(head.check("valence", &labels, Some(2)).is_err());
+    }
+
+    #[test]
+    fn a_format_2_file_reads_with_the_valence_head_alone() {
+        let heads = MoodHeads::builtin_e5().expect("the built-in heads");
+        let mut json: serde_json::Value = serde_json::to_value(&heads).unwrap();
+        json["format"] = 2.into();
+        json.as_object_mut().unwrap().remove("review");
+        let old = MoodHeads::from_json(&json.to_string(), Path::new("heads.json")).unwrap();
+        assert!(old.review.is_none());
+        let x: Vec<f32> = (0..heads.dimensions())
+            .map(|i| ((i * 7 % 13) as f32 - 6.0) / 40.0)
+            .collect();
+        let alone = old.read_independently(&x);
+        for (a, b) in alone.valence.iter().zip(old.valence.probabilities(&x)) {
+            assert!((a - b).abs() < 1e-6);
+        }
+        // With a reader, the valence is the reader's combination of the
+        // valence head's reading.
+        if let Some(r) = &heads.review {
+            let mut diary = [0.0; 3];
+            diary.copy_from_slice(&heads.valence.probabilities(&x));
+            let want = r.combine(diary, &x);
+            let got = heads.read_independently(&x).valence;
+            for (a, b) in got.iter().zip(want) {
+                assert!((a - b).abs() < 1e-6);
+            }
+        }
+        for format in [1, 4] {
+            json["format"] = format.into();
+            let err = MoodHeads::from_json(&json.to_string(), Path::new("h.json")).unwrap_err();
+            assert!(
+                err.to_string().contains("unknown format"),
+                "{format}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_damaged_review_reader_is_refused() {
+        let heads = MoodHeads::builtin_e5().expect("the built-in heads");
+        let reader = heads
+            .review
+            .clone()
+            .expect("the built-in heads have a review reader");
+        type Damage = fn(&mut ReviewReader);
+        let cases: [(&str, Damage); 4] = [
+            ("review gate", |r| r.gate.classes.reverse()),
+            ("review valence", |r| {
+                r.valence.weights[0].pop();
+            }),
+            ("review valence", |r| r.valence.bias[1] = f32::NAN),
+            ("review shift", |r| r.shift = f32::INFINITY),
+        ];
+        for (what, damage) in cases {
+            let mut bad = heads.clone();
+            let mut r = reader.clone();
+            damage(&mut r);
+            bad.review = Some(r);
+            let err = bad.validate().unwrap_err();
+            assert!(err.contains(what), "{what}: {err}");
+        }
+        // Through the file: a gate with its classes swapped.
+        let mut json: serde_json::Value = serde_json::to_value(&heads).unwrap();
+        json["review"]["gate"]["classes"] = serde_json::json!(["review", "diary"]);
+        let err = MoodHeads::from_json(&json.to_string(), Path::new("h.json")).unwrap_err();
+        assert!(
+            matches!(&err, MoodError::Corrupt { reason, .. } if reason.contains("review gate")),
+            "{err:?}"
+        );
     }
 
     #[test]

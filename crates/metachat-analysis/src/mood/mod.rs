@@ -45,6 +45,7 @@ mod heads;
 mod lexicon;
 mod prototypes;
 mod record;
+mod review;
 mod sentences;
 
 pub use embedding::{EmbeddingMoodAnalyzer, WindowedEmbedder};
@@ -58,6 +59,7 @@ pub use heads::{
 pub use lexicon::{LexiconAnalyzer, LexiconScore};
 pub use prototypes::EmotionPrototypes;
 pub use record::{Emotion, Mood, MoodAnalyzer, ValenceLabel};
+pub use review::{ReviewChoice, ReviewReader, ReviewSetting};
 pub use sentences::{pool_sentences, sentences, sentences_of};
 
 use std::path::Path;

@@ -1,0 +1,197 @@
+//! Choosing the review reader (`ReviewReader`: a gate and a review-only
+//! valence head) for `train_mood`, without reading yelp: each setting is
+//! judged on a review domain left out of its training (trained with amazon,
+//! read on imdb, and the other way round) and on the diary corpus's dev
+//! split, against the valence head alone on the same data.
+
+use anyhow::Result;
+
+use metachat_analysis::mood::corpus::DiaryEntry;
+use metachat_analysis::mood::{argmax, HeadSetting, ReviewReader, ReviewSetting};
+
+use crate::fit::{tempered, train_model, train_review_reader, Example};
+use crate::lang_accuracy;
+
+/// Gate L2 strengths tried.
+pub const GATE_L2: [f32; 2] = [0.01, 0.1];
+/// Review valence head L2 strengths tried.
+pub const VALENCE_L2: [f32; 2] = [0.3, 3.0];
+/// Gate log-odds shifts tried.
+pub const SHIFTS: [f32; 5] = [0.0, 1.0, 2.0, 3.0, 4.0];
+/// Review valence head temperatures tried.
+pub const TEMPERATURES: [f32; 4] = [1.0, 0.5, 0.2, 0.1];
+
+/// What the choice reads.
+#[derive(Debug, Clone)]
+pub struct ReviewData<'a> {
+    /// Every vector.
+    pub xs: &'a [Vec<f32>],
+    /// The valence head's training examples (diary texts and reviews).
+    pub valence: &'a [Example],
+    /// The vector indices of the first review domain (amazon); the other
+    /// reviews are the second (imdb).
+    pub first_domain: std::ops::Range<usize>,
+    /// The dev split's vectors.
+    pub dev_x: &'a [Vec<f32>],
+    /// Dev valence classes.
+    pub dev_y: &'a [usize],
+    /// Dev entries (for their language).
+    pub dev: &'a [DiaryEntry],
+}
+
+/// What [`choose_review`] found.
+#[derive(Debug, Clone)]
+pub struct ReviewOutcome {
+    /// The best setting, `None` when the valence head alone scores at
+    /// least as well.
+    pub chosen: Option<ReviewSetting>,
+    /// Dev and left-out-domain accuracy of the valence head alone.
+    pub without: [f32; 2],
+    /// Every setting tried.
+    pub grid: Vec<ReviewSetting>,
+}
+
+/// The review setting that reads the dev split and the left-out review
+/// domain best (the mean of en, ru and review accuracy, over both
+/// directions), against the valence head alone (setting `chosen`, at
+/// `temperature`). Prints every line.
+///
+/// # Errors
+/// A tensor error from training a hidden layer.
+pub fn choose_review(
+    d: &ReviewData<'_>,
+    chosen: HeadSetting,
+    temperature: f32,
+) -> Result<ReviewOutcome> {
+    let diary: Vec<Example> = d.valence.iter().copied().filter(|e| !e.review).collect();
+    let diary_x: Vec<usize> = diary.iter().map(|e| e.x).collect();
+    let mut grid: Vec<(ReviewSetting, f64)> = Vec::new();
+    for &gate_l2 in &GATE_L2 {
+        for &valence_l2 in &VALENCE_L2 {
+            for &valence_temperature in &TEMPERATURES {
+                for &shift in &SHIFTS {
+                    grid.push((
+                        ReviewSetting {
+                            gate_l2,
+                            valence_l2,
+                            valence_temperature,
+                            shift,
+                            dev_accuracy: 0.0,
+                            review_accuracy: 0.0,
+                        },
+                        0.0,
+                    ));
+                }
+            }
+        }
+    }
+    let mut without = [0.0f64; 3];
+    for first in [true, false] {
+        let kept: Vec<(usize, bool)> = d
+            .valence
+            .iter()
+            .filter(|e| e.review && d.first_domain.contains(&e.x) == first)
+            .map(|e| (e.x, e.y == 2))
+            .collect();
+        let left_out: Vec<(usize, bool)> = d
+            .valence
+            .iter()
+            .filter(|e| e.review && d.first_domain.contains(&e.x) != first)
+            .map(|e| (e.x, e.y == 2))
+            .collect();
+        let mut examples = diary.clone();
+        examples.extend(
+            d.valence
+                .iter()
+                .filter(|e| e.review && d.first_domain.contains(&e.x) == first),
+        );
+        let head = train_model(d.xs, &examples, 3, chosen)?;
+        let read = |x: &[f32]| -> [f32; 3] {
+            let p = tempered(&head.probabilities(x), temperature);
+            [p[0], p[1], p[2]]
+        };
+        let dev_p: Vec<[f32; 3]> = d.dev_x.iter().map(|x| read(x)).collect();
+        let out_p: Vec<[f32; 3]> = left_out.iter().map(|(i, _)| read(&d.xs[*i])).collect();
+        let score = |dev_p: &[[f32; 3]], out_p: &[[f32; 3]]| -> [f64; 3] {
+            let pred: Vec<usize> = dev_p.iter().map(|p| argmax(p)).collect();
+            let (_, _, per) = lang_accuracy(&pred, d.dev_y, d.dev, 3);
+            let right = out_p
+                .iter()
+                .zip(&left_out)
+                .filter(|(p, (_, pos))| (p[2] > p[0]) == *pos)
+                .count();
+            #[allow(clippy::cast_precision_loss)]
+            let reviews = right as f64 / left_out.len().max(1) as f64;
+            [per[0], per[1], reviews]
+        };
+        let base = score(&dev_p, &out_p);
+        println!(
+            "review reader: {} trained: the valence head alone dev en {:.3}, ru {:.3}, left-out domain {:.3}",
+            if first { "first domain" } else { "second domain" },
+            base[0],
+            base[1],
+            base[2]
+        );
+        for (w, b) in without.iter_mut().zip(base) {
+            *w += b / 2.0;
+        }
+        // One fit per pair of L2 strengths; the shift and the temperature
+        // only change how it is read.
+        let mut fitted: Vec<((f32, f32), ReviewReader)> = Vec::new();
+        for (s, total) in &mut grid {
+            let key = (s.gate_l2, s.valence_l2);
+            if !fitted.iter().any(|f| f.0 == key) {
+                fitted.push((key, train_review_reader(d.xs, &diary_x, &kept, *s)));
+            }
+            let Some((_, base)) = fitted.iter().find(|f| f.0 == key) else {
+                continue;
+            };
+            let mut reader = base.clone();
+            reader.shift = s.shift;
+            reader.valence.temperature = s.valence_temperature;
+            let dev_c: Vec<[f32; 3]> = dev_p
+                .iter()
+                .zip(d.dev_x)
+                .map(|(p, x)| reader.combine(*p, x))
+                .collect();
+            let out_c: Vec<[f32; 3]> = out_p
+                .iter()
+                .zip(&left_out)
+                .map(|(p, (i, _))| reader.combine(*p, &d.xs[*i]))
+                .collect();
+            let sc = score(&dev_c, &out_c);
+            #[allow(clippy::cast_possible_truncation)]
+            {
+                s.dev_accuracy += ((sc[0] + sc[1]) / 4.0) as f32;
+                s.review_accuracy += (sc[2] / 2.0) as f32;
+            }
+            *total += (sc[0] + sc[1] + sc[2]) / 6.0;
+        }
+    }
+    for (s, total) in &grid {
+        println!(
+            "review reader: gate l2 {:<5} valence l2 {:<4} temperature {:<4} shift {}: dev {:.3}, left-out domain {:.3}, score {total:.4}",
+            s.gate_l2, s.valence_l2, s.valence_temperature, s.shift, s.dev_accuracy, s.review_accuracy
+        );
+    }
+    let base_score = (without[0] + without[1] + without[2]) / 3.0;
+    println!(
+        "review reader: without: dev {:.3}, left-out domain {:.3}, score {base_score:.4}",
+        (without[0] + without[1]) / 2.0,
+        without[2]
+    );
+    let best = grid
+        .iter()
+        .fold(None::<&(ReviewSetting, f64)>, |b, g| match b {
+            Some(b) if b.1 >= g.1 => Some(b),
+            _ => Some(g),
+        })
+        .filter(|b| b.1 > base_score + 1e-9)
+        .map(|b| b.0);
+    #[allow(clippy::cast_possible_truncation)]
+    Ok(ReviewOutcome {
+        chosen: best,
+        without: [((without[0] + without[1]) / 2.0) as f32, without[2] as f32],
+        grid: grid.into_iter().map(|g| g.0).collect(),
+    })
+}
