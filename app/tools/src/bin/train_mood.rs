@@ -56,12 +56,14 @@ use metachat_analysis::embed::{E5Embedder, E5Prefix, MiniLmEmbedder};
 use metachat_analysis::mood::corpus::{default_corpus_dir, load_split, DiaryEntry, Split};
 use metachat_analysis::mood::eval::{dev_set, fold_assignment, load_sentiment};
 use metachat_analysis::mood::{
-    argmax, fit_temperature, pool_sentences, sentences_of, softmax, HeadChoice, HeadSetting,
-    HeadsOutput, JointScore, JointSetting, MoodHeads, MoodHeadsProvenance, Pooling, ReviewChoice,
-    SoftmaxHead, ValenceLabel,
+    argmax, fit_temperature, pool_sentences, sentences_of, HeadChoice, HeadSetting, HeadsOutput,
+    JointScore, JointSetting, MoodHeads, MoodHeadsProvenance, Pooling, ReviewChoice, SoftmaxHead,
+    ValenceLabel,
 };
 use metachat_analysis::Emotion;
-use metachat_tools::fit::{implied_valence, train_model, train_review_reader, Example, Model, Net};
+use metachat_tools::fit::{
+    implied_valence, tempered, train_model, train_review_reader, Example, Model, Net,
+};
 use metachat_tools::review_choice::{choose_review, ReviewData};
 use metachat_tools::{embed_cached, lang_accuracy, today, SPLIT_SEED};
 
@@ -420,24 +422,13 @@ fn choose(
         }
     }
     let (_, chosen, model) = best.context("an empty grid")?;
-    let logits: Vec<Vec<f32>> = x_dev
+    let probs: Vec<Vec<f32>> = x_dev.iter().map(|x| model.probabilities(x)).collect();
+    let logits: Vec<Vec<f32>> = probs
         .iter()
-        .map(|x| {
-            model
-                .probabilities(x)
-                .iter()
-                .map(|p| p.max(1e-12).ln())
-                .collect()
-        })
+        .map(|p| p.iter().map(|q| q.max(1e-12).ln()).collect())
         .collect();
     let temperature = fit_temperature(&logits, dev_y, &TEMPERATURES);
-    let dev_probs = logits
-        .iter()
-        .map(|l| {
-            let scaled: Vec<f32> = l.iter().map(|v| v / temperature.max(1e-6)).collect();
-            softmax(&scaled)
-        })
-        .collect();
+    let dev_probs = probs.iter().map(|p| tempered(p, temperature)).collect();
     println!(
         "{name}: chose hidden {}, l2 {}, review weight {}, temperature {temperature} (dev accuracy {:.3}, macro-F1 {:.3})",
         chosen.hidden, chosen.l2, chosen.review_weight, chosen.dev_accuracy, chosen.dev_macro_f1
