@@ -87,24 +87,16 @@ pub fn choose_review(
     }
     let mut without = [0.0f64; 3];
     for first in [true, false] {
-        let kept: Vec<(usize, bool)> = d
+        let (trained, left): (Vec<Example>, Vec<Example>) = d
             .valence
             .iter()
-            .filter(|e| e.review && d.first_domain.contains(&e.x) == first)
-            .map(|e| (e.x, e.y == 2))
-            .collect();
-        let left_out: Vec<(usize, bool)> = d
-            .valence
-            .iter()
-            .filter(|e| e.review && d.first_domain.contains(&e.x) != first)
-            .map(|e| (e.x, e.y == 2))
-            .collect();
+            .filter(|e| e.review)
+            .partition(|e| d.first_domain.contains(&e.x) == first);
+        let labelled =
+            |r: &[Example]| -> Vec<(usize, bool)> { r.iter().map(|e| (e.x, e.y == 2)).collect() };
+        let (kept, left_out) = (labelled(&trained), labelled(&left));
         let mut examples = diary.clone();
-        examples.extend(
-            d.valence
-                .iter()
-                .filter(|e| e.review && d.first_domain.contains(&e.x) == first),
-        );
+        examples.extend(trained);
         let head = train_model(d.xs, &examples, 3, chosen)?;
         let read = |x: &[f32]| -> [f32; 3] {
             let p = tempered(&head.probabilities(x), temperature);
