@@ -7,4 +7,6 @@ mod store;
 
 pub use bus::InMemoryEventBus;
 pub use read_models::InMemoryReadModels;
+#[cfg(test)]
+pub(crate) use store::append_n;
 pub use store::InMemoryEventStore;

@@ -167,3 +167,20 @@ impl EventReader for InMemoryEventStore {
 fn idx(v: u64) -> usize {
     usize::try_from(v).unwrap_or(usize::MAX)
 }
+
+/// Appends `n` events of type `A` to `stream`, one append each (for the
+/// crate's tests).
+#[cfg(test)]
+pub(crate) async fn append_n(store: &InMemoryEventStore, stream: &str, n: usize) {
+    let s = StreamId::new(stream).expect("a valid stream id");
+    for _ in 0..n {
+        store
+            .append(
+                &s,
+                ExpectedVersion::Any,
+                vec![NewEvent::new("A", b"{}".to_vec())],
+            )
+            .await
+            .expect("an in-memory append");
+    }
+}

@@ -208,11 +208,10 @@ mod tests {
     use async_trait::async_trait;
 
     use super::*;
-    use crate::event::{Envelope, NewEvent, StreamId};
+    use crate::event::Envelope;
     use crate::memory::{InMemoryEventBus, InMemoryEventStore, InMemoryReadModels};
     use crate::read_model::ReadModelStoreExt;
     use crate::relay::Relay;
-    use crate::store::{EventAppender, ExpectedVersion};
 
     /// Counts events per stream and records the versions it saw.
     #[derive(Debug, Default)]
@@ -237,17 +236,7 @@ mod tests {
     }
 
     async fn append(store: &InMemoryEventStore, s: &str, n: usize) {
-        let s = StreamId::new(s).unwrap();
-        for _ in 0..n {
-            store
-                .append(
-                    &s,
-                    ExpectedVersion::Any,
-                    vec![NewEvent::new("A", b"{}".to_vec())],
-                )
-                .await
-                .unwrap();
-        }
+        crate::memory::append_n(store, s, n).await;
     }
 
     #[tokio::test]

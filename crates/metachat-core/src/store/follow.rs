@@ -110,19 +110,9 @@ mod tests {
         }
     }
 
-    async fn store_of(n: u64) -> Arc<InMemoryEventStore> {
+    async fn store_of(n: usize) -> Arc<InMemoryEventStore> {
         let store = Arc::new(InMemoryEventStore::new());
-        let stream = StreamId::new("s").unwrap();
-        for _ in 0..n {
-            store
-                .append(
-                    &stream,
-                    ExpectedVersion::Any,
-                    vec![NewEvent::new("e", b"{}".to_vec())],
-                )
-                .await
-                .unwrap();
-        }
+        crate::memory::append_n(&store, "s", n).await;
         store
     }
 
