@@ -87,7 +87,7 @@ impl ReviewReader {
 
 /// `diary` with its polar mass split as `(1 − g)` times its own split plus
 /// `g` times a review head's negative probability `r_neg`.
-pub(super) fn split(diary: [f32; 3], g: f32, r_neg: f32) -> [f32; 3] {
+fn split(diary: [f32; 3], g: f32, r_neg: f32) -> [f32; 3] {
     let [d_neg, d_neutral, d_pos] = diary;
     let polar = d_neg + d_pos;
     let own_neg = if polar > 0.0 { d_neg / polar } else { 0.5 };

@@ -209,7 +209,9 @@ mod tests {
 
     use super::*;
     use crate::event::Envelope;
-    use crate::memory::{InMemoryEventBus, InMemoryEventStore, InMemoryReadModels};
+    use crate::memory::{
+        append_n as append, InMemoryEventBus, InMemoryEventStore, InMemoryReadModels,
+    };
     use crate::read_model::ReadModelStoreExt;
     use crate::relay::Relay;
 
@@ -233,10 +235,6 @@ mod tests {
             seen.push(e.version);
             tx.put_json("counts", e.stream_id.as_str(), &seen)
         }
-    }
-
-    async fn append(store: &InMemoryEventStore, s: &str, n: usize) {
-        crate::memory::append_n(store, s, n).await;
     }
 
     #[tokio::test]
