@@ -204,7 +204,7 @@ impl IdIndex {
                 break;
             }
             let records = frame.records.unwrap_or_default();
-            let offsets = segment::record_offsets(frame.at, records.iter().map(Vec::len));
+            let offsets = segment::record_offsets(frame.at, records.iter().map(<[u8]>::len));
             for (record, offset) in records.iter().zip(offsets) {
                 // A record that does not decode is reported by reads of it.
                 if let Ok(env) = wire::decode(record, String::new) {
