@@ -207,7 +207,12 @@ impl IdIndex {
             let offsets = segment::record_offsets(frame.at, records.iter().map(<[u8]>::len));
             for (record, offset) in records.iter().zip(offsets) {
                 // A record that does not decode is reported by reads of it.
-                if let Ok(env) = wire::decode(record, String::new) {
+                let env = if frame.intact {
+                    wire::decode_verified(record, String::new)
+                } else {
+                    wire::decode(record, String::new)
+                };
+                if let Ok(env) = env {
                     remember(&mut self.filter, ids, &env, offset);
                 }
             }

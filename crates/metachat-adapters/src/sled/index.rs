@@ -165,7 +165,8 @@ pub(crate) fn read_batch(log: &EventLog, at: Location, first: u64) -> Result<Opt
     };
     let mut events = Vec::with_capacity(records.len());
     for r in &records {
-        let env = wire::decode(r, where_)?;
+        // The frame's CRC covered the record.
+        let env = wire::decode_verified(r, where_)?;
         if env.position != first + events.len() as u64 {
             return Err(corrupted(where_(), "batch holds unexpected positions"));
         }

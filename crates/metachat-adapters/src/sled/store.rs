@@ -191,8 +191,9 @@ impl StoreShared {
         Ok(Some((first, Location { segment, offset })))
     }
 
-    /// Calls `f` with each record at positions `from..end`, in order, until
-    /// it returns `false`. Every position in the range must be stored.
+    /// Calls `f` with each record at positions `from..end`, and whether its
+    /// batch passed the frame's check, in order, until it returns `false`.
+    /// Every position in the range must be stored.
     ///
     /// Batches are read from the log one after another; where a batch
     /// fails its frame check, its records are still served if they parse
@@ -202,7 +203,7 @@ impl StoreShared {
         &self,
         from: u64,
         end: u64,
-        mut f: impl FnMut(u64, &[u8]) -> Result<bool>,
+        mut f: impl FnMut(u64, &[u8], bool) -> Result<bool>,
     ) -> Result<()> {
         if from >= end {
             return Ok(());
@@ -212,11 +213,11 @@ impl StoreShared {
         let reader = self.core.log.reader();
         loop {
             let frame = reader.read(at)?.ok_or_else(|| missing(pos))?;
-            let records = frame.records.ok_or_else(|| {
+            let records = frame.records.as_ref().ok_or_else(|| {
                 corrupted(format!("global position {pos}"), "log batch is damaged")
             })?;
-            for record in &records {
-                if pos >= from && (pos >= end || !f(pos, record)?) {
+            for record in records {
+                if pos >= from && (pos >= end || !f(pos, record, frame.intact)?) {
                     return Ok(());
                 }
                 pos += 1;
@@ -231,13 +232,23 @@ impl StoreShared {
         }
     }
 
-    /// Decodes the record at `pos` and checks that it is what the index said.
-    fn decode_at(record: &[u8], pos: u64, stream: Option<(&StreamId, u64)>) -> Result<Envelope> {
+    /// Decodes the record at `pos` and checks that it is what the index said;
+    /// its own CRC is checked unless its batch's frame `verified` it.
+    fn decode_at(
+        record: &[u8],
+        pos: u64,
+        stream: Option<(&StreamId, u64)>,
+        verified: bool,
+    ) -> Result<Envelope> {
         let location = || match stream {
             Some((s, _)) => format!("global position {pos} (stream `{s}`)"),
             None => format!("global position {pos}"),
         };
-        let env = wire::decode(record, location)?;
+        let env = if verified {
+            wire::decode_verified(record, location)?
+        } else {
+            wire::decode(record, location)?
+        };
         if env.position != pos {
             return Err(corrupted(location(), "record holds another position"));
         }
@@ -264,7 +275,7 @@ impl StoreShared {
             return Ok(None);
         };
         let record = self.core.log.reader().read_record(at)?;
-        Self::decode_at(&record, pos, None).map(Some)
+        Self::decode_at(&record, pos, None, false).map(Some)
     }
 
     /// Appends the events of `run` with versions `lo..=hi` to `out`.
@@ -278,9 +289,14 @@ impl StoreShared {
     ) -> Result<()> {
         let from = run.position + (lo - run.first_version);
         let end = run.position + (hi - run.first_version) + 1;
-        self.scan_log(from, end, |pos, record| {
+        self.scan_log(from, end, |pos, record, verified| {
             let version = run.first_version + (pos - run.position);
-            out.push(Self::decode_at(record, pos, Some((stream, version)))?);
+            out.push(Self::decode_at(
+                record,
+                pos,
+                Some((stream, version)),
+                verified,
+            )?);
             Ok(true)
         })
     }
@@ -362,8 +378,8 @@ impl StoreShared {
         }
         let n = usize::try_from(end - from).unwrap_or(usize::MAX).min(limit);
         let mut out = Vec::with_capacity(n);
-        self.scan_log(from, end, |pos, record| {
-            out.push(Self::decode_at(record, pos, None)?);
+        self.scan_log(from, end, |pos, record, verified| {
+            out.push(Self::decode_at(record, pos, None, verified)?);
             Ok(out.len() < limit)
         })?;
         Ok(out)
