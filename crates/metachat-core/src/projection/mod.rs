@@ -11,6 +11,7 @@ pub use bus::{BusProjectionRunner, APPLIED_PREFIX};
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -40,17 +41,23 @@ pub trait Projection: Send + Sync {
 /// Pending writes of one batch, readable before they are committed.
 pub struct ProjectionTx<'a> {
     store: &'a dyn ReadModelStore,
-    pending: HashMap<(String, String), Pending>,
+    /// By collection, then key (so a lookup by `&str` allocates nothing).
+    pending: HashMap<String, HashMap<String, Pending>>,
     commit: Commit,
 }
 
 /// A document as this batch left it. Its version is the stored version plus
 /// the puts of this batch, or the puts alone once the batch deleted it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 struct Pending {
-    value: Option<Vec<u8>>,
+    /// The put in the commit's ops that holds its value; `None` when the
+    /// batch deleted it since.
+    value: Option<usize>,
     puts: u64,
     deleted: bool,
+    /// The version stored before this batch, once read: a projection that
+    /// reads a document back after each write reads the store once.
+    base: OnceLock<u64>,
 }
 
 impl fmt::Debug for ProjectionTx<'_> {
@@ -73,23 +80,45 @@ impl<'a> ProjectionTx<'a> {
 
     /// The document as this batch left it, else as stored.
     pub async fn get(&self, collection: &str, key: &str) -> Result<Option<Document>> {
-        match self.pending.get(&(collection.to_owned(), key.to_owned())) {
+        match self.pending_doc(collection, key) {
             Some(p) => self.resolve(collection, key, p).await,
             None => self.store.get(collection, key).await,
         }
     }
 
+    fn pending_doc(&self, collection: &str, key: &str) -> Option<&Pending> {
+        self.pending.get(collection)?.get(key)
+    }
+
+    /// The pending state of a document, created untouched if new, given
+    /// to `f`.
+    fn touch(&mut self, collection: &str, key: &str, f: impl FnOnce(&mut Pending)) {
+        let docs = match self.pending.get_mut(collection) {
+            Some(docs) => docs,
+            None => self.pending.entry(collection.to_owned()).or_default(),
+        };
+        match docs.get_mut(key) {
+            Some(p) => f(p),
+            None => f(docs.entry(key.to_owned()).or_default()),
+        }
+    }
+
     async fn resolve(&self, collection: &str, key: &str, p: &Pending) -> Result<Option<Document>> {
-        let Some(value) = &p.value else {
+        let Some(WriteOp::Put { value, .. }) = p.value.and_then(|i| self.commit.ops.get(i)) else {
             return Ok(None);
         };
         let base = if p.deleted {
             0
+        } else if let Some(base) = p.base.get() {
+            *base
         } else {
-            self.store
+            let base = self
+                .store
                 .get(collection, key)
                 .await?
-                .map_or(0, |d| d.version)
+                .map_or(0, |d| d.version);
+            let _ = p.base.set(base);
+            base
         };
         Ok(Some(Document {
             value: value.clone(),
@@ -124,9 +153,9 @@ impl<'a> ProjectionTx<'a> {
         }
         let in_range = |k: &str| k.starts_with(prefix) && after.is_none_or(|a| k > a);
         let mut merged = std::collections::BTreeMap::new();
-        for ((c, k), p) in &self.pending {
-            if c == collection && in_range(k) {
-                if let Some(d) = self.resolve(c, k, p).await? {
+        for (k, p) in self.pending.get(collection).into_iter().flatten() {
+            if in_range(k) {
+                if let Some(d) = self.resolve(collection, k, p).await? {
                     merged.insert(k.clone(), d);
                 }
             }
@@ -144,10 +173,7 @@ impl<'a> ProjectionTx<'a> {
             let exhausted = page.len() < limit;
             for (k, d) in page {
                 cursor = Some(k.clone());
-                if !self
-                    .pending
-                    .contains_key(&(collection.to_owned(), k.clone()))
-                {
+                if self.pending_doc(collection, &k).is_none() {
                     untouched += 1;
                     merged.insert(k, d);
                 }
@@ -161,16 +187,11 @@ impl<'a> ProjectionTx<'a> {
 
     /// Puts a document.
     pub fn put(&mut self, collection: &str, key: &str, value: Vec<u8>) {
-        let p = self
-            .pending
-            .entry((collection.to_owned(), key.to_owned()))
-            .or_insert(Pending {
-                value: None,
-                puts: 0,
-                deleted: false,
-            });
-        p.value = Some(value.clone());
-        p.puts += 1;
+        let op = self.commit.ops.len();
+        self.touch(collection, key, |p| {
+            p.value = Some(op);
+            p.puts += 1;
+        });
         self.commit.ops.push(WriteOp::Put {
             collection: collection.to_owned(),
             key: key.to_owned(),
@@ -190,14 +211,12 @@ impl<'a> ProjectionTx<'a> {
 
     /// Deletes a document.
     pub fn delete(&mut self, collection: &str, key: &str) {
-        self.pending.insert(
-            (collection.to_owned(), key.to_owned()),
-            Pending {
-                value: None,
-                puts: 0,
+        self.touch(collection, key, |p| {
+            *p = Pending {
                 deleted: true,
-            },
-        );
+                ..Pending::default()
+            }
+        });
         self.commit.ops.push(WriteOp::Delete {
             collection: collection.to_owned(),
             key: key.to_owned(),
@@ -449,6 +468,100 @@ mod tests {
             store.get("c", "k").await.unwrap().unwrap().version,
             reported
         );
+    }
+
+    /// One step of a batch: a put of a value, a delete, or a read back.
+    #[derive(Debug, Clone)]
+    enum Step {
+        Put(usize, usize, u8),
+        Delete(usize, usize),
+        Get(usize, usize),
+        Scan(usize),
+    }
+
+    const COLLECTIONS: [&str; 2] = ["c", "d"];
+    const KEYS: [&str; 3] = ["a", "ab", "b"];
+
+    fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (0..2usize, 0..3usize, any::<u8>()).prop_map(|(c, k, v)| Step::Put(c, k, v)),
+            (0..2usize, 0..3usize).prop_map(|(c, k)| Step::Delete(c, k)),
+            (0..2usize, 0..3usize).prop_map(|(c, k)| Step::Get(c, k)),
+            (0..2usize).prop_map(Step::Scan),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever a batch does, its reads see the model (stored version
+        /// plus its puts, or its puts alone after a delete; the last value
+        /// put), and the store holds the same once it is committed.
+        #[test]
+        fn a_batch_reads_and_commits_what_the_model_says(
+            stored in proptest::collection::vec(0..4u64, 6),
+            steps in proptest::collection::vec(step(), 0..24),
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            rt.block_on(async {
+                let store = InMemoryReadModels::new();
+                // (collection, key) -> (value, version), as the model says.
+                let mut model = std::collections::BTreeMap::new();
+                for (i, &n) in stored.iter().enumerate() {
+                    let (c, k) = (COLLECTIONS[i / 3], KEYS[i % 3]);
+                    for _ in 0..n {
+                        store.put_json(c, k, &0, DocExpect::Any).await.unwrap();
+                    }
+                    if n > 0 {
+                        model.insert((c, k), (b"0".to_vec(), n));
+                    }
+                }
+                let mut tx = ProjectionTx::new(&store);
+                let mut deleted = std::collections::BTreeSet::new();
+                for s in &steps {
+                    match *s {
+                        Step::Put(c, k, v) => {
+                            let id = (COLLECTIONS[c], KEYS[k]);
+                            tx.put(id.0, id.1, vec![v]);
+                            let version = match model.get(&id) {
+                                Some((_, version)) => version + 1,
+                                None => 1,
+                            };
+                            model.insert(id, (vec![v], version));
+                        }
+                        Step::Delete(c, k) => {
+                            let id = (COLLECTIONS[c], KEYS[k]);
+                            tx.delete(id.0, id.1);
+                            model.remove(&id);
+                            deleted.insert(id);
+                        }
+                        Step::Get(c, k) => {
+                            let id = (COLLECTIONS[c], KEYS[k]);
+                            let got = tx.get(id.0, id.1).await.unwrap();
+                            let want = model.get(&id).cloned();
+                            assert_eq!(got.map(|d| (d.value, d.version)), want, "{id:?}");
+                        }
+                        Step::Scan(c) => {
+                            let got = tx.scan_prefix(COLLECTIONS[c], "a", None, 10).await.unwrap();
+                            let want: Vec<_> = model
+                                .iter()
+                                .filter(|((mc, mk), _)| *mc == COLLECTIONS[c] && mk.starts_with('a'))
+                                .map(|((_, k), d)| (k.to_string(), d.clone()))
+                                .collect();
+                            let got: Vec<_> =
+                                got.into_iter().map(|(k, d)| (k, (d.value, d.version))).collect();
+                            assert_eq!(got, want);
+                        }
+                    }
+                }
+                store.commit(tx.into_commit(("p".into(), 0))).await.unwrap();
+                for c in COLLECTIONS {
+                    for k in KEYS {
+                        let got = store.get(c, k).await.unwrap().map(|d| (d.value, d.version));
+                        assert_eq!(got, model.get(&(c, k)).cloned(), "{c}/{k} committed");
+                    }
+                }
+            });
+        }
     }
 
     /// Fails on its first `fail` calls, then counts the events it saw.
