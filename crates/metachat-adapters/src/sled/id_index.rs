@@ -21,12 +21,12 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use metachat_core::event::{wire, Envelope};
+use metachat_core::event::Envelope;
 use metachat_core::Result;
 
 use super::error::SledError;
 use super::ids::IdFilter;
-use super::log::EventLog;
+use super::log::{self, EventLog};
 use super::segment::{self, Location};
 
 const MAGIC: &[u8; 8] = b"MCIDS001";
@@ -207,12 +207,7 @@ impl IdIndex {
             let offsets = segment::record_offsets(frame.at, records.iter().map(<[u8]>::len));
             for (record, offset) in records.iter().zip(offsets) {
                 // A record that does not decode is reported by reads of it.
-                let env = if frame.intact {
-                    wire::decode_verified(record, String::new)
-                } else {
-                    wire::decode(record, String::new)
-                };
-                if let Ok(env) = env {
+                if let Ok(env) = log::decode_record(record, frame.intact, String::new) {
                     remember(&mut self.filter, ids, &env, offset);
                 }
             }

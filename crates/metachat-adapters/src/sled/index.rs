@@ -3,13 +3,13 @@
 //! from the log, written without a barrier of their own, and brought back
 //! in line with the log on open ([`recover`]).
 
-use metachat_core::event::{wire, Envelope};
+use metachat_core::event::Envelope;
 use metachat_core::Result;
 
 use super::error::{corrupted, from_sled};
 use super::index_buffer::Entries;
 use super::keys;
-use super::log::EventLog;
+use super::log::{self, EventLog};
 use super::segment::Location;
 
 /// Events indexed per sled batch while re-indexing.
@@ -165,8 +165,7 @@ pub(crate) fn read_batch(log: &EventLog, at: Location, first: u64) -> Result<Opt
     };
     let mut events = Vec::with_capacity(records.len());
     for r in &records {
-        // The frame's CRC covered the record.
-        let env = wire::decode_verified(r, where_)?;
+        let env = log::decode_record(r, true, where_)?;
         if env.position != first + events.len() as u64 {
             return Err(corrupted(where_(), "batch holds unexpected positions"));
         }

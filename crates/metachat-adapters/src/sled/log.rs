@@ -3,6 +3,7 @@
 
 use std::sync::{Mutex, MutexGuard};
 
+use metachat_core::event::{wire, Envelope};
 use metachat_core::Error;
 
 use super::error::SledError;
@@ -13,6 +14,20 @@ pub(crate) const SEGMENT_BYTES: u64 = 64 << 20;
 
 /// Name of the log's directory inside the database directory.
 pub(crate) const LOG_DIR: &str = "log";
+
+/// Decodes a record of the log; its own CRC is checked unless its frame
+/// passed its CRC (`frame_intact`), which covered the record's bytes.
+pub(crate) fn decode_record(
+    record: &[u8],
+    frame_intact: bool,
+    location: impl Fn() -> String,
+) -> metachat_core::Result<Envelope> {
+    if frame_intact {
+        wire::decode_verified(record, location)
+    } else {
+        wire::decode(record, location)
+    }
+}
 
 /// The log, its reader, and what its opening found.
 pub(crate) struct EventLog {

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
-use metachat_core::event::{wire, Envelope, EventId, Limits, NewEvent, StreamId};
+use metachat_core::event::{Envelope, EventId, Limits, NewEvent, StreamId};
 use metachat_core::store::{
     AppendOutcome, Direction, EventAppender, EventReader, ExpectedVersion, HeadWatch,
 };
@@ -24,6 +24,7 @@ use super::index;
 use super::index_buffer::IndexBuffer;
 use super::keys;
 use super::legacy;
+use super::log;
 use super::segment::Location;
 use super::writer::{self, Request};
 
@@ -244,11 +245,7 @@ impl StoreShared {
             Some((s, _)) => format!("global position {pos} (stream `{s}`)"),
             None => format!("global position {pos}"),
         };
-        let env = if verified {
-            wire::decode_verified(record, location)?
-        } else {
-            wire::decode(record, location)?
-        };
+        let env = log::decode_record(record, verified, location)?;
         if env.position != pos {
             return Err(corrupted(location(), "record holds another position"));
         }
