@@ -50,12 +50,64 @@ pub(crate) fn batch_entries(at: Location, events: &[Envelope]) -> Vec<(Vec<u8>, 
 /// Inserts buffered entries into sled, each on its own: an `apply_batch`
 /// holds sled's process-wide write lock (every reader of every tree waits)
 /// and writes sled's I/O buffer twice. Not atomic, so how far the index is
-/// complete is recorded only after a barrier ([`insert_mark`]).
+/// complete is recorded only after a barrier ([`insert_mark`]). A stream's
+/// runs that follow one another go in as one entry ([`fold_runs`]): with
+/// many writers each appending one event, a run per append was one sled
+/// insert per event.
 pub(crate) fn insert_entries(tree: &sled::Tree, entries: &Entries) -> Result<()> {
-    for (k, v) in entries {
-        tree.insert(k.as_slice(), v.as_slice()).map_err(from_sled)?;
+    for (k, v) in fold_runs(entries) {
+        tree.insert(k, v.as_ref()).map_err(from_sled)?;
     }
     Ok(())
+}
+
+/// The entries to put into sled for `entries`: each stream's runs of
+/// consecutive versions folded into one entry per up to
+/// [`keys::MAX_RUNS_PER_ENTRY`] runs, at the key of the first; every other
+/// entry as it is. An entry that does not decode as runs stays as it is.
+pub(crate) fn fold_runs(entries: &Entries) -> Vec<(&[u8], std::borrow::Cow<'_, [u8]>)> {
+    use std::borrow::Cow;
+    let mut out: Vec<(&[u8], Cow<'_, [u8]>)> = Vec::with_capacity(entries.len());
+    // The entry being folded: its key, its runs, the version after them.
+    let mut open: Open<'_> = None;
+    type Open<'a> = Option<(&'a [u8], Vec<keys::Run>, u64)>;
+    fn close<'a>(open: &mut Open<'a>, out: &mut Vec<(&'a [u8], Cow<'a, [u8]>)>) {
+        if let Some((k, runs, _)) = open.take() {
+            out.push((k, Cow::Owned(keys::runs_value(&runs))));
+        }
+    }
+    for (k, v) in entries {
+        let runs = match keys::version_of_stream_key(k) {
+            Some(_) => keys::decode_runs(k, v, || "buffered stream index".into()).ok(),
+            None => None,
+        };
+        let Some(runs) = runs else {
+            close(&mut open, &mut out);
+            out.push((k.as_slice(), Cow::Borrowed(v.as_slice())));
+            continue;
+        };
+        let stream = &k[..k.len() - 8];
+        let (first, last) = (runs[0].first_version, runs[runs.len() - 1]);
+        match &mut open {
+            Some((key, folded, next))
+                if key[..key.len() - 8] == *stream
+                    && *next == first
+                    && folded.len() + runs.len() <= keys::MAX_RUNS_PER_ENTRY
+                    && folded
+                        .last()
+                        .is_some_and(|r| r.position + r.count <= runs[0].position) =>
+            {
+                folded.extend(runs);
+                *next = last.last_version().saturating_add(1);
+            }
+            _ => {
+                close(&mut open, &mut out);
+                open = Some((k.as_slice(), runs, last.last_version().saturating_add(1)));
+            }
+        }
+    }
+    close(&mut open, &mut out);
+    out
 }
 
 fn entries(
@@ -271,9 +323,10 @@ fn drop_beyond(tree: &sled::Tree, log: &EventLog, end: Location) -> Result<Recov
     }
     for item in tree.scan_prefix([keys::STREAM]) {
         let (k, v) = item.map_err(from_sled)?;
-        let [position, _] = keys::unpack::<2>(&v, || "stream index".into())?;
-        if position >= next {
-            batch.remove(k);
+        match cut_runs(&k, &v, next)? {
+            Cut::Keep => {}
+            Cut::Remove => batch.remove(k),
+            Cut::Rewrite(value) => batch.insert(k, value),
         }
     }
     let dropped = indexed.saturating_sub(next);
@@ -290,4 +343,151 @@ fn drop_beyond(tree: &sled::Tree, log: &EventLog, end: Location) -> Result<Recov
         reindexed: 0,
         dropped,
     })
+}
+
+/// What becomes of a stream index entry when the log ends before position `next`.
+#[derive(Debug, PartialEq, Eq)]
+enum Cut {
+    Keep,
+    Remove,
+    /// Rewritten with its runs below `next`.
+    Rewrite(Vec<u8>),
+}
+
+fn cut_runs(key: &[u8], value: &[u8], next: u64) -> Result<Cut> {
+    let runs = keys::decode_runs(key, value, || "stream index".into())?;
+    // Runs are in position order, each inside one batch.
+    let kept = runs.iter().take_while(|r| r.position < next).count();
+    Ok(if kept == 0 {
+        Cut::Remove
+    } else if kept < runs.len() {
+        Cut::Rewrite(keys::runs_value(&runs[..kept]))
+    } else {
+        Cut::Keep
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metachat_core::event::StreamId;
+
+    fn run(first_version: u64, position: u64, count: u64) -> keys::Run {
+        keys::Run {
+            first_version,
+            position,
+            count,
+        }
+    }
+
+    #[test]
+    fn a_folded_entry_keeps_the_runs_the_log_still_holds() {
+        let s = StreamId::new("s").unwrap();
+        let key = keys::stream_entry(&s, 0);
+        let runs = [run(0, 10, 2), run(2, 20, 1), run(3, 30, 4)];
+        let value = keys::runs_value(&runs);
+        assert_eq!(cut_runs(&key, &value, 40).unwrap(), Cut::Keep);
+        assert_eq!(cut_runs(&key, &value, 34).unwrap(), Cut::Keep);
+        assert_eq!(
+            cut_runs(&key, &value, 30).unwrap(),
+            Cut::Rewrite(keys::runs_value(&runs[..2]))
+        );
+        assert_eq!(
+            cut_runs(&key, &value, 11).unwrap(),
+            Cut::Rewrite(keys::runs_value(&runs[..1]))
+        );
+        assert_eq!(cut_runs(&key, &value, 10).unwrap(), Cut::Remove);
+        assert!(cut_runs(&key, &value[..20], 40).is_err());
+    }
+
+    #[test]
+    fn runs_of_a_stream_that_follow_one_another_are_folded() {
+        let (a, b) = (StreamId::new("a").unwrap(), StreamId::new("b").unwrap());
+        let mut entries = Entries::new();
+        let mut put = |s: &StreamId, r: keys::Run| {
+            entries.insert(keys::stream_entry(s, r.first_version), r.value().to_vec());
+        };
+        // a: versions 0..=4 in three appends, then a version missing (6).
+        put(&a, run(0, 0, 2));
+        put(&a, run(2, 5, 1));
+        put(&a, run(3, 9, 2));
+        put(&a, run(6, 20, 1));
+        // b: one run.
+        put(&b, run(0, 2, 3));
+        entries.insert(keys::batch(0).to_vec(), vec![7; 16]);
+        let folded: Vec<(Vec<u8>, Vec<u8>)> = fold_runs(&entries)
+            .into_iter()
+            .map(|(k, v)| (k.to_vec(), v.into_owned()))
+            .collect();
+        let want = vec![
+            (keys::batch(0).to_vec(), vec![7; 16]),
+            (
+                keys::stream_entry(&a, 0),
+                keys::runs_value(&[run(0, 0, 2), run(2, 5, 1), run(3, 9, 2)]),
+            ),
+            (keys::stream_entry(&a, 6), run(6, 20, 1).value().to_vec()),
+            (keys::stream_entry(&b, 0), run(0, 2, 3).value().to_vec()),
+        ];
+        assert_eq!(folded, want);
+    }
+
+    #[test]
+    fn a_folded_entry_holds_at_most_its_share_of_runs() {
+        let s = StreamId::new("s").unwrap();
+        let mut entries = Entries::new();
+        let n = keys::MAX_RUNS_PER_ENTRY as u64 + 3;
+        for v in 0..n {
+            entries.insert(keys::stream_entry(&s, v), run(v, 2 * v, 1).value().to_vec());
+        }
+        let folded = fold_runs(&entries);
+        assert_eq!(folded.len(), 2);
+        assert_eq!(folded[0].1.len(), 16 * keys::MAX_RUNS_PER_ENTRY);
+        assert_eq!(
+            folded[1].0,
+            keys::stream_entry(&s, keys::MAX_RUNS_PER_ENTRY as u64).as_slice()
+        );
+        assert_eq!(folded[1].1.len(), 16 * 3);
+    }
+
+    proptest::proptest! {
+        /// Folding keeps every (stream, version) → position the runs gave,
+        /// and each folded entry decodes.
+        #[test]
+        fn folding_keeps_every_version_where_it_was(
+            appends in proptest::collection::vec((0usize..3, 1u64..4, 0u64..3), 1..120),
+        ) {
+            let streams: Vec<StreamId> =
+                (0..3).map(|i| StreamId::new(format!("s{i}")).unwrap()).collect();
+            let mut entries = Entries::new();
+            let mut want = std::collections::BTreeMap::new();
+            let (mut position, mut heads) = (0u64, [0u64; 3]);
+            for (s, count, skip) in appends {
+                // A skipped version: an append of the stream's whose run
+                // is not in this drain (moved by an earlier one).
+                heads[s] += skip;
+                position += skip;
+                let r = run(heads[s], position, count);
+                entries.insert(keys::stream_entry(&streams[s], r.first_version), r.value().to_vec());
+                for i in 0..count {
+                    want.insert((s, heads[s] + i), position + i);
+                }
+                heads[s] += count;
+                position += count;
+            }
+            let mut got = std::collections::BTreeMap::new();
+            let folded = fold_runs(&entries);
+            proptest::prop_assert!(folded.len() <= entries.len());
+            for (k, v) in folded {
+                let s = streams.iter().position(|id| k.starts_with(&keys::stream_prefix(id))).unwrap();
+                let runs = keys::Run::decode_all(&streams[s], k, &v).unwrap();
+                proptest::prop_assert!(runs.len() <= keys::MAX_RUNS_PER_ENTRY);
+                for r in runs {
+                    for i in 0..r.count {
+                        proptest::prop_assert!(got.insert((s, r.first_version + i), r.position + i).is_none());
+                    }
+                }
+            }
+            proptest::prop_assert_eq!(got, want);
+        }
+    }
 }

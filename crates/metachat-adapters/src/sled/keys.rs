@@ -126,33 +126,74 @@ impl Run {
         v
     }
 
-    /// Decodes a stream index entry of `stream`.
-    pub(crate) fn decode(stream: &StreamId, key: &[u8], value: &[u8]) -> Result<Run, Error> {
-        let bad = |reason: &str| corrupted(format!("stream `{stream}` index"), reason);
-        let version = key
+    /// Decodes a stream index entry of `stream`: its runs, in version order.
+    pub(crate) fn decode_all(
+        stream: &StreamId,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<Vec<Run>, Error> {
+        decode_runs(key, value, || format!("stream `{stream}` index"))
+    }
+}
+
+/// Runs a stream index entry holds at most: the checkpoint folds a
+/// stream's consecutive runs into one entry (one sled insert for up to this
+/// many appends), a value of 16 bytes per run.
+pub(crate) const MAX_RUNS_PER_ENTRY: usize = 256;
+
+/// The value of a stream index entry holding `runs` (consecutive versions,
+/// the first one the key's).
+pub(crate) fn runs_value(runs: &[Run]) -> Vec<u8> {
+    runs.iter().flat_map(|r| r.value()).collect()
+}
+
+/// The version in a stream index key, if it is one.
+pub(crate) fn version_of_stream_key(key: &[u8]) -> Option<u64> {
+    match key {
+        [STREAM, rest @ ..] => rest
             .len()
             .checked_sub(8)
-            .and_then(|at| <[u8; 8]>::try_from(&key[at..]).ok())
-            .map(u64::from_be_bytes)
-            .ok_or_else(|| bad("malformed key"))?;
-        let (pos, count) = match <[u8; 16]>::try_from(value) {
-            Ok(v) => {
-                let (p, c) = v.split_at(8);
-                let p = <[u8; 8]>::try_from(p).map_err(|_| bad("malformed value"))?;
-                let c = <[u8; 8]>::try_from(c).map_err(|_| bad("malformed value"))?;
-                (u64::from_be_bytes(p), u64::from_be_bytes(c))
-            }
-            Err(_) => return Err(bad("index value is not 16 bytes")),
+            .and_then(|at| <[u8; 8]>::try_from(&rest[at..]).ok())
+            .map(u64::from_be_bytes),
+        _ => None,
+    }
+}
+
+/// Decodes the runs of a stream index entry: one or more 16-byte runs, the
+/// first at the key's version, each next one at the version after the one
+/// before ends and at a later position. `location` names the entry in the
+/// error.
+pub(crate) fn decode_runs(
+    key: &[u8],
+    value: &[u8],
+    location: impl Fn() -> String,
+) -> Result<Vec<Run>, Error> {
+    let bad = |reason: &str| corrupted(location(), reason);
+    let mut version = version_of_stream_key(key).ok_or_else(|| bad("malformed key"))?;
+    if value.is_empty() || !value.len().is_multiple_of(16) {
+        return Err(bad("index value is not a whole number of 16-byte runs"));
+    }
+    let mut runs = Vec::with_capacity(value.len() / 16);
+    let mut after = 0u64;
+    for chunk in value.chunks_exact(16) {
+        let [position, count] = unpack::<2>(chunk, &location)?;
+        let end = position.checked_add(count);
+        let last = version.checked_add(count);
+        let (Some(end), Some(next)) = (end, last) else {
+            return Err(bad("run out of range"));
         };
-        if count == 0 || version.checked_add(count).is_none() || pos.checked_add(count).is_none() {
+        if count == 0 || position < after {
             return Err(bad("run out of range"));
         }
-        Ok(Run {
+        runs.push(Run {
             first_version: version,
-            position: pos,
+            position,
             count,
-        })
+        });
+        version = next;
+        after = end;
     }
+    Ok(runs)
 }
 
 pub(crate) fn doc_prefix(collection: &str) -> Vec<u8> {
@@ -221,12 +262,26 @@ mod tests {
             count: 3,
         };
         let key = stream_entry(&s, 7);
-        assert_eq!(Run::decode(&s, &key, &run.value()).unwrap(), run);
+        assert_eq!(Run::decode_all(&s, &key, &run.value()).unwrap(), vec![run]);
         assert_eq!(run.last_version(), 9);
         let zero = Run { count: 0, ..run };
-        assert!(Run::decode(&s, &key, &zero.value()).is_err());
-        assert!(Run::decode(&s, &key, &run.value()[..15]).is_err());
-        assert!(Run::decode(&s, b"s", &run.value()).is_err());
+        assert!(Run::decode_all(&s, &key, &zero.value()).is_err());
+        assert!(Run::decode_all(&s, &key, &run.value()[..15]).is_err());
+        assert!(Run::decode_all(&s, b"s", &run.value()).is_err());
+        assert!(Run::decode_all(&s, &key, &[]).is_err());
+        let next = Run {
+            first_version: 10,
+            position: 2000,
+            count: 1,
+        };
+        let two = runs_value(&[run, next]);
+        assert_eq!(Run::decode_all(&s, &key, &two).unwrap(), vec![run, next]);
+        // A later run must start after the one before it ends.
+        let overlapping = Run {
+            position: 1001,
+            ..next
+        };
+        assert!(Run::decode_all(&s, &key, &runs_value(&[run, overlapping])).is_err());
     }
 
     #[test]

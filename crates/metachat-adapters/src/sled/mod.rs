@@ -42,7 +42,7 @@
 //! | key | value |
 //! |---|---|
 //! | `p` + first position (u64) | where that batch starts: segment (u64) + offset (u64) |
-//! | `s` + stream id + `0x00` + first version (u64) | a run: position (u64) of that version + count (u64) of consecutive versions at consecutive positions |
+//! | `s` + stream id + `0x00` + first version (u64) | one or more runs (at most 256, the checkpoint folds a stream's runs that follow one another into one entry), each 16 bytes: position (u64) of its first version + count (u64) of consecutive versions at consecutive positions; each run starts at the version after the one before it |
 //! | `x` | how far the index is complete: next position (u64) + the log's end there, segment (u64) + offset (u64) |
 //! | `y` | up to where the log is known synced: segment (u64) + offset (u64); under `Sync`, written after each group's sync |
 //!
@@ -99,6 +99,24 @@ pub mod fuzzing {
     /// bytes are not a whole, valid table (wrong length, CRC, order).
     pub fn id_table_round_trip(bytes: &[u8]) -> Option<Vec<u8>> {
         super::id_index::round_trip(bytes)
+    }
+
+    /// A run of a stream index entry: first version, position, count.
+    pub type Run = (u64, u64, u64);
+
+    /// Decodes a stream index entry (`s` + stream + `0x00` + `key_version`
+    /// → `value`: one or more runs) and encodes its runs again, with each
+    /// run as (first version, position, count); `None` when the value is
+    /// not whole, ordered runs.
+    pub fn stream_runs_round_trip(key_version: u64, value: &[u8]) -> Option<(Vec<u8>, Vec<Run>)> {
+        let stream = metachat_core::event::StreamId::new("s").ok()?;
+        let key = super::keys::stream_entry(&stream, key_version);
+        let runs = super::keys::Run::decode_all(&stream, &key, value).ok()?;
+        let listed = runs
+            .iter()
+            .map(|r| (r.first_version, r.position, r.count))
+            .collect();
+        Some((super::keys::runs_value(&runs), listed))
     }
 }
 mod store;

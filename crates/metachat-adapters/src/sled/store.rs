@@ -28,6 +28,12 @@ use super::log;
 use super::segment::Location;
 use super::writer::{self, Request};
 
+/// How often a stream read looks for the index entry of a version again
+/// after a checkpoint folded entries under it (once is nearly always
+/// enough: a checkpoint runs about once a second) before it reports the
+/// index damaged.
+const GAP_RETRIES: usize = 8;
+
 /// State shared by the store's handles and its writer thread.
 pub(crate) struct StoreShared {
     pub(crate) core: Arc<Core>,
@@ -106,9 +112,10 @@ impl StoreShared {
         let all = keys::stream_entry(stream, 0)..=keys::stream_entry(stream, u64::MAX);
         for item in self.index_range(all, true) {
             let (k, v) = item?;
-            let run = keys::Run::decode(stream, &k, &v)?;
-            if run.position < below {
-                return Ok(Some(run.last_version()));
+            for run in keys::Run::decode_all(stream, &k, &v)?.iter().rev() {
+                if run.position < below {
+                    return Ok(Some(run.last_version()));
+                }
             }
         }
         Ok(None)
@@ -311,61 +318,112 @@ impl StoreShared {
         let Some(head) = self.published_head(stream)? else {
             return Ok(Vec::new());
         };
-        let limit64 = u64::try_from(limit).unwrap_or(u64::MAX);
-        let taken = |out: &Vec<Envelope>| u64::try_from(out.len()).unwrap_or(u64::MAX);
         let mut out = Vec::with_capacity(limit.min(1024));
-        match direction {
-            Direction::Forward => {
-                if from > head {
-                    return Ok(out);
-                }
-                // The run holding `from` is the last one starting at or before it.
-                let first = keys::stream_entry(stream, 0);
-                let start =
-                    match self.index_last(first.clone()..=keys::stream_entry(stream, from))? {
-                        Some((key, _)) => key.to_vec(),
-                        None => first,
-                    };
-                let last = keys::stream_entry(stream, head);
-                for item in self.index_range(start..=last, false) {
-                    let (k, v) = item?;
-                    let run = keys::Run::decode(stream, &k, &v)?;
-                    let lo = run.first_version.max(from);
-                    let hi = run.last_version().min(head);
-                    if lo > hi {
-                        continue;
-                    }
-                    let room = limit64 - taken(&out);
-                    let hi = hi.min(lo.saturating_add(room - 1));
-                    self.read_run(stream, run, lo, hi, &mut out)?;
-                    if out.len() >= limit {
-                        break;
-                    }
-                }
-            }
-            Direction::Backward => {
-                let start = from.min(head);
-                let mut part = Vec::new();
-                let range = keys::stream_entry(stream, 0)..=keys::stream_entry(stream, start);
-                for item in self.index_range(range, true) {
-                    let (k, v) = item?;
-                    let run = keys::Run::decode(stream, &k, &v)?;
-                    let hi = run.last_version().min(start);
-                    if run.first_version > hi {
-                        continue;
-                    }
-                    let room = limit64 - taken(&out);
-                    let lo = run.first_version.max(hi.saturating_sub(room - 1));
-                    part.clear();
-                    self.read_run(stream, run, lo, hi, &mut part)?;
-                    out.extend(part.drain(..).rev());
-                    if out.len() >= limit {
-                        break;
-                    }
-                }
+        if direction == Direction::Forward && from > head {
+            return Ok(out);
+        }
+        let mut want = match direction {
+            Direction::Forward => from,
+            Direction::Backward => from.min(head),
+        };
+        for _ in 0..GAP_RETRIES {
+            let gap = match direction {
+                Direction::Forward => self.read_forward(stream, want, head, limit, &mut out)?,
+                Direction::Backward => self.read_backward(stream, want, limit, &mut out)?,
+            };
+            match gap {
+                None => return Ok(out),
+                Some(at) => want = at,
             }
         }
-        Ok(out)
+        Err(corrupted(
+            format!("stream `{stream}` version {want}"),
+            "stream index lacks a published version",
+        ))
+    }
+
+    /// Appends the events of `stream` from version `want` on (up to `head`)
+    /// to `out` until it holds `limit`. `Some(version)` where the index
+    /// has no run for a version that must exist: a checkpoint folded the
+    /// runs read so far into one entry under another key while this read
+    /// went from one entry to the next, so the caller looks again from there.
+    fn read_forward(
+        &self,
+        stream: &StreamId,
+        mut want: u64,
+        head: u64,
+        limit: usize,
+        out: &mut Vec<Envelope>,
+    ) -> Result<Option<u64>> {
+        // The entry holding `want` is the last one starting at or before it.
+        let first = keys::stream_entry(stream, 0);
+        let start = match self.index_last(first.clone()..=keys::stream_entry(stream, want))? {
+            Some((key, _)) => key.to_vec(),
+            None => first,
+        };
+        #[cfg(test)]
+        tests::BETWEEN_LOOKUP_AND_SCAN.with(|hook| {
+            if let Some(f) = hook.borrow_mut().as_mut() {
+                f();
+            }
+        });
+        let last = keys::stream_entry(stream, head);
+        for item in self.index_range(start..=last, false) {
+            let (k, v) = item?;
+            for run in keys::Run::decode_all(stream, &k, &v)? {
+                if run.last_version() < want {
+                    continue;
+                }
+                if run.first_version > want {
+                    return Ok(Some(want));
+                }
+                let room = u64::try_from(limit - out.len()).unwrap_or(u64::MAX);
+                let hi = run
+                    .last_version()
+                    .min(head)
+                    .min(want.saturating_add(room - 1));
+                self.read_run(stream, run, want, hi, out)?;
+                if out.len() >= limit || hi >= head {
+                    return Ok(None);
+                }
+                want = hi + 1;
+            }
+        }
+        Ok(Some(want))
+    }
+
+    /// [`read_forward`](Self::read_forward) backward: versions `want` and
+    /// down, the latest first.
+    fn read_backward(
+        &self,
+        stream: &StreamId,
+        mut want: u64,
+        limit: usize,
+        out: &mut Vec<Envelope>,
+    ) -> Result<Option<u64>> {
+        let mut part = Vec::new();
+        let range = keys::stream_entry(stream, 0)..=keys::stream_entry(stream, want);
+        for item in self.index_range(range, true) {
+            let (k, v) = item?;
+            for run in keys::Run::decode_all(stream, &k, &v)?.into_iter().rev() {
+                if run.first_version > want {
+                    continue;
+                }
+                if run.last_version() < want {
+                    return Ok(Some(want));
+                }
+                let room = u64::try_from(limit - out.len()).unwrap_or(u64::MAX);
+                let lo = run.first_version.max(want.saturating_sub(room - 1));
+                part.clear();
+                self.read_run(stream, run, lo, want, &mut part)?;
+                out.extend(part.drain(..).rev());
+                if out.len() >= limit || lo == 0 {
+                    return Ok(None);
+                }
+                want = lo - 1;
+            }
+        }
+        Ok(Some(want))
     }
 
     fn read_all(&self, from: u64, limit: usize) -> Result<Vec<Envelope>> {
