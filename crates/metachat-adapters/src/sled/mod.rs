@@ -44,7 +44,7 @@
 //! | `p` + first position (u64) | where that batch starts: segment (u64) + offset (u64) |
 //! | `s` + stream id + `0x00` + first version (u64) | one or more runs (at most 256, the checkpoint folds a stream's runs that follow one another into one entry), each 16 bytes: position (u64) of its first version + count (u64) of consecutive versions at consecutive positions; each run starts at the version after the one before it |
 //! | `x` | how far the index is complete: next position (u64) + the log's end there, segment (u64) + offset (u64) |
-//! | `y` | up to where the log is known synced: segment (u64) + offset (u64); under `Sync`, written after each group's sync |
+//! | `y` | up to where the log is known synced: segment (u64) + offset (u64); under `Sync`, written after a group's sync, at most every 10 ms; a damaged batch before it is kept and reported, after it cut off as a torn write |
 //!
 //! Under [`Durability::Sync`] a group's index entries go, after the log's
 //! `fdatasync` (an entry never points past the durable log), into an
