@@ -1,7 +1,9 @@
 //! The single writer: group commit of every queued append.
 //!
 //! One thread owns all appends. It takes every request queued (up to
-//! [`SledConfig::max_group_events`](super::SledConfig::max_group_events)),
+//! [`SledConfig::max_group_events`](super::SledConfig::max_group_events);
+//! after a group of several appends, also those that come within
+//! [`GATHER_QUIET`] of each other, for at most [`GATHER_AT_MOST`]),
 //! validates them in order against the stream heads (the published ones plus
 //! this group's own) and writes all accepted events as one batch of the
 //! segment log. Then, under [`Durability::Sync`](super::Durability::Sync),
@@ -64,6 +66,17 @@ const BUFFER_LIMIT: usize = 1 << 19;
 /// twentieth of the writer's time with 64 writers, and the record is only
 /// as fresh as sled's own flush (every 500 ms) after a crash anyway.
 const RECORD_SYNCED_EVERY: Duration = Duration::from_millis(10);
+
+/// After a group of more than one append, the writer keeps gathering the
+/// next group until no request has come for this long (or for
+/// [`GATHER_AT_MOST`]): callers answered by the last group come back a few
+/// microseconds apart, and a group that waited for them shares one
+/// `fdatasync` among more appends. After a group of one append (a single
+/// writer), it does not wait.
+const GATHER_QUIET: Duration = Duration::from_micros(20);
+
+/// The longest the writer gathers one group past its first request.
+const GATHER_AT_MOST: Duration = Duration::from_micros(200);
 
 /// How long the writer, out of requests, polls for the next one before it
 /// sleeps: waking a sleeping thread costs tens of microseconds on a virtual
@@ -189,18 +202,29 @@ pub(crate) fn run(shared: Arc<StoreShared>, rx: Receiver<Request>, max_group_eve
     let checkpointer = (shared.core.syncer.durability() == Durability::Sync)
         .then(|| Checkpointer::start(shared.clone()));
     let mut synced_recorded: Option<Instant> = None;
+    let mut last_group = 0;
     while let Some(first) = next_request(&rx) {
         let mut group = vec![first];
         let mut n = group[0].events.len();
+        let (start, mut last_arrival) = (Instant::now(), Instant::now());
         while n < max_group_events {
             match rx.try_recv() {
                 Ok(r) => {
                     n += r.events.len();
                     group.push(r);
+                    last_arrival = Instant::now();
+                }
+                Err(TryRecvError::Empty)
+                    if last_group > 1
+                        && last_arrival.elapsed() < GATHER_QUIET
+                        && start.elapsed() < GATHER_AT_MOST =>
+                {
+                    std::thread::yield_now();
                 }
                 Err(_) => break,
             }
         }
+        last_group = group.len();
         commit_group(&shared, checkpointer.as_ref(), &mut synced_recorded, group);
     }
 }
