@@ -184,6 +184,18 @@ fn a_clean_close_moves_the_whole_index_into_sled() {
     );
 }
 
+/// A store under `Durability::Sync` on a simulated log, its shared state
+/// and the directory of its sled database (removed when dropped).
+fn sim_store() -> (tempfile::TempDir, SledEventStore, Arc<StoreShared>) {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = SledConfig::new(dir.path())
+        .durability(Durability::Sync)
+        .simulated_log(SimStorage::new());
+    let store = SledEventStore::open(config).expect("open");
+    let shared = store.inner.shared.clone();
+    (dir, store, shared)
+}
+
 thread_local! {
     /// Called by a forward stream read between finding the entry it starts
     /// at and scanning from there.
@@ -197,12 +209,7 @@ thread_local! {
 /// every version.
 #[test]
 fn a_read_looks_again_when_a_checkpoint_folds_its_runs_away() {
-    let dir = tempfile::tempdir().expect("dir");
-    let config = SledConfig::new(dir.path())
-        .durability(Durability::Sync)
-        .simulated_log(SimStorage::new());
-    let store = SledEventStore::open(config).expect("open");
-    let shared = store.inner.shared.clone();
+    let (_dir, store, shared) = sim_store();
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
@@ -242,12 +249,7 @@ fn a_read_looks_again_when_a_checkpoint_folds_its_runs_away() {
 /// whatever moved between its lookup and its scan.
 #[test]
 fn reads_stay_whole_while_checkpoints_fold_runs() {
-    let dir = tempfile::tempdir().expect("dir");
-    let config = SledConfig::new(dir.path())
-        .durability(Durability::Sync)
-        .simulated_log(SimStorage::new());
-    let store = SledEventStore::open(config).expect("open");
-    let shared = store.inner.shared.clone();
+    let (_dir, store, shared) = sim_store();
     let id = stream(0);
     let appends = 600u64;
     let writer = {
