@@ -3,6 +3,8 @@
 //! from the log, written without a barrier of their own, and brought back
 //! in line with the log on open ([`recover`]).
 
+use std::borrow::Cow;
+
 use metachat_core::event::Envelope;
 use metachat_core::Result;
 
@@ -65,17 +67,9 @@ pub(crate) fn insert_entries(tree: &sled::Tree, entries: &Entries) -> Result<()>
 /// consecutive versions folded into one entry per up to
 /// [`keys::MAX_RUNS_PER_ENTRY`] runs, at the key of the first; every other
 /// entry as it is. An entry that does not decode as runs stays as it is.
-pub(crate) fn fold_runs(entries: &Entries) -> Vec<(&[u8], std::borrow::Cow<'_, [u8]>)> {
-    use std::borrow::Cow;
+pub(crate) fn fold_runs(entries: &Entries) -> Vec<(&[u8], Cow<'_, [u8]>)> {
     let mut out: Vec<(&[u8], Cow<'_, [u8]>)> = Vec::with_capacity(entries.len());
-    // The entry being folded: its key, its runs, the version after them.
-    let mut open: Open<'_> = None;
-    type Open<'a> = Option<(&'a [u8], Vec<keys::Run>, u64)>;
-    fn close<'a>(open: &mut Open<'a>, out: &mut Vec<(&'a [u8], Cow<'a, [u8]>)>) {
-        if let Some((k, runs, _)) = open.take() {
-            out.push((k, Cow::Owned(keys::runs_value(&runs))));
-        }
-    }
+    let mut open: Folding<'_> = None;
     for (k, v) in entries {
         let runs = match keys::version_of_stream_key(k) {
             Some(_) => keys::decode_runs(k, v, || "buffered stream index".into()).ok(),
@@ -108,6 +102,16 @@ pub(crate) fn fold_runs(entries: &Entries) -> Vec<(&[u8], std::borrow::Cow<'_, [
     }
     close(&mut open, &mut out);
     out
+}
+
+/// The entry [`fold_runs`] is folding: its key, its runs, the version after them.
+type Folding<'a> = Option<(&'a [u8], Vec<keys::Run>, u64)>;
+
+/// Ends the entry being folded, if any, as one entry of `out`.
+fn close<'a>(open: &mut Folding<'a>, out: &mut Vec<(&'a [u8], Cow<'a, [u8]>)>) {
+    if let Some((k, runs, _)) = open.take() {
+        out.push((k, Cow::Owned(keys::runs_value(&runs))));
+    }
 }
 
 fn entries(
