@@ -206,7 +206,8 @@ pub(crate) fn run(shared: Arc<StoreShared>, rx: Receiver<Request>, max_group_eve
     while let Some(first) = next_request(&rx) {
         let mut group = vec![first];
         let mut n = group[0].events.len();
-        let (start, mut last_arrival) = (Instant::now(), Instant::now());
+        let start = Instant::now();
+        let mut last_arrival = start;
         while n < max_group_events {
             match rx.try_recv() {
                 Ok(r) => {
