@@ -320,11 +320,18 @@ fn commit_group(
     }
     let written = write(shared, checkpointer, synced_recorded, &pending);
     match written {
-        Ok(()) => {
+        Ok(Written { at, offsets }) => {
             shared.publish(pending.heads, pending.next_position);
             for (tx, res) in answers {
                 let _ = tx.send(res);
             }
+            // Only this thread looks ids up, and only for the next group:
+            // the callers need not wait for their ids to be added.
+            shared
+                .ids
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .add(at, &pending.events, &offsets);
         }
         Err(e) => {
             let e = shared.core.syncer.fail(e);
@@ -393,17 +400,25 @@ fn validate_and_stage(
     })
 }
 
+/// Where a group's batch was written: its start and each record's offset
+/// in the segment, for the [`IdIndex`](super::id_index::IdIndex).
+struct Written {
+    at: Location,
+    offsets: Vec<u64>,
+}
+
 /// The group as one batch of the log, then indexed: after the log's sync
 /// in the [`IndexBuffer`](super::index_buffer::IndexBuffer) under `Sync`,
-/// as one sled batch with its marker under `Periodic`; then its ids go
-/// into the filter. Under `Sync`, where the synced log ends is recorded in
-/// sled when `synced_recorded` is [`RECORD_SYNCED_EVERY`] old or more.
+/// as one sled batch with its marker under `Periodic`. Under `Sync`, where
+/// the synced log ends is recorded in sled when `synced_recorded` is
+/// [`RECORD_SYNCED_EVERY`] old or more. The group's ids go into the id
+/// index after its callers are answered ([`commit_group`]).
 fn write(
     shared: &StoreShared,
     checkpointer: Option<&Checkpointer>,
     synced_recorded: &mut Option<Instant>,
     pending: &Pending,
-) -> Result<()> {
+) -> Result<Written> {
     let records: Vec<Vec<u8>> = pending.events.iter().map(wire::encode).collect();
     let refs: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
     let mut log = shared.core.log.writer();
@@ -433,10 +448,5 @@ fn write(
         shared.events.apply_batch(batch).map_err(from_sled)?;
     }
     let offsets = segment::record_offsets(at, records.iter().map(Vec::len));
-    shared
-        .ids
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .add(at, &pending.events, &offsets);
-    Ok(())
+    Ok(Written { at, offsets })
 }
