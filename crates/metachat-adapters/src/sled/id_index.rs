@@ -10,7 +10,8 @@
 //! that is missing, torn or damaged on open is rebuilt from its segment).
 //! A lookup asks the in-memory filter first, so that a new id touches no
 //! disk; an id the filter may hold is looked up in memory, then in the
-//! tables, newest first, each by binary search.
+//! tables, newest first: in each, one read of the block of 64 entries
+//! where it would be, found by the blocks' first ids kept in memory.
 //!
 //! Table format (integers big-endian): magic `MCIDS001`, entry count
 //! (u64), entries sorted by id: id (16 bytes), position (u64), offset of
@@ -40,33 +41,57 @@ struct Slot {
     offset: u64,
 }
 
+/// Entries of a table file per block: a lookup reads one block, found by
+/// the block's first id kept in memory (half a byte per id).
+const BLOCK: usize = 64;
+
 /// The sorted ids of one sealed segment.
 enum Table {
-    File { file: File, count: u64 },
+    /// In a file; `fences` holds the first id of each block of [`BLOCK`]
+    /// entries.
+    File {
+        file: File,
+        count: u64,
+        fences: Vec<[u8; 16]>,
+    },
     Memory(Vec<([u8; 16], Slot)>),
 }
 
 impl Table {
+    /// A table in `file` holding `entries` (sorted).
+    fn file(file: File, entries: &[([u8; 16], Slot)]) -> Self {
+        Table::File {
+            file,
+            count: entries.len() as u64,
+            fences: entries.iter().step_by(BLOCK).map(|e| e.0).collect(),
+        }
+    }
+
     fn get(&self, id: &[u8; 16]) -> std::io::Result<Option<Slot>> {
         match self {
             Table::Memory(entries) => Ok(entries
                 .binary_search_by(|(k, _)| k.cmp(id))
                 .ok()
                 .map(|i| entries[i].1)),
-            Table::File { file, count } => {
-                let (mut lo, mut hi) = (0u64, *count);
-                let mut buf = [0u8; ENTRY];
-                while lo < hi {
-                    let mid = lo + (hi - lo) / 2;
-                    file.read_exact_at(&mut buf, HEAD as u64 + mid * ENTRY as u64)?;
-                    let (key, slot) = decode_entry(&buf);
-                    match key.cmp(id) {
-                        std::cmp::Ordering::Less => lo = mid + 1,
-                        std::cmp::Ordering::Greater => hi = mid,
-                        std::cmp::Ordering::Equal => return Ok(Some(slot)),
-                    }
-                }
-                Ok(None)
+            Table::File {
+                file,
+                count,
+                fences,
+            } => {
+                // The block whose first id is the last one not above `id`.
+                let Some(block) = fences.partition_point(|f| f <= id).checked_sub(1) else {
+                    return Ok(None);
+                };
+                let first = (block * BLOCK) as u64;
+                let n = usize::try_from((*count - first).min(BLOCK as u64)).unwrap_or(BLOCK);
+                let mut buf = [0u8; BLOCK * ENTRY];
+                let buf = &mut buf[..n * ENTRY];
+                file.read_exact_at(buf, HEAD as u64 + first * ENTRY as u64)?;
+                let entries = buf.chunks_exact(ENTRY);
+                Ok(entries
+                    .map(decode_entry)
+                    .find(|(key, _)| key == id)
+                    .map(|(_, slot)| slot))
             }
         }
     }
@@ -188,10 +213,7 @@ impl IdIndex {
             self.filter.insert(id);
         }
         let file = File::open(&path).map_err(|e| SledError::io("open", &path, e))?;
-        Ok(Some(Table::File {
-            file,
-            count: entries.len() as u64,
-        }))
+        Ok(Some(Table::file(file, &entries)))
     }
 
     /// Adds the ids of every record of `segment` that decodes.
@@ -281,10 +303,7 @@ impl IdIndex {
             let table = match &self.dir {
                 None => Table::Memory(entries),
                 Some(dir) => match write_table(dir, s, &bytes) {
-                    Ok(file) => Table::File {
-                        file,
-                        count: entries.len() as u64,
-                    },
+                    Ok(file) => Table::file(file, &entries),
                     Err(e) => {
                         tracing::warn!(segment = s, error = %e, "could not write an event id table; kept in memory");
                         Table::Memory(entries)
@@ -362,12 +381,15 @@ mod tests {
         let bytes = encode_table(&mut e);
         assert_eq!(decode_table(&bytes).expect("decodes"), e);
         let file = write_table(dir.path(), 3, &bytes).expect("write");
-        let tables = [Table::File { file, count: 1000 }, Table::Memory(e.clone())];
+        let tables = [Table::file(file, &e), Table::Memory(e.clone())];
         for t in &tables {
             for (id, slot) in &e {
                 assert_eq!(t.get(id).expect("read"), Some(*slot));
             }
             assert_eq!(t.get(&[0xff; 16]).expect("read"), None);
+            let mut between = e[500].0;
+            between[15] ^= 1;
+            assert_eq!(t.get(&between).expect("read"), None);
         }
     }
 
@@ -377,7 +399,7 @@ mod tests {
         /// each entry and nothing else.
         #[test]
         fn tables_round_trip(
-            raw in proptest::collection::btree_map(proptest::array::uniform16(proptest::num::u8::ANY), (0u64..u64::MAX, 0u64..u64::MAX), 0..200),
+            raw in proptest::collection::btree_map(proptest::array::uniform16(proptest::num::u8::ANY), (0u64..u64::MAX, 0u64..u64::MAX), 0..400),
             probe in proptest::array::uniform16(proptest::num::u8::ANY),
         ) {
             let mut entries: Vec<_> = raw
@@ -389,11 +411,16 @@ mod tests {
             let decoded = decode_table(&bytes).expect("decodes");
             proptest::prop_assert_eq!(&decoded, &entries);
             proptest::prop_assert_eq!(round_trip(&bytes), Some(bytes.clone()));
-            let table = Table::Memory(decoded);
+            let dir = tempfile::tempdir().expect("tempdir");
+            let file = write_table(dir.path(), 0, &bytes).expect("write");
             let want = raw.get(&probe).map(|&(position, offset)| Slot { position, offset });
-            proptest::prop_assert_eq!(table.get(&probe).expect("lookup"), want);
-            for (id, slot) in &entries {
-                proptest::prop_assert_eq!(table.get(id).expect("lookup"), Some(*slot));
+            for table in [Table::file(file, &decoded), Table::Memory(decoded)] {
+                proptest::prop_assert_eq!(table.get(&probe).expect("lookup"), want);
+                let lowest = raw.get(&[0; 16]).map(|&(position, offset)| Slot { position, offset });
+                proptest::prop_assert_eq!(table.get(&[0; 16]).expect("lookup"), lowest);
+                for (id, slot) in &entries {
+                    proptest::prop_assert_eq!(table.get(id).expect("lookup"), Some(*slot));
+                }
             }
         }
     }
