@@ -419,10 +419,19 @@ fn write(
     synced_recorded: &mut Option<Instant>,
     pending: &Pending,
 ) -> Result<Written> {
-    let records: Vec<Vec<u8>> = pending.events.iter().map(wire::encode).collect();
-    let refs: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+    let bytes = pending
+        .events
+        .iter()
+        .map(|e| 4 + wire::encoded_len_hint(e))
+        .sum();
+    let mut frame = segment::FrameBuilder::with_capacity(bytes);
+    let lens: Vec<usize> = pending
+        .events
+        .iter()
+        .map(|e| frame.record(|out| wire::encode_into(e, out)))
+        .collect();
     let mut log = shared.core.log.writer();
-    let at = log.append(&refs)?;
+    let at = log.append_frame(frame)?;
     let end = log.end();
     if shared.core.syncer.durability() == Durability::Sync {
         log.sync()?;
@@ -447,6 +456,6 @@ fn write(
         index::mark(&mut batch, pending.next_position, end);
         shared.events.apply_batch(batch).map_err(from_sled)?;
     }
-    let offsets = segment::record_offsets(at, records.iter().map(Vec::len));
+    let offsets = segment::record_offsets(at, lens);
     Ok(Written { at, offsets })
 }

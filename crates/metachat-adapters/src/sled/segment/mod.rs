@@ -56,12 +56,14 @@
 //! the writer has reported, as the store does through its index.
 
 mod any;
+mod frame;
 mod io;
 mod sim;
 
 use std::sync::{Arc, RwLock};
 
 pub use any::{LogFile, LogStorage};
+pub use frame::FrameBuilder;
 pub use io::{DirFile, DirStorage, SegmentFile, Storage};
 pub use sim::{SimFile, SimStorage};
 
@@ -203,25 +205,12 @@ pub fn record_offsets(at: Location, lens: impl IntoIterator<Item = usize>) -> Ve
 
 /// Encodes one batch as a frame.
 fn encode(records: &[&[u8]]) -> Result<Vec<u8>, SegmentError> {
-    let body_len: usize = 4 + records.iter().map(|r| 4 + r.len()).sum::<usize>();
-    let max = u32::MAX as usize - HEADER;
-    let count = u32::try_from(records.len()).ok().filter(|&c| c > 0);
-    let (Some(count), Ok(n)) = (count, u32::try_from(body_len)) else {
-        return Err(SegmentError::BadBatch { len: body_len, max });
-    };
-    let mut out = Vec::with_capacity(HEADER + body_len);
-    out.extend_from_slice(&n.to_be_bytes());
-    out.extend_from_slice(&[0; 4]);
-    out.extend_from_slice(&count.to_be_bytes());
+    let bytes = records.iter().map(|r| 4 + r.len()).sum();
+    let mut frame = FrameBuilder::with_capacity(bytes);
     for r in records {
-        let len =
-            u32::try_from(r.len()).map_err(|_| SegmentError::BadBatch { len: body_len, max })?;
-        out.extend_from_slice(&len.to_be_bytes());
-        out.extend_from_slice(r);
+        frame.record(|out| out.extend_from_slice(r));
     }
-    let sum = crc(&out[..4], &out[HEADER..]);
-    out[4..HEADER].copy_from_slice(&sum.to_be_bytes());
-    Ok(out)
+    frame.finish()
 }
 
 fn crc(length: &[u8], body: &[u8]) -> u32 {
@@ -653,6 +642,20 @@ impl<S: Storage> SegmentLog<S> {
             return Err(SegmentError::Failed);
         }
         let frame = encode(records)?;
+        self.write_frame(&frame)
+    }
+
+    /// Writes one batch built in place as one frame, as
+    /// [`append`](Self::append) does.
+    pub fn append_frame(&mut self, frame: FrameBuilder) -> Result<Location, SegmentError> {
+        if self.failed {
+            return Err(SegmentError::Failed);
+        }
+        let frame = frame.finish()?;
+        self.write_frame(&frame)
+    }
+
+    fn write_frame(&mut self, frame: &[u8]) -> Result<Location, SegmentError> {
         let need = frame.len() as u64;
         let mut segment = self.last()?;
         if self.end + need > segment.file.len() {
@@ -660,7 +663,7 @@ impl<S: Storage> SegmentLog<S> {
             segment = self.last()?;
         }
         let at = self.end();
-        if let Err(e) = segment.file.write_at(self.end, &frame) {
+        if let Err(e) = segment.file.write_at(self.end, frame) {
             self.failed = true;
             return Err(io_err("write", segment.id)(e));
         }
