@@ -16,9 +16,13 @@
 //!
 //! Segments start at 1 MiB (or the largest size, if smaller) and double up
 //! to the largest size. The next segment is prepared ahead, on a thread of
-//! its own ([`Storage::prepare`]: a zero-filled, synced spare file), and
-//! renamed into place when the log moves to it, so that a roll does not
-//! write a segment's worth of zeros on the writer's path.
+//! its own ([`Storage::prepare`]: a zero-filled, synced spare file, its
+//! zeros written with `O_DIRECT` where the file system allows, so that
+//! they cost the CPU almost nothing), and renamed into place when the log
+//! moves to it, so that a roll does not write a segment's worth of zeros
+//! on the writer's path. Each write of a frame goes on with zeros to the
+//! end of its last page: the kernel then never reads a page of the
+//! segment from disk to write part of it.
 //!
 //! One frame is one [`append`](SegmentLog::append): a batch is whole or
 //! absent after a crash, never partly there. A frame never spans two
@@ -76,6 +80,9 @@ const FIRST_SEGMENT: u64 = 1 << 20;
 
 /// Frame header bytes: length and CRC.
 const HEADER: usize = 8;
+
+/// The page size writes are padded to (see [`SegmentLog::append`]).
+const PAGE: u64 = 4096;
 
 /// Where a batch starts: its segment and byte offset.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -642,7 +649,7 @@ impl<S: Storage> SegmentLog<S> {
             return Err(SegmentError::Failed);
         }
         let frame = encode(records)?;
-        self.write_frame(&frame)
+        self.write_frame(frame)
     }
 
     /// Writes one batch built in place as one frame, as
@@ -652,10 +659,14 @@ impl<S: Storage> SegmentLog<S> {
             return Err(SegmentError::Failed);
         }
         let frame = frame.finish()?;
-        self.write_frame(&frame)
+        self.write_frame(frame)
     }
 
-    fn write_frame(&mut self, frame: &[u8]) -> Result<Location, SegmentError> {
+    /// Writes `frame` at the end. The write goes on with zeros to the end of
+    /// its last page (the file holds zeros there already), so that the
+    /// kernel need not read that page from disk first: a spare's zeros are
+    /// written past the page cache.
+    fn write_frame(&mut self, mut frame: Vec<u8>) -> Result<Location, SegmentError> {
         let need = frame.len() as u64;
         let mut segment = self.last()?;
         if self.end + need > segment.file.len() {
@@ -663,7 +674,11 @@ impl<S: Storage> SegmentLog<S> {
             segment = self.last()?;
         }
         let at = self.end();
-        if let Err(e) = segment.file.write_at(self.end, frame) {
+        let stop = self.end + need;
+        let pad = (PAGE - stop % PAGE) % PAGE;
+        let pad = pad.min(segment.file.len() - stop);
+        frame.resize(frame.len() + usize::try_from(pad).unwrap_or(0), 0);
+        if let Err(e) = segment.file.write_at(self.end, &frame) {
             self.failed = true;
             return Err(io_err("write", segment.id)(e));
         }
