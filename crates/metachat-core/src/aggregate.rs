@@ -310,6 +310,58 @@ impl<A: Aggregate, S: EventStore, C: Codec<A::Event>> Repository<A, S, C> {
         }
     }
 
+    /// Runs `command` on a new aggregate `id` (its default state) and
+    /// appends with [`ExpectedVersion::NoStream`], without reading the
+    /// stream first: for an id the caller has just generated, this saves
+    /// the store a read. If the stream has events after all, it does what
+    /// [`execute`](Self::execute) does (loads the aggregate and runs the
+    /// command on it), so the outcome is the same either way.
+    pub async fn create(
+        &self,
+        id: &str,
+        command: &A::Command,
+        metadata: Metadata,
+    ) -> Result<Executed<A>, CommandError<A::Error>> {
+        let mut root = Root {
+            stream: self.stream_id(id)?,
+            version: None,
+            state: A::default(),
+        };
+        let events = root.state.handle(command).map_err(CommandError::Domain)?;
+        if events.is_empty() {
+            // Nothing to append on a new aggregate: what it is in the store
+            // decides.
+            return self.execute(id, command, metadata).await;
+        }
+        let new_events = events
+            .iter()
+            .map(|e| self.to_new_event(e, &metadata))
+            .collect::<Result<Vec<_>>>()?;
+        match self
+            .store
+            .append(&root.stream, ExpectedVersion::NoStream, new_events)
+            .await
+        {
+            Ok(outcome) => {
+                for e in &events {
+                    root.state.apply(e);
+                }
+                root.version = Some(outcome.last_version);
+                if let Some(s) = &self.snapshots {
+                    if let Err(err) = s.maybe_save(&root, None).await {
+                        tracing::warn!(%err, stream = %root.stream, "snapshot not saved");
+                    }
+                }
+                Ok(Executed {
+                    root,
+                    outcome: Some(outcome),
+                })
+            }
+            Err(Error::Conflict { .. }) => self.execute(id, command, metadata).await,
+            Err(e) => Err(e.into()),
+        }
+    }
+
     fn to_new_event(&self, event: &A::Event, metadata: &Metadata) -> Result<NewEvent> {
         let enc = self.codec.encode(event)?;
         Ok(NewEvent {

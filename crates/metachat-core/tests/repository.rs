@@ -97,6 +97,44 @@ async fn execute_appends_and_load_folds() {
 }
 
 #[tokio::test]
+async fn create_appends_to_a_new_stream_and_otherwise_runs_as_execute() {
+    let store = store();
+    let repo: Repository<Counter, _> = Repository::new(store.clone());
+    let done = repo
+        .create("c1", &Cmd::Add(5), Metadata::default())
+        .await
+        .expect("create");
+    assert_eq!(done.root.version, Some(0));
+    assert_eq!(done.root.state.total, 5);
+    assert_eq!(done.outcome.expect("appended").first_version, 0);
+
+    // The stream exists: the command runs on the loaded aggregate.
+    let again = repo
+        .create("c1", &Cmd::Add(7), Metadata::default())
+        .await
+        .expect("create on an existing stream");
+    assert_eq!(again.root.version, Some(1));
+    assert_eq!(again.root.state.total, 12);
+    assert_eq!(repo.load("c1").await.expect("load").state.total, 12);
+
+    // A domain error is judged against the stored state.
+    let err = repo
+        .create("c1", &Cmd::Add(999_990), Metadata::default())
+        .await
+        .expect_err("over the limit with what is stored");
+    assert!(matches!(err, CommandError::Domain(CounterError::Limit)));
+
+    // No events on a new aggregate: nothing is appended.
+    let none = repo
+        .create("c2", &Cmd::Add(0), Metadata::default())
+        .await
+        .expect("no-op");
+    assert!(none.outcome.is_none());
+    let stream = StreamId::from_parts("counter", "c2").expect("stream");
+    assert_eq!(store.stream_version(&stream).await.expect("version"), None);
+}
+
+#[tokio::test]
 async fn no_events_means_no_append() {
     let s = store();
     let repo = Repository::<Counter, _>::new(s.clone());
