@@ -142,9 +142,10 @@ impl<S: EventStore, R: KeyStore> Diaries<S, R> {
             author,
             text: self.seal(author, entry_id, text).await?,
         };
+        // A new entry's id was just generated: no stream to read first.
         Ok(self
             .entries
-            .execute(&entry_id.to_string(), &command, metadata)
+            .create(&entry_id.to_string(), &command, metadata)
             .await?)
     }
 
