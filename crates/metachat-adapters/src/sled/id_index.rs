@@ -42,7 +42,7 @@ struct Slot {
 }
 
 /// Entries of a table file per block: a lookup reads one block, found by
-/// the block's first id kept in memory (half a byte per id).
+/// the block's first id kept in memory (a quarter of a byte per id).
 const BLOCK: usize = 64;
 
 /// The sorted ids of one sealed segment.

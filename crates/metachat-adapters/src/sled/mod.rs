@@ -65,8 +65,10 @@
 //! sealed segment has a sorted table `log/{id:020}.ids` of (id, position,
 //! record offset), written when the log moves past it and rebuilt from the
 //! segment if it is missing or fails its CRC on open. An in-memory filter
-//! of every event id answers the idempotency check of a new id without
-//! touching the disk. A database of an earlier version (events in sled chunks
+//! of every event id (about 2.4 bytes per id, a false positive in 10,000
+//! per layer) answers the idempotency check of a new id without touching
+//! the disk; an id it may hold is looked up with one read of a 64-entry
+//! block per table, found by each block's first id, kept in memory. A database of an earlier version (events in sled chunks
 //! under `e`) is moved into the log on its first open.
 //!
 //! Tree `metachat.read_models`:
