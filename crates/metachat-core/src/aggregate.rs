@@ -273,8 +273,7 @@ impl<A: Aggregate, S: EventStore, C: Codec<A::Event>> Repository<A, S, C> {
     ) -> Result<Executed<A>, CommandError<A::Error>> {
         let mut attempt = 0;
         loop {
-            let mut root = self.load(id).await?;
-            let loaded = root.version;
+            let root = self.load(id).await?;
             let events = root.state.handle(command).map_err(CommandError::Domain)?;
             if events.is_empty() {
                 return Ok(Executed {
@@ -282,28 +281,8 @@ impl<A: Aggregate, S: EventStore, C: Codec<A::Event>> Repository<A, S, C> {
                     outcome: None,
                 });
             }
-            let new_events = events
-                .iter()
-                .map(|e| self.to_new_event(e, &metadata))
-                .collect::<Result<Vec<_>>>()?;
-            let expected = ExpectedVersion::from_version(loaded);
-            match self.store.append(&root.stream, expected, new_events).await {
-                Ok(outcome) => {
-                    for e in &events {
-                        root.state.apply(e);
-                    }
-                    root.version = Some(outcome.last_version);
-                    if let Some(s) = &self.snapshots {
-                        // A failed snapshot write costs only load speed.
-                        if let Err(err) = s.maybe_save(&root, loaded).await {
-                            tracing::warn!(%err, stream = %root.stream, "snapshot not saved");
-                        }
-                    }
-                    return Ok(Executed {
-                        root,
-                        outcome: Some(outcome),
-                    });
-                }
+            match self.append(root, &events, &metadata).await {
+                Ok(done) => return Ok(done),
                 Err(Error::Conflict { .. }) if attempt < self.max_retries => attempt += 1,
                 Err(e) => return Err(e.into()),
             }
@@ -322,7 +301,7 @@ impl<A: Aggregate, S: EventStore, C: Codec<A::Event>> Repository<A, S, C> {
         command: &A::Command,
         metadata: Metadata,
     ) -> Result<Executed<A>, CommandError<A::Error>> {
-        let mut root = Root {
+        let root = Root {
             stream: self.stream_id(id)?,
             version: None,
             state: A::default(),
@@ -333,33 +312,46 @@ impl<A: Aggregate, S: EventStore, C: Codec<A::Event>> Repository<A, S, C> {
             // decides.
             return self.execute(id, command, metadata).await;
         }
-        let new_events = events
-            .iter()
-            .map(|e| self.to_new_event(e, &metadata))
-            .collect::<Result<Vec<_>>>()?;
-        match self
-            .store
-            .append(&root.stream, ExpectedVersion::NoStream, new_events)
-            .await
-        {
-            Ok(outcome) => {
-                for e in &events {
-                    root.state.apply(e);
-                }
-                root.version = Some(outcome.last_version);
-                if let Some(s) = &self.snapshots {
-                    if let Err(err) = s.maybe_save(&root, None).await {
-                        tracing::warn!(%err, stream = %root.stream, "snapshot not saved");
-                    }
-                }
-                Ok(Executed {
-                    root,
-                    outcome: Some(outcome),
-                })
-            }
+        match self.append(root, &events, &metadata).await {
+            Ok(done) => Ok(done),
             Err(Error::Conflict { .. }) => self.execute(id, command, metadata).await,
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Appends `events` (what `root`'s state made of a command) expecting
+    /// `root`'s version, then applies them to it and saves a snapshot if
+    /// one is due.
+    async fn append(
+        &self,
+        mut root: Root<A>,
+        events: &[A::Event],
+        metadata: &Metadata,
+    ) -> Result<Executed<A>> {
+        let loaded = root.version;
+        let new_events = events
+            .iter()
+            .map(|e| self.to_new_event(e, metadata))
+            .collect::<Result<Vec<_>>>()?;
+        let expected = ExpectedVersion::from_version(loaded);
+        let outcome = self
+            .store
+            .append(&root.stream, expected, new_events)
+            .await?;
+        for e in events {
+            root.state.apply(e);
+        }
+        root.version = Some(outcome.last_version);
+        if let Some(s) = &self.snapshots {
+            // A failed snapshot write costs only load speed.
+            if let Err(err) = s.maybe_save(&root, loaded).await {
+                tracing::warn!(%err, stream = %root.stream, "snapshot not saved");
+            }
+        }
+        Ok(Executed {
+            root,
+            outcome: Some(outcome),
+        })
     }
 
     fn to_new_event(&self, event: &A::Event, metadata: &Metadata) -> Result<NewEvent> {
