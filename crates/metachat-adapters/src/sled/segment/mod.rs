@@ -81,7 +81,7 @@ const FIRST_SEGMENT: u64 = 1 << 20;
 /// Frame header bytes: length and CRC.
 const HEADER: usize = 8;
 
-/// The page size writes are padded to (see [`SegmentLog::append`]).
+/// The page size each write is padded to with zeros (see `write_frame`).
 const PAGE: u64 = 4096;
 
 /// Where a batch starts: its segment and byte offset.
