@@ -292,7 +292,8 @@ impl<A: Aggregate, S: EventStore, C: Codec<A::Event>> Repository<A, S, C> {
     /// Runs `command` on a new aggregate `id` (its default state) and
     /// appends with [`ExpectedVersion::NoStream`], without reading the
     /// stream first: for an id the caller has just generated, this saves
-    /// the store a read. If the stream has events after all, it does what
+    /// the store a read. If the stream has events after all, or the command
+    /// is refused or yields nothing on a new aggregate, it does what
     /// [`execute`](Self::execute) does (loads the aggregate and runs the
     /// command on it), so the outcome is the same either way.
     pub async fn create(
@@ -306,12 +307,12 @@ impl<A: Aggregate, S: EventStore, C: Codec<A::Event>> Repository<A, S, C> {
             version: None,
             state: A::default(),
         };
-        let events = root.state.handle(command).map_err(CommandError::Domain)?;
-        if events.is_empty() {
-            // Nothing to append on a new aggregate: what it is in the store
-            // decides.
-            return self.execute(id, command, metadata).await;
-        }
+        // A refusal or nothing to append on a new aggregate: what the
+        // aggregate is in the store decides (a read only in these cases).
+        let events = match root.state.handle(command) {
+            Ok(events) if !events.is_empty() => events,
+            _ => return self.execute(id, command, metadata).await,
+        };
         match self.append(root, &events, &metadata).await {
             Ok(done) => Ok(done),
             Err(Error::Conflict { .. }) => self.execute(id, command, metadata).await,

@@ -124,6 +124,15 @@ async fn create_appends_to_a_new_stream_and_otherwise_runs_as_execute() {
         .expect_err("over the limit with what is stored");
     assert!(matches!(err, CommandError::Domain(CounterError::Limit)));
 
+    // Refused on a new aggregate: the domain error, nothing appended.
+    let err = repo
+        .create("c3", &Cmd::Add(2_000_000), Metadata::default())
+        .await
+        .expect_err("over the limit");
+    assert!(matches!(err, CommandError::Domain(CounterError::Limit)));
+    let stream = StreamId::from_parts("counter", "c3").expect("stream");
+    assert_eq!(store.stream_version(&stream).await.expect("version"), None);
+
     // No events on a new aggregate: nothing is appended.
     let none = repo
         .create("c2", &Cmd::Add(0), Metadata::default())
