@@ -19,6 +19,7 @@
 
 mod auth;
 mod backend;
+mod background;
 mod config;
 mod correlation;
 mod error;

@@ -15,6 +15,7 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 use utoipa::ToSchema;
 
+use crate::background::Priority;
 use crate::config::{AnalyzerChoice, Config};
 use crate::error::ApiError;
 use crate::keys::Keys;
@@ -293,10 +294,7 @@ async fn run(
 /// Lowers the calling thread to the lowest CPU priority (on Linux, nice is
 /// per thread); a failure is logged and ignored (the worker still runs).
 fn background_priority() {
-    use thread_priority::{set_current_thread_priority, ThreadPriority};
-    if let Err(e) = set_current_thread_priority(ThreadPriority::Min) {
-        tracing::warn!(error = ?e, "could not lower the mood worker's CPU priority");
-    }
+    crate::background::lower_current_thread(Priority::Lowest, "mood worker");
 }
 
 /// Builds rayon's global pool (where candle's matrix products run) with

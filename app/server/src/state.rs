@@ -24,6 +24,7 @@ use metachat_core::projection::BusProjectionRunner;
 
 use crate::auth::{Authenticator, Tokens};
 use crate::backend::{Backends, DynBus, DynReadModels, DynStore};
+use crate::background::{self, Priority};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::keys::Keys;
@@ -217,7 +218,7 @@ fn spawn_follower<P: Projection + 'static>(
     projection: P,
     group: &str,
     stop: &Stop,
-) -> JoinHandle<()> {
+) -> std::io::Result<JoinHandle<()>> {
     match feed {
         Feed::Log => spawn_runner(store.clone(), read_models.clone(), projection, stop.clone()),
         Feed::Bus {
@@ -245,11 +246,17 @@ fn spawn_follower<P: Projection + 'static>(
                 &group,
             );
             let stop = stop.clone();
-            tokio::spawn(async move {
+            let thread = thread_name(&name);
+            background::spawn(&thread, Priority::Low, async move {
                 supervise(&name, || stop.wait(), RESTART_AFTER, |s| runner.run(s)).await;
             })
         }
     }
+}
+
+/// The name of a projection's thread (Linux keeps 15 bytes of it).
+fn thread_name(projection: &str) -> String {
+    format!("proj-{projection}")
 }
 
 /// Opens the backends and starts what the roles call for: the projections,
@@ -338,7 +345,7 @@ pub(crate) async fn start(config: &Config, metrics: PrometheusHandle) -> anyhow:
             UserDirectory::new(),
             &group(owner),
             &stop,
-        ));
+        )?);
     }
     if roles.has(Role::Diary) {
         tasks.push(spawn_follower(
@@ -348,7 +355,7 @@ pub(crate) async fn start(config: &Config, metrics: PrometheusHandle) -> anyhow:
             DiaryTimeline::new(),
             &group(Role::Diary),
             &stop,
-        ));
+        )?);
         tasks.push(spawn_follower(
             &feed,
             &store,
@@ -356,7 +363,7 @@ pub(crate) async fn start(config: &Config, metrics: PrometheusHandle) -> anyhow:
             MoodTimeline::new(vault.clone()),
             &group(Role::Diary),
             &stop,
-        ));
+        )?);
     }
     let mut match_index = None;
     if roles.has(Role::Matching) {
@@ -371,7 +378,7 @@ pub(crate) async fn start(config: &Config, metrics: PrometheusHandle) -> anyhow:
             matching,
             &group(Role::Matching),
             &stop,
-        ));
+        )?);
     }
     tasks.push(crate::metrics::spawn_head_counter(
         store.clone(),
@@ -606,11 +613,12 @@ pub(crate) fn spawn_runner<P: Projection + 'static>(
     read_models: ReadModels,
     projection: P,
     stop: Stop,
-) -> JoinHandle<()> {
+) -> std::io::Result<JoinHandle<()>> {
+    let thread = thread_name(projection.name());
     let runner = ProjectionRunner::new(store, read_models, projection)
         .with_batch_size(512)
         .with_linger(PROJECTION_LINGER);
-    tokio::spawn(async move {
+    background::spawn(&thread, Priority::Low, async move {
         runner.run_supervised(|| stop.wait(), RESTART_AFTER).await;
     })
 }
