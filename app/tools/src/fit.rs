@@ -193,3 +193,35 @@ pub fn implied_valence(e: Emotion) -> Option<ValenceLabel> {
         Emotion::Surprise => None,
     }
 }
+
+/// `head` with its chosen setting fitted on `examples`; its temperature and
+/// dev figures are kept from the fit that chose it.
+pub fn refit(
+    mut head: SoftmaxHead,
+    xs: &[Vec<f32>],
+    examples: &[Example],
+    classes: usize,
+) -> Result<SoftmaxHead> {
+    let model = train_model(xs, examples, classes, head.choice.chosen)?;
+    match model.net {
+        Net::Linear(f) => {
+            head.hidden = None;
+            head.weights = f.weights;
+            head.bias = f.bias;
+        }
+        Net::Hidden(m) => {
+            head.hidden = Some(m.hidden);
+            head.weights = m.output.weights;
+            head.bias = m.output.bias;
+        }
+    }
+    if !model.fold.is_empty() {
+        // The extra outputs are named for the label they count for.
+        for &label in &model.fold[head.classes.len()..] {
+            let name = format!("{} (review)", head.classes[label]);
+            head.classes.push(name);
+        }
+        head.fold = model.fold;
+    }
+    Ok(head)
+}

@@ -9,7 +9,13 @@
 //!    or choice reads it), and 10-fold cross-validation on **amazon + imdb**
 //!    (each fold's valence head, and review reader when the heads have one,
 //!    refitted with its chosen setting on the rest of its training data and
-//!    nine folds of the reviews).
+//!    nine folds of the reviews);
+//! 3. for e5's heads, 10-fold cross-validation on the corpus's **train and
+//!    dev** entries, grouped by the part (writer) an entry was written in:
+//!    valence and emotion accuracy per language from 4,798 English and
+//!    6,798 Russian entries instead of the test split's 202 each, on writers
+//!    the fold's heads never read (the settings are the shipped ones,
+//!    chosen on dev).
 //!
 //! Analyzers: the lexicon (VADER with our keywords; nothing trained, so the
 //! reviews are a plain test set for it), e5 and MiniLM with their mood heads
@@ -34,13 +40,15 @@ use metachat_analysis::mood::eval::{
     accuracy_macro_f1, dev_set, fold_assignment, load_sentiment, valence_metrics, LabelledSentence,
 };
 use metachat_analysis::mood::{
-    pool_sentences, sentences_of, EmbeddingMoodAnalyzer, LexiconAnalyzer, MoodHeads, ReviewReader,
-    ValenceHead, ValenceLabel, WindowedEmbedder,
+    argmax, pool_sentences, sentences_of, EmbeddingMoodAnalyzer, LexiconAnalyzer, MoodHeads,
+    ReviewReader, ValenceHead, ValenceLabel, WindowedEmbedder,
 };
 use metachat_analysis::{Emotion, Mood};
 
 use metachat_tools::embed_cached;
-use metachat_tools::fit::{implied_valence, tempered, train_model, train_review_reader, Example};
+use metachat_tools::fit::{
+    implied_valence, refit, tempered, train_model, train_review_reader, Example,
+};
 
 const FOLDS: usize = 10;
 const SEED: u64 = 20_240_601;
@@ -57,6 +65,8 @@ struct Reading {
 
 struct Row {
     name: String,
+    /// The grouped corpus CV, per language (e5's heads only).
+    corpus_cv: Option<Vec<CvLine>>,
     test: Vec<Reading>,
     yelp: Vec<f32>,
     reviews: Vec<f32>,
@@ -87,6 +97,7 @@ async fn main() -> Result<()> {
     };
     rows.push(Row {
         name: LexiconAnalyzer::MODEL_ID.into(),
+        corpus_cv: None,
         test: lex(&mut test.iter().map(|e| &e.text))
             .into_iter()
             .map(|m| Reading {
@@ -122,7 +133,7 @@ async fn main() -> Result<()> {
         let id = format!("{} (prefix \"query: \")", E5Embedder::MODEL_ID);
         let f = |b: &[String]| Ok(e5.embed_blocking(b)?);
         let heads = MoodHeads::from_file(&heads_file("e5"))?;
-        rows.push(with_heads("e5", &id, e5.clone(), heads, f, &data).await?);
+        rows.push(with_heads("e5", &id, e5.clone(), heads, f, &data, true).await?);
         rows.push(earlier("e5", &id, e5.clone(), ValenceHead::builtin_e5()?, f, &data).await?);
     } else {
         eprintln!("e5 model missing: rows skipped (run scripts/fetch-models)");
@@ -132,7 +143,7 @@ async fn main() -> Result<()> {
         let f = |b: &[String]| Ok(minilm.embed_blocking(b)?);
         match MoodHeads::from_file(&heads_file("minilm")) {
             Ok(heads) => {
-                rows.push(with_heads("minilm", id, minilm.clone(), heads, f, &data).await?)
+                rows.push(with_heads("minilm", id, minilm.clone(), heads, f, &data, false).await?)
             }
             Err(e) => eprintln!("MiniLM heads: {e}: row skipped"),
         }
@@ -150,6 +161,16 @@ struct Data<'a> {
     test: &'a [DiaryEntry],
     yelp: &'a [LabelledSentence],
     reviews: &'a [LabelledSentence],
+}
+
+/// A valence label's index in [`ValenceLabel::ALL`].
+fn vi(v: ValenceLabel) -> usize {
+    ValenceLabel::ALL.iter().position(|l| *l == v).unwrap_or(1)
+}
+
+/// An emotion's index in [`Emotion::ALL`].
+fn ei(e: Emotion) -> usize {
+    Emotion::ALL.iter().position(|l| *l == e).unwrap_or(6)
 }
 
 fn texts<T>(d: &[T], f: impl Fn(&T) -> &String) -> Vec<String> {
@@ -170,6 +191,7 @@ async fn with_heads<E: WindowedEmbedder>(
     heads: MoodHeads,
     f: impl FnMut(&[String]) -> Result<Vec<Vec<f32>>> + Clone,
     data: &Data<'_>,
+    corpus_cv: bool,
 ) -> Result<Row> {
     let dir = model_dir();
     let pooled = |t: Vec<String>| -> Result<Vec<Vec<f32>>> {
@@ -184,22 +206,31 @@ async fn with_heads<E: WindowedEmbedder>(
 
     let choice = heads.valence.choice.chosen;
     let reviews_are_cv = choice.review_weight > 0.0;
-    let cv = if reviews_are_cv {
-        let corpus = default_corpus_dir();
-        let mut own: Vec<DiaryEntry> = load_split(&corpus, Split::Train)?;
-        own.extend(load_split(&corpus, Split::Dev)?);
-        let vi = |v: ValenceLabel| ValenceLabel::ALL.iter().position(|l| *l == v).unwrap_or(1);
-        let mut own_texts = texts(&own, |e| &e.text);
-        let mut own_y: Vec<usize> = own.iter().map(|e| vi(e.valence)).collect();
-        for e in dev_set()? {
-            if let Some(v) = implied_valence(e.label) {
-                own_texts.push(e.text);
-                own_y.push(vi(v));
-            }
+    // The corpus's train and dev entries, then the emotion examples that
+    // imply a valence, then the reviews: what the review CV trains on (and
+    // the corpus CV reads), in one order so their embeddings are cached once.
+    let corpus = default_corpus_dir();
+    let mut own: Vec<DiaryEntry> = load_split(&corpus, Split::Train)?;
+    own.extend(load_split(&corpus, Split::Dev)?);
+    let mut own_texts = texts(&own, |e| &e.text);
+    let mut own_y: Vec<usize> = own.iter().map(|e| vi(e.valence)).collect();
+    let mut extra_emotion = Vec::new();
+    for e in dev_set()? {
+        if let Some(v) = implied_valence(e.label) {
+            own_texts.push(e.text);
+            own_y.push(vi(v));
+            extra_emotion.push(ei(e.label));
         }
+    }
+    let xs = if reviews_are_cv || corpus_cv {
         let mut xs = pooled(own_texts)?;
-        let n_own = xs.len();
         xs.extend(x_rev.iter().cloned());
+        xs
+    } else {
+        Vec::new()
+    };
+    let n_own = own_y.len();
+    let cv = if reviews_are_cv {
         let folds = fold_assignment(data.reviews.len(), FOLDS, SEED);
         let mut cv = vec![0.0f32; data.reviews.len()];
         for k in 0..FOLDS {
@@ -279,8 +310,24 @@ async fn with_heads<E: WindowedEmbedder>(
             }
         })
         .collect();
+    let corpus_cv = if corpus_cv {
+        let data = CorpusCv {
+            own: &own,
+            own_y: &own_y,
+            extra_emotion: &extra_emotion,
+            xs: &xs,
+            reviews: data.reviews,
+        };
+        let shipped = analyzer
+            .heads()
+            .ok_or_else(|| anyhow::anyhow!("an analyzer built on heads has heads"))?;
+        Some(grouped_corpus_cv(shipped, &data)?)
+    } else {
+        None
+    };
     Ok(Row {
         name: format!("{short}: {}", model_id(&analyzer)),
+        corpus_cv,
         test,
         yelp: x_yelp
             .iter()
@@ -289,6 +336,136 @@ async fn with_heads<E: WindowedEmbedder>(
         reviews: cv,
         reviews_are_cv,
     })
+}
+
+/// What the corpus CV reads: the corpus's train and dev entries, the valence
+/// of each of them and of the emotion examples after them (`own_y`), those
+/// examples' emotions, and the vectors of all these and of the reviews.
+struct CorpusCv<'a> {
+    own: &'a [DiaryEntry],
+    own_y: &'a [usize],
+    extra_emotion: &'a [usize],
+    xs: &'a [Vec<f32>],
+    reviews: &'a [LabelledSentence],
+}
+
+/// Per language: entries, three-way valence accuracy, entries with a sign,
+/// sign accuracy, emotion accuracy.
+type CvLine = (&'static str, usize, f64, usize, f64, f64);
+
+/// The part of the corpus an entry was written in, from its id: the ids
+/// were numbered part by part, 125 per language and part up to 5,000, then
+/// 250 (the sixth round's Russian-only parts 41–48).
+fn part_of(id: &str) -> Option<usize> {
+    let (_, n) = id.split_once('-')?;
+    let n: usize = n.parse().ok()?;
+    let n = n.checked_sub(1)?;
+    Some(if n < 5000 {
+        n / 125
+    } else {
+        40 + (n - 5000) / 250
+    })
+}
+
+/// Grouped 10-fold cross-validation on the corpus's train and dev entries:
+/// whole parts (one writer's entries, both languages) are held out
+/// together, so a fold is read by heads that never saw its writer. Per
+/// fold the valence and emotion heads and the review reader are refitted
+/// with their shipped settings (chosen by `train_mood` on dev) on the
+/// other parts, the emotion examples and the reviews, and the held-out
+/// entries are read as the analyzer reads (`MoodHeads::read`: review
+/// reader and joint reading included). The emotion examples without an
+/// implied valence are left out of the emotion head's training here (they
+/// are not among the embedded texts). The test split is not read.
+fn grouped_corpus_cv(shipped: &MoodHeads, d: &CorpusCv<'_>) -> Result<Vec<CvLine>> {
+    let n_corpus = d.own.len();
+    let n_own = d.own_y.len();
+    let parts: Vec<usize> = d
+        .own
+        .iter()
+        .map(|e| part_of(&e.id).ok_or_else(|| anyhow::anyhow!("id {} has no part", e.id)))
+        .collect::<Result<_>>()?;
+    let n_parts = parts.iter().max().map_or(0, |m| m + 1);
+    let part_fold = fold_assignment(n_parts, FOLDS, SEED);
+    let mut reads = vec![(ValenceLabel::Neutral, 0.0f32, Emotion::Neutral); n_corpus];
+    for k in 0..FOLDS {
+        let kept = |i: usize| part_fold[parts[i]] != k;
+        let mut valence: Vec<Example> = (0..n_own)
+            .filter(|&i| i >= n_corpus || kept(i))
+            .map(|i| Example {
+                x: i,
+                y: d.own_y[i],
+                review: false,
+            })
+            .collect();
+        let diary: Vec<usize> = valence.iter().map(|e| e.x).collect();
+        let reviews: Vec<(usize, bool)> = d
+            .reviews
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (n_own + i, s.positive()))
+            .collect();
+        valence.extend(reviews.iter().map(|&(x, positive)| Example {
+            x,
+            y: if positive { 2 } else { 0 },
+            review: true,
+        }));
+        let mut emotion: Vec<Example> = (0..n_corpus)
+            .filter(|&i| kept(i))
+            .map(|i| Example {
+                x: i,
+                y: ei(d.own[i].emotion),
+                review: false,
+            })
+            .collect();
+        emotion.extend(d.extra_emotion.iter().enumerate().map(|(j, &y)| Example {
+            x: n_corpus + j,
+            y,
+            review: false,
+        }));
+        let mut heads = shipped.clone();
+        heads.valence = refit(shipped.valence.clone(), d.xs, &valence, 3)?;
+        heads.emotion = refit(shipped.emotion.clone(), d.xs, &emotion, 7)?;
+        if let Some(r) = &shipped.review {
+            let mut reader = train_review_reader(d.xs, &diary, &reviews, r.choice.chosen);
+            reader.choice = r.choice.clone();
+            heads.review = Some(reader);
+        }
+        for i in (0..n_corpus).filter(|&i| !kept(i)) {
+            let out = heads.read(&d.xs[i]);
+            let label = ValenceLabel::ALL[argmax(&out.valence)];
+            let emotion = Emotion::ALL[argmax(&out.emotion)];
+            reads[i] = (label, out.valence[2] - out.valence[0], emotion);
+        }
+    }
+    let mut lines = Vec::new();
+    for lang in ["en", "ru"] {
+        let pick: Vec<_> = d
+            .own
+            .iter()
+            .zip(&reads)
+            .filter(|(e, _)| e.lang == lang)
+            .collect();
+        let n = pick.len();
+        let share = |ok: usize, of: usize| ok as f64 / of.max(1) as f64;
+        let three = pick.iter().filter(|(e, r)| r.0 == e.valence).count();
+        let signed: Vec<bool> = pick
+            .iter()
+            .filter(|(e, _)| e.valence != ValenceLabel::Neutral)
+            .map(|(e, r)| (r.1 > 0.0) == (e.valence == ValenceLabel::Positive))
+            .collect();
+        let sign = signed.iter().filter(|ok| **ok).count();
+        let emotion = pick.iter().filter(|(e, r)| r.2 == e.emotion).count();
+        lines.push((
+            lang,
+            n,
+            share(three, n),
+            signed.len(),
+            share(sign, signed.len()),
+            share(emotion, n),
+        ));
+    }
+    Ok(lines)
 }
 
 /// The valence the analyzer would read from a fold's valence
@@ -355,6 +532,7 @@ async fn earlier<E: WindowedEmbedder>(
         .collect();
     Ok(Row {
         name: format!("{short} (earlier reader): {}", model_id(&analyzer)),
+        corpus_cv: None,
         test,
         yelp: x_yelp
             .iter()
@@ -428,6 +606,18 @@ fn print_tables(rows: &[Row], data: &Data<'_>) {
                 pick.len(),
                 signed.len()
             );
+        }
+    }
+    for r in rows {
+        let Some(lines) = &r.corpus_cv else { continue };
+        println!(
+            "\n## Diary corpus, train + dev, {FOLDS}-fold CV grouped by the part an entry was written in: {}\n",
+            r.name
+        );
+        println!("| lang | entries | valence acc (3-way) | valence sign acc (pos/neg entries) | emotion acc (7) |");
+        println!("|---|---|---|---|---|");
+        for (lang, n, three, signed, sign, emotion) in lines {
+            println!("| {lang} | {n} | {three:.3} | {sign:.3} ({signed}) | {emotion:.3} |");
         }
     }
     println!("\n## Reviews: valence sign\n");

@@ -62,7 +62,7 @@ use metachat_analysis::mood::{
 };
 use metachat_analysis::Emotion;
 use metachat_tools::fit::{
-    implied_valence, tempered, train_model, train_review_reader, Example, Model, Net,
+    implied_valence, refit, tempered, train_model, train_review_reader, Example, Model,
 };
 use metachat_tools::review_choice::{choose_review, ReviewData};
 use metachat_tools::{embed_cached, lang_accuracy, today, SPLIT_SEED};
@@ -507,36 +507,4 @@ fn sign_accuracy(probs: &[Vec<f32>], dev_y: &[usize], dev: &[DiaryEntry]) -> Str
         ok.iter().filter(|b| **b).count() as f64 / ok.len().max(1) as f64
     };
     format!("en {:.3}, ru {:.3}", per("en"), per("ru"))
-}
-
-/// `head` with its chosen setting fitted on `examples`; its temperature and
-/// dev figures are kept from the fit that chose it.
-fn refit(
-    mut head: SoftmaxHead,
-    xs: &[Vec<f32>],
-    examples: &[Example],
-    classes: usize,
-) -> Result<SoftmaxHead> {
-    let model = train_model(xs, examples, classes, head.choice.chosen)?;
-    match model.net {
-        Net::Linear(f) => {
-            head.hidden = None;
-            head.weights = f.weights;
-            head.bias = f.bias;
-        }
-        Net::Hidden(m) => {
-            head.hidden = Some(m.hidden);
-            head.weights = m.output.weights;
-            head.bias = m.output.bias;
-        }
-    }
-    if !model.fold.is_empty() {
-        // The extra outputs are named for the label they count for.
-        for &label in &model.fold[head.classes.len()..] {
-            let name = format!("{} (review)", head.classes[label]);
-            head.classes.push(name);
-        }
-        head.fold = model.fold;
-    }
-    Ok(head)
 }
