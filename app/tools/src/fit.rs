@@ -16,6 +16,13 @@ use crate::mlp::{train_mlp, Mlp, MlpSettings};
 pub const ITERATIONS: usize = 300;
 /// Seed of a hidden layer's initial weights and batch order.
 pub const MLP_SEED: u64 = 7;
+/// How many times the valence head's chosen setting is trained, from
+/// seeds `MLP_SEED`, `MLP_SEED + 1`, ..., for the head that ships (the mean
+/// of their logits, [`train_model_members`]; the dev split chooses the
+/// setting with one). In `eval_mood`'s grouped corpus CV (2026-12-06) the
+/// mean of 5 read entries by writers the heads never saw at a valence sign
+/// accuracy of 0.873 (en) and 0.900 (ru), one head at 0.871 and 0.894.
+pub const VALENCE_MEMBERS: usize = 5;
 
 /// One training example: its vector's index, its label, whether it is a
 /// review sentence.
@@ -79,6 +86,24 @@ pub fn train_model(
     classes: usize,
     s: HeadSetting,
 ) -> Result<Model> {
+    train_model_members(xs, examples, classes, s, 1)
+}
+
+/// [`train_model`], a head with a hidden layer trained `members` times
+/// from different initial weights and batch orders (seeds `MLP_SEED`,
+/// `MLP_SEED + 1`, ...) and read as the mean of their logits
+/// ([`Mlp::mean_of`]). A linear head has one optimum, so it is trained
+/// once whatever `members` says.
+///
+/// # Errors
+/// A tensor error from training a hidden layer.
+pub fn train_model_members(
+    xs: &[Vec<f32>],
+    examples: &[Example],
+    classes: usize,
+    s: HeadSetting,
+    members: usize,
+) -> Result<Model> {
     let ex_x: Vec<Vec<f32>> = examples.iter().map(|e| xs[e.x].clone()).collect();
     let own = s.review_outputs && classes == 3;
     let ex_y: Vec<usize> = examples
@@ -102,20 +127,28 @@ pub fn train_model(
     let net = if s.hidden == 0 {
         Net::Linear(train_softmax(&ex_x, &ex_y, &w, classes, s.l2, ITERATIONS))
     } else {
-        Net::Hidden(train_mlp(
-            &ex_x,
-            &ex_y,
-            &w,
-            classes,
-            MlpSettings {
-                hidden: s.hidden,
-                l2: s.l2,
-                epochs: 60,
-                batch: 128,
-                lr: 1e-3,
-                seed: MLP_SEED,
-            },
-        )?)
+        let trained = (0..members.max(1) as u64)
+            .map(|k| {
+                train_mlp(
+                    &ex_x,
+                    &ex_y,
+                    &w,
+                    classes,
+                    MlpSettings {
+                        hidden: s.hidden,
+                        l2: s.l2,
+                        epochs: 60,
+                        batch: 128,
+                        lr: 1e-3,
+                        seed: MLP_SEED + k,
+                    },
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Net::Hidden(
+            Mlp::mean_of(trained)
+                .ok_or_else(|| anyhow::anyhow!("members of one setting have one shape"))?,
+        )
     };
     Ok(Model { net, fold, labels })
 }
@@ -197,12 +230,27 @@ pub fn implied_valence(e: Emotion) -> Option<ValenceLabel> {
 /// `head` with its chosen setting fitted on `examples`; its temperature and
 /// dev figures are kept from the fit that chose it.
 pub fn refit(
-    mut head: SoftmaxHead,
+    head: SoftmaxHead,
     xs: &[Vec<f32>],
     examples: &[Example],
     classes: usize,
 ) -> Result<SoftmaxHead> {
-    let model = train_model(xs, examples, classes, head.choice.chosen)?;
+    refit_members(head, xs, examples, classes, 1)
+}
+
+/// [`refit`] with `members` hidden layers read as one
+/// ([`train_model_members`]).
+///
+/// # Errors
+/// A tensor error from training a hidden layer.
+pub fn refit_members(
+    mut head: SoftmaxHead,
+    xs: &[Vec<f32>],
+    examples: &[Example],
+    classes: usize,
+    members: usize,
+) -> Result<SoftmaxHead> {
+    let model = train_model_members(xs, examples, classes, head.choice.chosen, members)?;
     match model.net {
         Net::Linear(f) => {
             head.hidden = None;

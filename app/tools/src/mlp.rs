@@ -42,6 +42,47 @@ impl Mlp {
     pub fn probabilities(&self, x: &[f32]) -> Vec<f32> {
         self.output.probabilities(&self.hidden.forward(x))
     }
+
+    /// One classifier whose logits are the mean of the `members`' logits
+    /// (an ensemble in the shape of a single head, so the heads file and the
+    /// analyzer read it as any other): the hidden layers side by side, each
+    /// member's output weights divided by their number, the biases averaged.
+    /// `None` for no members or members of different shapes.
+    pub fn mean_of(members: Vec<Mlp>) -> Option<Mlp> {
+        let first = members.first()?;
+        let classes = first.output.bias.len();
+        let same_shape = members.iter().all(|m| {
+            m.output.bias.len() == classes
+                && m.output.weights.len() == classes
+                && m.output
+                    .weights
+                    .iter()
+                    .all(|row| row.len() == m.hidden.bias.len())
+                && m.hidden.weights.len() == m.hidden.bias.len()
+        });
+        if !same_shape {
+            return None;
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let k = members.len() as f32;
+        let mut hidden = Dense {
+            weights: Vec::new(),
+            bias: Vec::new(),
+        };
+        let mut output = SoftmaxFit {
+            weights: vec![Vec::new(); classes],
+            bias: vec![0.0; classes],
+        };
+        for m in members {
+            hidden.weights.extend(m.hidden.weights);
+            hidden.bias.extend(m.hidden.bias);
+            for (c, row) in m.output.weights.into_iter().enumerate() {
+                output.weights[c].extend(row.into_iter().map(|w| w / k));
+                output.bias[c] += m.output.bias[c] / k;
+            }
+        }
+        Some(Mlp { hidden, output })
+    }
 }
 
 struct Rng(u64);
@@ -189,4 +230,78 @@ pub fn train_mlp(
             bias: b2.as_tensor().to_vec1()?,
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn logits(m: &Mlp, x: &[f32]) -> Vec<f32> {
+        let h = m.hidden.forward(x);
+        m.output
+            .weights
+            .iter()
+            .zip(&m.output.bias)
+            .map(|(w, b)| w.iter().zip(&h).map(|(a, c)| a * c).sum::<f32>() + b)
+            .collect()
+    }
+
+    /// An MLP of `hidden` units over `d` inputs into `classes`, with
+    /// weights drawn from `seed`.
+    fn random_mlp(seed: u64, d: usize, hidden: usize, classes: usize) -> Mlp {
+        let mut rng = Rng(seed);
+        let mut rows = |r: usize, c: usize| -> Vec<Vec<f32>> {
+            (0..r)
+                .map(|_| (0..c).map(|_| rng.uniform(1.0)).collect())
+                .collect()
+        };
+        let hw = rows(hidden, d);
+        let hb = rows(1, hidden).remove(0);
+        let ow = rows(classes, hidden);
+        let ob = rows(1, classes).remove(0);
+        Mlp {
+            hidden: Dense {
+                weights: hw,
+                bias: hb,
+            },
+            output: SoftmaxFit {
+                weights: ow,
+                bias: ob,
+            },
+        }
+    }
+
+    proptest! {
+        /// The mean's logits are the mean of the members' logits, for any
+        /// members and input.
+        #[test]
+        fn the_mean_reads_the_mean_of_the_members_logits(
+            seeds in proptest::collection::vec(any::<u64>(), 1..6),
+            d in 1usize..8,
+            hidden in 1usize..6,
+            classes in 2usize..5,
+            x_seed in any::<u64>(),
+        ) {
+            let members: Vec<Mlp> = seeds.iter().map(|&s| random_mlp(s, d, hidden, classes)).collect();
+            let mut rng = Rng(x_seed);
+            let x: Vec<f32> = (0..d).map(|_| rng.uniform(2.0)).collect();
+            let per_member: Vec<Vec<f32>> = members.iter().map(|m| logits(m, &x)).collect();
+            let mean = Mlp::mean_of(members).expect("members of one shape");
+            prop_assert_eq!(mean.hidden.bias.len(), hidden * seeds.len());
+            let got = logits(&mean, &x);
+            for c in 0..classes {
+                let want = per_member.iter().map(|l| l[c]).sum::<f32>() / seeds.len() as f32;
+                prop_assert!((got[c] - want).abs() <= 1e-4 * (1.0 + want.abs()), "class {}: {} vs {}", c, got[c], want);
+            }
+        }
+    }
+
+    #[test]
+    fn members_of_different_shapes_or_none_have_no_mean() {
+        assert!(Mlp::mean_of(Vec::new()).is_none());
+        let a = random_mlp(1, 4, 3, 2);
+        let b = random_mlp(2, 4, 3, 3);
+        assert!(Mlp::mean_of(vec![a, b]).is_none());
+    }
 }

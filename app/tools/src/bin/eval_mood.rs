@@ -15,7 +15,8 @@
 //!    valence and emotion accuracy per language from 4,798 English and
 //!    6,798 Russian entries instead of the test split's 202 each, on writers
 //!    the fold's heads never read (the settings are the shipped ones,
-//!    chosen on dev).
+//!    chosen on dev; a head shipped as the mean of several, as the e5
+//!    valence head is, is refitted as the mean of as many).
 //!
 //! Analyzers: the lexicon (VADER with our keywords; nothing trained, so the
 //! reviews are a plain test set for it), e5 and MiniLM with their mood heads
@@ -27,6 +28,10 @@
 //! binary heads call `|valence| < 0.2` neutral.
 //!
 //! Run: `cargo run --release -p metachat-tools --bin eval_mood`
+//! (`-- --valence-grid`: the corpus CV also for larger hidden layers and
+//! more L2 in the valence head, each one head; `-- --members N`: also for
+//! the shipped valence setting trained N times and read as the mean of the
+//! N, where the shipped head is the mean of `VALENCE_MEMBERS`)
 //! (needs `scripts/fetch-models` first; embeddings are cached under
 //! `models/.cache/`, keyed by model, engine version, weight mode and texts).
 
@@ -40,17 +45,20 @@ use metachat_analysis::mood::eval::{
     accuracy_macro_f1, dev_set, fold_assignment, load_sentiment, valence_metrics, LabelledSentence,
 };
 use metachat_analysis::mood::{
-    argmax, pool_sentences, sentences_of, EmbeddingMoodAnalyzer, LexiconAnalyzer, MoodHeads,
-    ReviewReader, ValenceHead, ValenceLabel, WindowedEmbedder,
+    argmax, pool_sentences, sentences_of, EmbeddingMoodAnalyzer, HeadSetting, LexiconAnalyzer,
+    MoodHeads, ReviewReader, SoftmaxHead, ValenceHead, ValenceLabel, WindowedEmbedder,
 };
 use metachat_analysis::{Emotion, Mood};
 
 use metachat_tools::embed_cached;
 use metachat_tools::fit::{
-    implied_valence, refit, tempered, train_model, train_review_reader, Example,
+    implied_valence, refit, refit_members, tempered, train_model_members, train_review_reader,
+    Example,
 };
 
 const FOLDS: usize = 10;
+/// The valence settings (hidden units, L2) `--valence-grid` adds.
+const VALENCE_GRID: [(usize, f32); 5] = [(64, 3.0), (128, 1.0), (128, 3.0), (256, 1.0), (256, 3.0)];
 const SEED: u64 = 20_240_601;
 /// |valence| below this is neutral for readers without a neutral class.
 const BINARY_NEUTRAL_BAND: f32 = 0.2;
@@ -65,8 +73,9 @@ struct Reading {
 
 struct Row {
     name: String,
-    /// The grouped corpus CV, per language (e5's heads only).
-    corpus_cv: Option<Vec<CvLine>>,
+    /// The grouped corpus CV (e5's heads only): per valence setting, the
+    /// figures per language.
+    corpus_cv: Option<Vec<(CvSetting, Vec<CvLine>)>>,
     test: Vec<Reading>,
     yelp: Vec<f32>,
     reviews: Vec<f32>,
@@ -75,6 +84,21 @@ struct Row {
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    // `--valence-grid`: the corpus CV also for other valence settings than
+    // the shipped one (a larger hidden layer, more L2), to compare them on
+    // writers the heads never read.
+    let args: Vec<String> = std::env::args().collect();
+    let grid = args.iter().any(|a| a == "--valence-grid");
+    // `--members N`: the shipped valence setting also as an ensemble of N.
+    let members: Option<usize> = match args.iter().position(|a| a == "--members") {
+        Some(i) => Some(
+            args.get(i + 1)
+                .and_then(|n| n.parse().ok())
+                .filter(|&n| n > 0)
+                .ok_or_else(|| anyhow::anyhow!("--members takes a count above 0"))?,
+        ),
+        None => None,
+    };
     let dir = model_dir();
     let test = load_split(&default_corpus_dir(), Split::Test)?;
     let yelp = load_sentiment(&dir, "yelp")?;
@@ -133,7 +157,24 @@ async fn main() -> Result<()> {
         let id = format!("{} (prefix \"query: \")", E5Embedder::MODEL_ID);
         let f = |b: &[String]| Ok(e5.embed_blocking(b)?);
         let heads = MoodHeads::from_file(&heads_file("e5"))?;
-        rows.push(with_heads("e5", &id, e5.clone(), heads, f, &data, true).await?);
+        let shipped = heads.valence.choice.chosen;
+        let mut settings = vec![(shipped, members_of(&heads.valence))];
+        if grid {
+            for (hidden, l2) in VALENCE_GRID {
+                settings.push((
+                    HeadSetting {
+                        hidden,
+                        l2,
+                        ..shipped
+                    },
+                    1,
+                ));
+            }
+        }
+        if let Some(n) = members {
+            settings.push((shipped, n));
+        }
+        rows.push(with_heads("e5", &id, e5.clone(), heads, f, &data, Some(settings)).await?);
         rows.push(earlier("e5", &id, e5.clone(), ValenceHead::builtin_e5()?, f, &data).await?);
     } else {
         eprintln!("e5 model missing: rows skipped (run scripts/fetch-models)");
@@ -143,7 +184,7 @@ async fn main() -> Result<()> {
         let f = |b: &[String]| Ok(minilm.embed_blocking(b)?);
         match MoodHeads::from_file(&heads_file("minilm")) {
             Ok(heads) => {
-                rows.push(with_heads("minilm", id, minilm.clone(), heads, f, &data, false).await?)
+                rows.push(with_heads("minilm", id, minilm.clone(), heads, f, &data, None).await?)
             }
             Err(e) => eprintln!("MiniLM heads: {e}: row skipped"),
         }
@@ -191,7 +232,7 @@ async fn with_heads<E: WindowedEmbedder>(
     heads: MoodHeads,
     f: impl FnMut(&[String]) -> Result<Vec<Vec<f32>>> + Clone,
     data: &Data<'_>,
-    corpus_cv: bool,
+    corpus_cv: Option<Vec<CvSetting>>,
 ) -> Result<Row> {
     let dir = model_dir();
     let pooled = |t: Vec<String>| -> Result<Vec<Vec<f32>>> {
@@ -222,7 +263,7 @@ async fn with_heads<E: WindowedEmbedder>(
             extra_emotion.push(ei(e.label));
         }
     }
-    let xs = if reviews_are_cv || corpus_cv {
+    let xs = if reviews_are_cv || corpus_cv.is_some() {
         let mut xs = pooled(own_texts)?;
         xs.extend(x_rev.iter().cloned());
         xs
@@ -230,6 +271,7 @@ async fn with_heads<E: WindowedEmbedder>(
         Vec::new()
     };
     let n_own = own_y.len();
+    let members = members_of(&heads.valence);
     let cv = if reviews_are_cv {
         let folds = fold_assignment(data.reviews.len(), FOLDS, SEED);
         let mut cv = vec![0.0f32; data.reviews.len()];
@@ -253,7 +295,7 @@ async fn with_heads<E: WindowedEmbedder>(
                     });
                 }
             }
-            let model = train_model(&xs, &examples, 3, choice)?;
+            let model = train_model_members(&xs, &examples, 3, choice, members)?;
             // The review reader, when the heads have one, refitted on the
             // same texts with its chosen setting.
             let reader = heads.review.as_ref().map(|r| {
@@ -310,7 +352,7 @@ async fn with_heads<E: WindowedEmbedder>(
             }
         })
         .collect();
-    let corpus_cv = if corpus_cv {
+    let corpus_cv = if let Some(settings) = corpus_cv {
         let data = CorpusCv {
             own: &own,
             own_y: &own_y,
@@ -321,7 +363,7 @@ async fn with_heads<E: WindowedEmbedder>(
         let shipped = analyzer
             .heads()
             .ok_or_else(|| anyhow::anyhow!("an analyzer built on heads has heads"))?;
-        Some(grouped_corpus_cv(shipped, &data)?)
+        Some(grouped_corpus_cv(shipped, &data, &settings)?)
     } else {
         None
     };
@@ -349,9 +391,23 @@ struct CorpusCv<'a> {
     reviews: &'a [LabelledSentence],
 }
 
+/// How many heads of its chosen setting `head` is the mean of
+/// ([`refit_members`]): its hidden units over the chosen number (1 for a
+/// linear head).
+fn members_of(head: &SoftmaxHead) -> usize {
+    match (&head.hidden, head.choice.chosen.hidden) {
+        (Some(h), units) if units > 0 => (h.bias.len() / units).max(1),
+        _ => 1,
+    }
+}
+
 /// Per language: entries, three-way valence accuracy, entries with a sign,
 /// sign accuracy, emotion accuracy.
 type CvLine = (&'static str, usize, f64, usize, f64, f64);
+
+/// A valence setting the corpus CV reads with, and how many members
+/// ([`refit_members`]).
+type CvSetting = (HeadSetting, usize);
 
 /// The part of the corpus an entry was written in, from its id: the ids
 /// were numbered part by part, 125 per language and part up to 5,000, then
@@ -377,7 +433,11 @@ fn part_of(id: &str) -> Option<usize> {
 /// reader and joint reading included). The emotion examples without an
 /// implied valence are left out of the emotion head's training here (they
 /// are not among the embedded texts). The test split is not read.
-fn grouped_corpus_cv(shipped: &MoodHeads, d: &CorpusCv<'_>) -> Result<Vec<CvLine>> {
+fn grouped_corpus_cv(
+    shipped: &MoodHeads,
+    d: &CorpusCv<'_>,
+    settings: &[CvSetting],
+) -> Result<Vec<(CvSetting, Vec<CvLine>)>> {
     let n_corpus = d.own.len();
     let n_own = d.own_y.len();
     let parts: Vec<usize> = d
@@ -387,7 +447,8 @@ fn grouped_corpus_cv(shipped: &MoodHeads, d: &CorpusCv<'_>) -> Result<Vec<CvLine
         .collect::<Result<_>>()?;
     let n_parts = parts.iter().max().map_or(0, |m| m + 1);
     let part_fold = fold_assignment(n_parts, FOLDS, SEED);
-    let mut reads = vec![(ValenceLabel::Neutral, 0.0f32, Emotion::Neutral); n_corpus];
+    let mut reads =
+        vec![vec![(ValenceLabel::Neutral, 0.0f32, Emotion::Neutral); n_corpus]; settings.len()];
     for k in 0..FOLDS {
         let kept = |i: usize| part_fold[parts[i]] != k;
         let mut valence: Vec<Example> = (0..n_own)
@@ -424,26 +485,38 @@ fn grouped_corpus_cv(shipped: &MoodHeads, d: &CorpusCv<'_>) -> Result<Vec<CvLine
             review: false,
         }));
         let mut heads = shipped.clone();
-        heads.valence = refit(shipped.valence.clone(), d.xs, &valence, 3)?;
         heads.emotion = refit(shipped.emotion.clone(), d.xs, &emotion, 7)?;
         if let Some(r) = &shipped.review {
             let mut reader = train_review_reader(d.xs, &diary, &reviews, r.choice.chosen);
             reader.choice = r.choice.clone();
             heads.review = Some(reader);
         }
-        for i in (0..n_corpus).filter(|&i| !kept(i)) {
-            let out = heads.read(&d.xs[i]);
-            let label = ValenceLabel::ALL[argmax(&out.valence)];
-            let emotion = Emotion::ALL[argmax(&out.emotion)];
-            reads[i] = (label, out.valence[2] - out.valence[0], emotion);
+        for (s, &(setting, members)) in settings.iter().enumerate() {
+            let mut head = shipped.valence.clone();
+            head.choice.chosen = setting;
+            heads.valence = refit_members(head, d.xs, &valence, 3, members)?;
+            for i in (0..n_corpus).filter(|&i| !kept(i)) {
+                let out = heads.read(&d.xs[i]);
+                let label = ValenceLabel::ALL[argmax(&out.valence)];
+                let emotion = Emotion::ALL[argmax(&out.emotion)];
+                reads[s][i] = (label, out.valence[2] - out.valence[0], emotion);
+            }
         }
     }
+    Ok(settings
+        .iter()
+        .zip(&reads)
+        .map(|(setting, reads)| (*setting, cv_lines(d.own, reads)))
+        .collect())
+}
+
+/// The corpus CV's figures per language from its readings of `own`.
+fn cv_lines(own: &[DiaryEntry], reads: &[(ValenceLabel, f32, Emotion)]) -> Vec<CvLine> {
     let mut lines = Vec::new();
     for lang in ["en", "ru"] {
-        let pick: Vec<_> = d
-            .own
+        let pick: Vec<_> = own
             .iter()
-            .zip(&reads)
+            .zip(reads)
             .filter(|(e, _)| e.lang == lang)
             .collect();
         let n = pick.len();
@@ -465,7 +538,7 @@ fn grouped_corpus_cv(shipped: &MoodHeads, d: &CorpusCv<'_>) -> Result<Vec<CvLine
             share(emotion, n),
         ));
     }
-    Ok(lines)
+    lines
 }
 
 /// The valence the analyzer would read from a fold's valence
@@ -609,15 +682,32 @@ fn print_tables(rows: &[Row], data: &Data<'_>) {
         }
     }
     for r in rows {
-        let Some(lines) = &r.corpus_cv else { continue };
+        let Some(per_setting) = &r.corpus_cv else {
+            continue;
+        };
         println!(
             "\n## Diary corpus, train + dev, {FOLDS}-fold CV grouped by the part an entry was written in: {}\n",
             r.name
         );
-        println!("| lang | entries | valence acc (3-way) | valence sign acc (pos/neg entries) | emotion acc (7) |");
-        println!("|---|---|---|---|---|");
-        for (lang, n, three, signed, sign, emotion) in lines {
-            println!("| {lang} | {n} | {three:.3} | {sign:.3} ({signed}) | {emotion:.3} |");
+        println!("| valence head | lang | entries | valence acc (3-way) | valence sign acc (pos/neg entries) | emotion acc (7) |");
+        println!("|---|---|---|---|---|---|");
+        for (k, ((setting, members), lines)) in per_setting.iter().enumerate() {
+            let head = format!(
+                "{} hidden, L2 {}{}{}",
+                setting.hidden,
+                setting.l2,
+                if *members > 1 {
+                    format!(", mean of {members}")
+                } else {
+                    String::new()
+                },
+                if k == 0 { " (shipped)" } else { "" }
+            );
+            for (lang, n, three, signed, sign, emotion) in lines {
+                println!(
+                    "| {head} | {lang} | {n} | {three:.3} | {sign:.3} ({signed}) | {emotion:.3} |"
+                );
+            }
         }
     }
     println!("\n## Reviews: valence sign\n");

@@ -44,8 +44,10 @@
 //! accuracies; for valence, the sign accuracy on a fifth of the
 //! amazon + imdb sentences (held out from that choice's training) counts as
 //! a third language, so that the head keeps reading reviews. The chosen
-//! setting is then refitted on train + dev and all the reviews. The test
-//! split and yelp are never read here.
+//! setting is then refitted on train + dev and all the reviews; a valence
+//! head with a hidden layer is refitted `VALENCE_MEMBERS` times from
+//! different seeds and ships as the mean of their logits (one head of
+//! their units side by side). The test split and yelp are never read here.
 
 use std::path::Path;
 
@@ -62,7 +64,8 @@ use metachat_analysis::mood::{
 };
 use metachat_analysis::Emotion;
 use metachat_tools::fit::{
-    implied_valence, refit, tempered, train_model, train_review_reader, Example, Model,
+    implied_valence, refit_members, tempered, train_model, train_review_reader, Example, Model,
+    MLP_SEED, VALENCE_MEMBERS,
 };
 use metachat_tools::review_choice::{choose_review, ReviewData};
 use metachat_tools::{embed_cached, lang_accuracy, today, SPLIT_SEED};
@@ -224,7 +227,12 @@ fn main() -> Result<()> {
             y,
             review: false,
         }));
-        Ok((refit(head, &xs, &all, classes)?, dev_probs))
+        let members = if name == "valence" {
+            VALENCE_MEMBERS
+        } else {
+            1
+        };
+        Ok((refit_members(head, &xs, &all, classes, members)?, dev_probs))
     };
     let (valence_head, valence_dev) = fit(
         "valence",
@@ -313,7 +321,10 @@ fn main() -> Result<()> {
                  package sentiment@5.0.2) weighted by the chosen review weight, on outputs of \
                  their own when that was chosen; the review reader's gate on the diary texts \
                  against those reviews and its valence head on the reviews alone; yelp is \
-                 never read",
+                 never read. A valence head with a hidden layer is the mean of the logits of \
+                 {VALENCE_MEMBERS} heads of the chosen setting trained from seeds {MLP_SEED} on \
+                 (its hidden layer holds all their units); the dev split chose the setting with \
+                 one",
                 train.len(),
                 dev.len(),
                 extra.len()
