@@ -87,9 +87,9 @@ async fn e5_valence_accuracy_on_yelp_is_at_least_0_89() {
 /// train entries, with the review reader, the valence head the mean of 5:
 /// valence sign on the positive and negative entries en 0.928 / ru 0.916,
 /// three-way valence 0.936 / 0.876, emotion 0.866 / 0.812). The embeddings
-/// differ by a rounding from one machine to another, which can move an
-/// entry or two (0.6 points of 166): each floor is at least three entries
-/// under the measured figure.
+/// are not bit for bit the same on every machine, which can move an entry
+/// or two (0.6 points of 166): each floor is at least three entries under
+/// the measured figure.
 #[tokio::test]
 async fn e5_on_the_diary_corpus_test_split_stays_above_its_floors() {
     use metachat_analysis::mood::corpus::{default_corpus_dir, load_split, Split};
