@@ -9,6 +9,13 @@
 //! f32 encoder streams 85 MB of weights per pass, this one 21 MB, which is
 //! what limited the f32 products there (measured, `benches/README.md`).
 //!
+//! A portable kernel ([`Kernel::Portable`]) does the same integer arithmetic
+//! and the same f32 operations in the same order, one output at a time. It
+//! is the reference the VNNI kernel is tested against bit for bit (where the
+//! CPU has VNNI; the portable kernel is tested against the f32 product on
+//! every CPU), and what [`matmul`] falls back to without VNNI. The encoder
+//! does not call it there: it takes candle's SIMD kernels or the f32 path.
+//!
 //! `unsafe` here: the kernel is a `#[target_feature]` function (called only
 //! after the run-time check that the CPU has those features) that loads
 //! from slices by pointer after their bounds were checked, and writes
@@ -172,12 +179,50 @@ fn quantize_blocks(x: &[f32], q: &mut [i32], d: &mut [f32], s: &mut [i32]) {
     }
 }
 
+/// Which code computes [`matmul`]'s products.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kernel {
+    /// `vpdpbusd` on AVX-512: where [`available`].
+    Vnni,
+    /// Plain Rust, one output at a time; the same result bit for bit.
+    Portable,
+}
+
+impl Kernel {
+    /// The fastest kernel this CPU runs.
+    pub(crate) fn detect() -> Self {
+        if available() {
+            Kernel::Vnni
+        } else {
+            Kernel::Portable
+        }
+    }
+}
+
 /// `y[t, out] := a · Wᵀ + bias`, `a` from [`Q8Rows::quantize`] of `t` rows
-/// of `w.inp` values, output tiles split over `threads` rayon threads.
+/// of `w.inp` values, output tiles split over `threads` rayon threads, by
+/// the fastest kernel this CPU runs ([`Kernel::detect`]).
 ///
 /// # Panics
-/// When the sizes disagree, or the CPU lacks the features ([`available`]).
+/// When the sizes disagree.
 pub(crate) fn matmul(
+    y: &mut [f32],
+    a: &Q8Rows,
+    t: usize,
+    w: &Q4Packed,
+    bias: &[f32],
+    threads: usize,
+) {
+    matmul_with(Kernel::detect(), y, a, t, w, bias, threads);
+}
+
+/// [`matmul`] by `kernel`.
+///
+/// # Panics
+/// When the sizes disagree, or `kernel` is [`Kernel::Vnni`] on a CPU
+/// without it ([`available`]).
+pub(crate) fn matmul_with(
+    kernel: Kernel,
     y: &mut [f32],
     a: &Q8Rows,
     t: usize,
@@ -187,7 +232,10 @@ pub(crate) fn matmul(
 ) {
     let (out, inp) = (w.out, w.inp);
     let nb = inp / Q4_BLOCK;
-    assert!(available(), "q8: the CPU lacks AVX-512 VNNI");
+    assert!(
+        kernel == Kernel::Portable || available(),
+        "q8: the CPU lacks AVX-512 VNNI"
+    );
     assert!(y.len() >= t * out && bias.len() == out);
     assert!(a.q.len() >= t * inp / 4 && a.d.len() >= t * nb && a.s.len() >= t * nb);
     let tiles = out / TILE;
@@ -196,16 +244,19 @@ pub(crate) fn matmul(
     let yp = SendPtr(y.as_mut_ptr());
     let run = |first: usize| {
         let last = (first + per).min(tiles);
+        if kernel == Kernel::Portable {
+            // SAFETY: as below; the portable kernel writes the same elements.
+            unsafe { portable(yp.get(), a, t, w, bias, first, last) };
+            return;
+        }
         // SAFETY: `available()` was checked above; the asserts put every
         // index the kernel reads inside `a`, `w` and `bias`, and every
         // element it writes, rows < t and columns in this part's tiles,
         // inside `y`; parts write disjoint tiles.
         #[cfg(target_arch = "x86_64")]
         unsafe {
-            kernel(yp.get(), a, t, w, bias, first, last);
+            vnni(yp.get(), a, t, w, bias, first, last);
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = (yp, first, last);
     };
     if parts == 1 {
         run(0);
@@ -214,9 +265,64 @@ pub(crate) fn matmul(
     }
 }
 
+/// Tiles `first .. last` of every row, one output at a time: the VNNI
+/// kernel's arithmetic (exact integer sums, then per block one fused
+/// multiply-add of `Σ − 8·Σa` by `d_w · d_a`, then the bias), so the same
+/// f32 results.
+///
+/// # Safety
+/// `y` holds `t` rows of `w.out` values, and no other thread writes the
+/// columns of tiles `first .. last` meanwhile.
+unsafe fn portable(
+    y: *mut f32,
+    a: &Q8Rows,
+    t: usize,
+    w: &Q4Packed,
+    bias: &[f32],
+    first: usize,
+    last: usize,
+) {
+    let (out, inp) = (w.out, w.inp);
+    let (nb, groups) = (inp / Q4_BLOCK, inp / 4);
+    for tile in first..last {
+        let wt = &w.w[tile * groups * 2..(tile + 1) * groups * 2];
+        let dt = &w.d[tile * nb * TILE..(tile + 1) * nb * TILE];
+        for r in 0..t {
+            let mut acc = [0f32; TILE];
+            for b in 0..nb {
+                let mut isum = [0i32; TILE];
+                for g in b * 8..b * 8 + 8 {
+                    let av = a.q[r * groups + g]
+                        .to_le_bytes()
+                        .map(|v| i32::from(v.cast_signed()));
+                    for (o, s) in isum.iter_mut().enumerate() {
+                        let four = &wt[2 * g + o / 16][(o % 16) * 4..][..4];
+                        *s += four
+                            .iter()
+                            .zip(av)
+                            .map(|(&n, v)| i32::from(n) * v)
+                            .sum::<i32>();
+                    }
+                }
+                let at = r * nb + b;
+                let (corr, da) = (8 * a.s[at], a.d[at]);
+                for ((f, s), dw) in acc.iter_mut().zip(isum).zip(&dt[b * TILE..]) {
+                    #[allow(clippy::cast_precision_loss)]
+                    let v = (s - corr) as f32;
+                    *f = v.mul_add(dw * da, *f);
+                }
+            }
+            for (o, (f, bias)) in acc.iter().zip(&bias[tile * TILE..]).enumerate() {
+                // SAFETY: row r < t, column inside this tile (the caller's).
+                unsafe { *y.add(r * out + tile * TILE + o) = f + bias };
+            }
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-unsafe fn kernel(
+unsafe fn vnni(
     y: *mut f32,
     a: &Q8Rows,
     t: usize,
@@ -339,15 +445,20 @@ mod tests {
         bytes
     }
 
+    /// The portable kernel (every CPU) against the f32 product of the
+    /// dequantised weights; where the CPU has VNNI, that kernel against
+    /// the portable one, bit for bit. (A CPU without VNNI cannot run its
+    /// kernel at all, so there only the portable one is checked: that is
+    /// the one [`matmul`] runs there.)
     #[test]
     #[allow(clippy::cast_precision_loss)]
     fn agrees_with_the_dequantised_f32_product() {
-        if !available() {
-            // A skip outside CI; in CI (whose machines have AVX-512 VNNI)
-            // the kernel must be checked.
-            metachat_testkit::skip("this CPU has no AVX-512 VNNI; the q8 kernel is not used here");
-            return;
-        }
+        let kernels: &[Kernel] = if available() {
+            &[Kernel::Portable, Kernel::Vnni]
+        } else {
+            eprintln!("q8: no AVX-512 VNNI on this CPU: the portable kernel alone is checked");
+            &[Kernel::Portable]
+        };
         let (out, inp) = (64, 96);
         let blocks = q4(out, inp);
         let mut wf = vec![0f32; out * inp];
@@ -360,9 +471,17 @@ mod tests {
                 .collect();
             let mut a = Q8Rows::default();
             a.quantize(&x, t, inp);
-            for threads in [1, 2] {
+            let mut reference = vec![f32::NAN; t * out];
+            matmul_with(Kernel::Portable, &mut reference, &a, t, &packed, &bias, 1);
+            for (&kernel, threads) in kernels.iter().flat_map(|k| [(k, 1), (k, 2)]) {
                 let mut y = vec![f32::NAN; t * out];
-                matmul(&mut y, &a, t, &packed, &bias, threads);
+                matmul_with(kernel, &mut y, &a, t, &packed, &bias, threads);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(&y),
+                    bits(&reference),
+                    "{kernel:?} t {t} threads {threads}"
+                );
                 for r in 0..t {
                     for o in 0..out {
                         let want: f32 = bias[o]
