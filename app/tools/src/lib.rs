@@ -88,6 +88,25 @@ pub fn lang_accuracy(
     (acc, f1, [per("en"), per("ru")])
 }
 
+/// How a setting is ranked against the others: its worst part first (the
+/// mood targets are floors per language and on reviews, so the setting
+/// whose weakest part is strongest wins), then the mean of its parts.
+/// Compare with `>` (tuples order lexicographically).
+///
+/// ```
+/// use metachat_tools::floor_score;
+/// // One weak part loses to a lower mean with no weak part.
+/// assert!(floor_score(&[0.905, 0.905, 0.910]) > floor_score(&[0.925, 0.925, 0.885]));
+/// // Equal worst parts: the mean decides.
+/// assert!(floor_score(&[0.90, 0.95]) > floor_score(&[0.90, 0.91]));
+/// ```
+pub fn floor_score(parts: &[f64]) -> (f64, f64) {
+    let worst = parts.iter().copied().fold(f64::INFINITY, f64::min);
+    #[allow(clippy::cast_precision_loss)]
+    let mean = parts.iter().sum::<f64>() / parts.len().max(1) as f64;
+    (worst, mean)
+}
+
 /// Today's UTC date as `YYYY-MM-DD` (civil-from-days, Howard Hinnant's algorithm).
 pub fn today() -> String {
     use std::time::{SystemTime, UNIX_EPOCH};

@@ -47,12 +47,15 @@ impl Mlp {
     /// (an ensemble in the shape of a single head, so the heads file and the
     /// analyzer read it as any other): the hidden layers side by side, each
     /// member's output weights divided by their number, the biases averaged.
-    /// `None` for no members or members of different shapes.
+    /// `None` for no members or members of different shapes (classes, or
+    /// input width).
     pub fn mean_of(members: Vec<Mlp>) -> Option<Mlp> {
         let first = members.first()?;
         let classes = first.output.bias.len();
+        let inputs = first.hidden.weights.first().map(Vec::len);
         let same_shape = members.iter().all(|m| {
-            m.output.bias.len() == classes
+            m.hidden.weights.iter().all(|row| Some(row.len()) == inputs)
+                && m.output.bias.len() == classes
                 && m.output.weights.len() == classes
                 && m.output
                     .weights
@@ -302,6 +305,9 @@ mod tests {
         assert!(Mlp::mean_of(Vec::new()).is_none());
         let a = random_mlp(1, 4, 3, 2);
         let b = random_mlp(2, 4, 3, 3);
-        assert!(Mlp::mean_of(vec![a, b]).is_none());
+        assert!(Mlp::mean_of(vec![a.clone(), b]).is_none());
+        // Members that read inputs of different widths.
+        let c = random_mlp(3, 5, 3, 2);
+        assert!(Mlp::mean_of(vec![a, c]).is_none());
     }
 }

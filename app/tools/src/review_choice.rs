@@ -10,7 +10,7 @@ use metachat_analysis::mood::corpus::DiaryEntry;
 use metachat_analysis::mood::{argmax, HeadSetting, ReviewReader, ReviewSetting};
 
 use crate::fit::{tempered, train_model, train_review_reader, Example};
-use crate::lang_accuracy;
+use crate::{floor_score, lang_accuracy};
 
 /// Gate L2 strengths tried.
 pub const GATE_L2: [f32; 2] = [0.01, 0.1];
@@ -52,8 +52,9 @@ pub struct ReviewOutcome {
 }
 
 /// The review setting that reads the dev split and the left-out review
-/// domain best (the mean of en, ru and review accuracy, over both
-/// directions), against the valence head alone (setting `chosen`, at
+/// domain best (en, ru and review accuracy, each the mean over both
+/// directions, ranked by [`floor_score`]: the worst of the three, then
+/// their mean), against the valence head alone (setting `chosen`, at
 /// `temperature`). Prints every line.
 ///
 /// # Errors
@@ -65,7 +66,7 @@ pub fn choose_review(
 ) -> Result<ReviewOutcome> {
     let diary: Vec<Example> = d.valence.iter().copied().filter(|e| !e.review).collect();
     let diary_x: Vec<usize> = diary.iter().map(|e| e.x).collect();
-    let mut grid: Vec<(ReviewSetting, f64)> = Vec::new();
+    let mut grid: Vec<(ReviewSetting, [f64; 3])> = Vec::new();
     for &gate_l2 in &GATE_L2 {
         for &valence_l2 in &VALENCE_L2 {
             for &valence_temperature in &TEMPERATURES {
@@ -79,7 +80,7 @@ pub fn choose_review(
                             dev_accuracy: 0.0,
                             review_accuracy: 0.0,
                         },
-                        0.0,
+                        [0.0; 3],
                     ));
                 }
             }
@@ -157,28 +158,36 @@ pub fn choose_review(
                 s.dev_accuracy += ((sc[0] + sc[1]) / 4.0) as f32;
                 s.review_accuracy += (sc[2] / 2.0) as f32;
             }
-            *total += (sc[0] + sc[1] + sc[2]) / 6.0;
+            for (t, v) in total.iter_mut().zip(sc) {
+                *t += v / 2.0;
+            }
         }
     }
-    for (s, total) in &grid {
+    let scored: Vec<(ReviewSetting, (f64, f64))> = grid
+        .iter()
+        .map(|(s, parts)| (*s, floor_score(parts)))
+        .collect();
+    for (s, (worst, mean)) in &scored {
         println!(
-            "review reader: gate l2 {:<5} valence l2 {:<4} temperature {:<4} shift {}: dev {:.3}, left-out domain {:.3}, score {total:.4}",
+            "review reader: gate l2 {:<5} valence l2 {:<4} temperature {:<4} shift {}: dev {:.3}, left-out domain {:.3}, worst {worst:.4}, mean {mean:.4}",
             s.gate_l2, s.valence_l2, s.valence_temperature, s.shift, s.dev_accuracy, s.review_accuracy
         );
     }
-    let base_score = (without[0] + without[1] + without[2]) / 3.0;
+    let base_score = floor_score(&without);
     println!(
-        "review reader: without: dev {:.3}, left-out domain {:.3}, score {base_score:.4}",
+        "review reader: without: dev {:.3}, left-out domain {:.3}, worst {:.4}, mean {:.4}",
         (without[0] + without[1]) / 2.0,
-        without[2]
+        without[2],
+        base_score.0,
+        base_score.1
     );
-    let best = grid
+    let best = scored
         .iter()
-        .fold(None::<&(ReviewSetting, f64)>, |b, g| match b {
+        .fold(None::<&(ReviewSetting, (f64, f64))>, |b, g| match b {
             Some(b) if b.1 >= g.1 => Some(b),
             _ => Some(g),
         })
-        .filter(|b| b.1 > base_score + 1e-9)
+        .filter(|b| b.1 > base_score)
         .map(|b| b.0);
     #[allow(clippy::cast_possible_truncation)]
     Ok(ReviewOutcome {

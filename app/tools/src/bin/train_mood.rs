@@ -40,10 +40,13 @@
 //!
 //! Every choice (linear or hidden layer, L2 strength, review weight, whether
 //! the reviews get valence outputs of their own, softmax temperature) is
-//! made on the corpus's dev split by the mean of the per-language
-//! accuracies; for valence, the sign accuracy on a fifth of the
+//! made on the corpus's dev split by the worst of the per-language
+//! accuracies, then their mean (`floor_score`: the targets are floors per
+//! language); for valence, the sign accuracy on a fifth of the
 //! amazon + imdb sentences (held out from that choice's training) counts as
-//! a third language, so that the head keeps reading reviews. The chosen
+//! a third language, so that the head keeps reading reviews. (Until
+//! 2026-12-06 the mean alone chose: it took a valence head that read the
+//! held-out reviews at 0.885 for one point more on dev, and yelp fell.) The chosen
 //! setting is then refitted on train + dev and all the reviews; a valence
 //! head with a hidden layer is refitted `VALENCE_MEMBERS` times from
 //! different seeds and ships as the mean of their logits (one head of
@@ -68,7 +71,7 @@ use metachat_tools::fit::{
     MLP_SEED, VALENCE_MEMBERS,
 };
 use metachat_tools::review_choice::{choose_review, ReviewData};
-use metachat_tools::{embed_cached, lang_accuracy, today, SPLIT_SEED};
+use metachat_tools::{embed_cached, floor_score, lang_accuracy, today, SPLIT_SEED};
 
 const LINEAR_L2: [f32; 4] = [0.03, 0.1, 0.3, 1.0];
 const HIDDEN: usize = 64;
@@ -345,8 +348,9 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// The head of the setting with the best mean per-language dev accuracy,
-/// its temperature fitted on dev.
+/// The head of the setting whose worst part reads best ([`floor_score`]:
+/// the dev accuracy per language and, for valence, the sign accuracy on
+/// the held-out review sentences), its temperature fitted on dev.
 #[allow(clippy::too_many_arguments)]
 fn choose(
     name: &str,
@@ -385,7 +389,7 @@ fn choose(
         .filter(|e| !held.contains(&e.x))
         .collect();
     let mut grid = Vec::new();
-    let mut best: Option<(f64, HeadSetting, Model)> = None;
+    let mut best: Option<((f64, f64), HeadSetting, Model)> = None;
     for (hidden, l2, review_weight, review_outputs) in settings {
         let mut s = HeadSetting {
             hidden,
@@ -415,7 +419,7 @@ fn choose(
         println!("{line}");
         grid.push(s);
         let score = if review_dev.is_empty() {
-            (per_lang[0] + per_lang[1]) / 2.0
+            floor_score(&per_lang)
         } else {
             let right = review_dev
                 .iter()
@@ -426,7 +430,7 @@ fn choose(
                 .count();
             let reviews = right as f64 / review_dev.len() as f64;
             println!("{name}:   sign accuracy on the held-out review sentences {reviews:.3}");
-            (per_lang[0] + per_lang[1] + reviews) / 3.0
+            floor_score(&[per_lang[0], per_lang[1], reviews])
         };
         if best.as_ref().is_none_or(|b| score > b.0) {
             best = Some((score, s, model));
