@@ -107,6 +107,14 @@ pub fn floor_score(parts: &[f64]) -> (f64, f64) {
     (worst, mean)
 }
 
+/// A valence label's class index: its place in
+/// [`ValenceLabel::ALL`](metachat_analysis::mood::ValenceLabel::ALL), the
+/// order of the valence head's outputs.
+pub fn valence_index(v: metachat_analysis::mood::ValenceLabel) -> usize {
+    use metachat_analysis::mood::ValenceLabel;
+    ValenceLabel::ALL.iter().position(|l| *l == v).unwrap_or(1)
+}
+
 /// Today's UTC date as `YYYY-MM-DD` (civil-from-days, Howard Hinnant's algorithm).
 pub fn today() -> String {
     use std::time::{SystemTime, UNIX_EPOCH};

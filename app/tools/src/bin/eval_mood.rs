@@ -40,6 +40,7 @@ use std::path::Path;
 use anyhow::Result;
 use metachat_analysis::embed::model_dir::model_dir;
 use metachat_analysis::embed::{E5Embedder, E5Prefix, MiniLmEmbedder};
+use metachat_analysis::matching::emotion_index;
 use metachat_analysis::mood::corpus::{default_corpus_dir, load_split, DiaryEntry, Split};
 use metachat_analysis::mood::eval::{
     accuracy_macro_f1, dev_set, fold_assignment, load_sentiment, valence_metrics, LabelledSentence,
@@ -50,11 +51,11 @@ use metachat_analysis::mood::{
 };
 use metachat_analysis::{Emotion, Mood};
 
-use metachat_tools::embed_cached;
 use metachat_tools::fit::{
     implied_valence, refit, refit_members, tempered, train_model_members, train_review_reader,
     Example,
 };
+use metachat_tools::{embed_cached, valence_index};
 
 const FOLDS: usize = 10;
 /// The valence settings (hidden units, L2) `--valence-grid` adds.
@@ -204,16 +205,6 @@ struct Data<'a> {
     reviews: &'a [LabelledSentence],
 }
 
-/// A valence label's index in [`ValenceLabel::ALL`].
-fn vi(v: ValenceLabel) -> usize {
-    ValenceLabel::ALL.iter().position(|l| *l == v).unwrap_or(1)
-}
-
-/// An emotion's index in [`Emotion::ALL`].
-fn ei(e: Emotion) -> usize {
-    Emotion::ALL.iter().position(|l| *l == e).unwrap_or(6)
-}
-
 fn texts<T>(d: &[T], f: impl Fn(&T) -> &String) -> Vec<String> {
     d.iter().map(|x| f(x).clone()).collect()
 }
@@ -254,13 +245,13 @@ async fn with_heads<E: WindowedEmbedder>(
     let mut own: Vec<DiaryEntry> = load_split(&corpus, Split::Train)?;
     own.extend(load_split(&corpus, Split::Dev)?);
     let mut own_texts = texts(&own, |e| &e.text);
-    let mut own_y: Vec<usize> = own.iter().map(|e| vi(e.valence)).collect();
+    let mut own_y: Vec<usize> = own.iter().map(|e| valence_index(e.valence)).collect();
     let mut extra_emotion = Vec::new();
     for e in dev_set()? {
         if let Some(v) = implied_valence(e.label) {
             own_texts.push(e.text);
-            own_y.push(vi(v));
-            extra_emotion.push(ei(e.label));
+            own_y.push(valence_index(v));
+            extra_emotion.push(emotion_index(e.label));
         }
     }
     let xs = if reviews_are_cv || corpus_cv.is_some() {
@@ -475,7 +466,7 @@ fn grouped_corpus_cv(
             .filter(|&i| kept(i))
             .map(|i| Example {
                 x: i,
-                y: ei(d.own[i].emotion),
+                y: emotion_index(d.own[i].emotion),
                 review: false,
             })
             .collect();

@@ -71,7 +71,7 @@ use metachat_tools::fit::{
     MLP_SEED, VALENCE_MEMBERS,
 };
 use metachat_tools::review_choice::{choose_review, ReviewData};
-use metachat_tools::{embed_cached, floor_score, lang_accuracy, today, SPLIT_SEED};
+use metachat_tools::{embed_cached, floor_score, lang_accuracy, today, valence_index, SPLIT_SEED};
 
 const LINEAR_L2: [f32; 4] = [0.03, 0.1, 0.3, 1.0];
 const HIDDEN: usize = 64;
@@ -133,7 +133,6 @@ fn main() -> Result<()> {
         flat.len()
     );
 
-    let vi = |v: ValenceLabel| ValenceLabel::ALL.iter().position(|l| *l == v).unwrap_or(1);
     let ei = |e: Emotion| Emotion::ALL.iter().position(|l| *l == e).unwrap_or(6);
     let mut valence = Vec::new();
     let mut emotion = Vec::new();
@@ -141,7 +140,7 @@ fn main() -> Result<()> {
     for (i, e) in train.iter().enumerate() {
         valence.push(Example {
             x: i,
-            y: vi(e.valence),
+            y: valence_index(e.valence),
             review: false,
         });
         emotion.push(Example {
@@ -165,7 +164,7 @@ fn main() -> Result<()> {
         if let Some(v) = implied_valence(e.label) {
             valence.push(Example {
                 x: i,
-                y: vi(v),
+                y: valence_index(v),
                 review: false,
             });
         }
@@ -179,11 +178,11 @@ fn main() -> Result<()> {
         };
         valence.push(Example {
             x: i,
-            y: vi(v),
+            y: valence_index(v),
             review: true,
         });
     }
-    let dev_v: Vec<usize> = dev.iter().map(|e| vi(e.valence)).collect();
+    let dev_v: Vec<usize> = dev.iter().map(|e| valence_index(e.valence)).collect();
     let dev_e: Vec<usize> = dev.iter().map(|e| ei(e.emotion)).collect();
     let dev_a: Vec<usize> = dev.iter().map(|e| e.arousal as usize).collect();
 

@@ -18,10 +18,11 @@ use anyhow::Result;
 
 use metachat_analysis::embed::model_dir::model_dir;
 use metachat_analysis::embed::{E5Embedder, E5Prefix, WeightMode};
+use metachat_analysis::matching::emotion_index;
 use metachat_analysis::mood::corpus::{default_corpus_dir, load_split, Split};
 use metachat_analysis::mood::eval::load_sentiment;
 use metachat_analysis::mood::{argmax, pool_sentences, sentences_of, MoodHeads, ValenceLabel};
-use metachat_analysis::Emotion;
+use metachat_tools::valence_index;
 
 /// One set of texts with, per text, the gold labels it is scored on.
 struct Set {
@@ -47,12 +48,12 @@ fn main() -> Result<()> {
             texts: entries.iter().map(|e| e.text.clone()).collect(),
             valence: entries
                 .iter()
-                .map(|e| Some(valence_class(e.valence)))
+                .map(|e| Some(valence_index(e.valence)))
                 .collect(),
             sign: entries.iter().map(|e| sign_of(e.valence)).collect(),
             emotion: entries
                 .iter()
-                .map(|e| Emotion::ALL.iter().position(|&l| l == e.emotion))
+                .map(|e| Some(emotion_index(e.emotion)))
                 .collect(),
         });
     }
@@ -134,10 +135,6 @@ fn main() -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn valence_class(v: ValenceLabel) -> usize {
-    ValenceLabel::ALL.iter().position(|&l| l == v).unwrap_or(1)
 }
 
 fn sign_of(v: ValenceLabel) -> Option<bool> {
