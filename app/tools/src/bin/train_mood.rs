@@ -58,6 +58,7 @@ use anyhow::{Context, Result};
 
 use metachat_analysis::embed::model_dir::model_dir;
 use metachat_analysis::embed::{E5Embedder, E5Prefix, MiniLmEmbedder};
+use metachat_analysis::matching::emotion_index;
 use metachat_analysis::mood::corpus::{default_corpus_dir, load_split, DiaryEntry, Split};
 use metachat_analysis::mood::eval::{dev_set, fold_assignment, load_sentiment};
 use metachat_analysis::mood::{
@@ -133,7 +134,6 @@ fn main() -> Result<()> {
         flat.len()
     );
 
-    let ei = |e: Emotion| Emotion::ALL.iter().position(|l| *l == e).unwrap_or(6);
     let mut valence = Vec::new();
     let mut emotion = Vec::new();
     let mut arousal = Vec::new();
@@ -145,7 +145,7 @@ fn main() -> Result<()> {
         });
         emotion.push(Example {
             x: i,
-            y: ei(e.emotion),
+            y: emotion_index(e.emotion),
             review: false,
         });
         arousal.push(Example {
@@ -158,7 +158,7 @@ fn main() -> Result<()> {
         let i = train.len() + k;
         emotion.push(Example {
             x: i,
-            y: ei(e.label),
+            y: emotion_index(e.label),
             review: false,
         });
         if let Some(v) = implied_valence(e.label) {
@@ -183,7 +183,7 @@ fn main() -> Result<()> {
         });
     }
     let dev_v: Vec<usize> = dev.iter().map(|e| valence_index(e.valence)).collect();
-    let dev_e: Vec<usize> = dev.iter().map(|e| ei(e.emotion)).collect();
+    let dev_e: Vec<usize> = dev.iter().map(|e| emotion_index(e.emotion)).collect();
     let dev_a: Vec<usize> = dev.iter().map(|e| e.arousal as usize).collect();
 
     let names = |all: &[&str]| all.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();

@@ -30,8 +30,9 @@ struct Set {
     texts: Vec<String>,
     /// Gold three-way valence class, when the set has one.
     valence: Vec<Option<usize>>,
-    /// Gold sign (positive?), for the positive and negative texts.
-    sign: Vec<Option<bool>>,
+    /// Gold sign (1 positive, 0 negative), for the positive and negative
+    /// texts.
+    sign: Vec<Option<usize>>,
     /// Gold emotion class, when the set has one.
     emotion: Vec<Option<usize>>,
 }
@@ -62,7 +63,10 @@ fn main() -> Result<()> {
         name: "yelp".into(),
         texts: yelp.iter().map(|s| s.text.clone()).collect(),
         valence: vec![None; yelp.len()],
-        sign: yelp.iter().map(|s| Some(s.positive())).collect(),
+        sign: yelp
+            .iter()
+            .map(|s| Some(usize::from(s.positive())))
+            .collect(),
         emotion: vec![None; yelp.len()],
     });
 
@@ -100,7 +104,6 @@ fn main() -> Result<()> {
             .map(|p| p.iter().map(|x| heads.read(x)).collect())
             .collect();
         let label = |i: usize, m: usize| argmax(&reads[m][i].valence);
-        let positive = |i: usize, m: usize| reads[m][i].valence[2] > reads[m][i].valence[0];
         let emotion = |i: usize, m: usize| argmax(&reads[m][i].emotion);
         let n = set.texts.len();
         let changed =
@@ -110,8 +113,8 @@ fn main() -> Result<()> {
             let right = scored.iter().filter(|&&i| gold[i] == Some(f(i, m))).count();
             ratio(right, scored.len())
         };
-        let sign_gold: Vec<Option<usize>> = set.sign.iter().map(|s| s.map(usize::from)).collect();
-        let sign = |i: usize, m: usize| usize::from(positive(i, m));
+        let sign =
+            |i: usize, m: usize| usize::from(reads[m][i].valence[2] > reads[m][i].valence[0]);
         let pair = |gold: &[Option<usize>], f: &dyn Fn(usize, usize) -> usize| {
             if gold.iter().all(Option::is_none) {
                 "–".to_owned()
@@ -129,7 +132,7 @@ fn main() -> Result<()> {
             changed(&label),
             changed(&sign),
             changed(&emotion),
-            pair(&sign_gold, &sign),
+            pair(&set.sign, &sign),
             pair(&set.valence, &label),
             pair(&set.emotion, &emotion),
         );
@@ -137,10 +140,10 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-fn sign_of(v: ValenceLabel) -> Option<bool> {
+fn sign_of(v: ValenceLabel) -> Option<usize> {
     match v {
-        ValenceLabel::Negative => Some(false),
-        ValenceLabel::Positive => Some(true),
+        ValenceLabel::Negative => Some(0),
+        ValenceLabel::Positive => Some(1),
         ValenceLabel::Neutral => None,
     }
 }
