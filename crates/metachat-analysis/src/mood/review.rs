@@ -67,8 +67,10 @@ impl ReviewReader {
     /// [`shift`](Self::shift).
     pub fn review_probability(&self, x: &[f32]) -> f32 {
         let p = self.gate.probabilities(x);
-        let g = p.get(1).copied().unwrap_or(0.0).clamp(1e-9, 1.0 - 1e-9);
-        let logit = (g / (1.0 - g)).ln() + self.shift;
+        // Log-odds from each class's own probability: `1 − p` of a sure
+        // gate is 0 in f32, which would make any shift powerless.
+        let ln = |i: usize| p.get(i).copied().unwrap_or(0.5).max(1e-30).ln();
+        let logit = ln(1) - ln(0) + self.shift;
         1.0 / (1.0 + (-logit).exp())
     }
 
