@@ -545,7 +545,7 @@ fn joint_valence(heads: &MoodHeads, reader: Option<&ReviewReader>, p: &[f32], x:
     if let Some(r) = reader {
         out.valence = r.combine(out.valence, x);
     }
-    let out = out.joint(heads.joint.mismatch);
+    let out = out.joint(heads.joint.weight(reader.map(|r| r.review_probability(x))));
     out.valence[2] - out.valence[0]
 }
 

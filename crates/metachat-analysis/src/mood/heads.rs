@@ -289,6 +289,13 @@ pub struct JointSetting {
     /// The chosen weight: 1 reads the heads independently, 0 rules
     /// mismatched pairs out.
     pub mismatch: f32,
+    /// Whether the joint reading gives way as a text reads as a review
+    /// ([`JointSetting::weight`]; format 4). The pairs that go together,
+    /// and the emotion head itself, were learnt from diary entries; a
+    /// review's valence is the review reader's to say. Absent in older
+    /// files: the weight is `mismatch` whatever the text.
+    #[serde(default)]
+    pub fades_on_reviews: bool,
     /// Every weight tried.
     #[serde(default)]
     pub grid: Vec<JointScore>,
@@ -298,7 +305,35 @@ impl Default for JointSetting {
     fn default() -> Self {
         JointSetting {
             mismatch: 1.0,
+            fades_on_reviews: false,
             grid: Vec::new(),
+        }
+    }
+}
+
+impl JointSetting {
+    /// The mismatch weight for one text, given the review gate's
+    /// probability that it is a review (`None`: heads without a review
+    /// reader). When the setting [fades on reviews](Self::fades_on_reviews)
+    /// the weight moves from [`mismatch`](Self::mismatch) towards 1
+    /// (independent reading) in proportion to that probability:
+    /// `mismatch + p · (1 − mismatch)`; otherwise it is `mismatch`.
+    ///
+    /// ```
+    /// use metachat_analysis::mood::JointSetting;
+    /// let joint = JointSetting { mismatch: 0.2, fades_on_reviews: true, grid: Vec::new() };
+    /// assert_eq!(joint.weight(None), 0.2);
+    /// assert_eq!(joint.weight(Some(0.0)), 0.2);
+    /// assert_eq!(joint.weight(Some(1.0)), 1.0);
+    /// assert!((joint.weight(Some(0.5)) - 0.6).abs() < 1e-6);
+    /// ```
+    pub fn weight(&self, review_probability: Option<f32>) -> f32 {
+        match review_probability {
+            Some(p) if self.fades_on_reviews => {
+                let p = if p.is_nan() { 0.0 } else { p.clamp(0.0, 1.0) };
+                self.mismatch + p * (1.0 - self.mismatch)
+            }
+            _ => self.mismatch,
         }
     }
 }
@@ -381,9 +416,10 @@ impl HeadsOutput {
 }
 
 impl MoodHeads {
-    /// The current file format: 3 added [`MoodHeads::review`]. Files of
-    /// format 2 (without it) still load.
-    pub const FORMAT: u32 = 3;
+    /// The current file format: 3 added [`MoodHeads::review`], 4
+    /// [`JointSetting::fades_on_reviews`]. Files of formats 2 and 3
+    /// (without them) still load and read as they did.
+    pub const FORMAT: u32 = 4;
 
     /// Parses heads from their JSON; `origin` names them in errors.
     ///
@@ -457,9 +493,12 @@ impl MoodHeads {
     }
 
     /// Valence, emotion and arousal of one embedding, the valence and
-    /// emotion heads read together as [`MoodHeads::joint`] says.
+    /// emotion heads read together as [`MoodHeads::joint`] says (with the
+    /// weight [`JointSetting::weight`] gives for the review gate's
+    /// probability, when there is a review reader).
     pub fn read(&self, x: &[f32]) -> HeadsOutput {
-        self.read_independently(x).joint(self.joint.mismatch)
+        let review = self.review.as_ref().map(|r| r.review_probability(x));
+        self.read_independently(x).joint(self.joint.weight(review))
     }
 
     /// Each head's own reading of one embedding (the valence head's with
@@ -729,6 +768,29 @@ mod tests {
 
     proptest::proptest! {
         #[test]
+        fn the_joint_weight_fades_from_the_mismatch_to_one_with_the_review_probability(
+            mismatch in 0.0f32..=1.0,
+            p in 0.0f32..=1.0,
+            q in 0.0f32..=1.0,
+        ) {
+            let fading = JointSetting { mismatch, fades_on_reviews: true, grid: Vec::new() };
+            let fixed = JointSetting { fades_on_reviews: false, ..fading.clone() };
+            // Without a reader, or without fading, the chosen weight.
+            proptest::prop_assert_eq!(fading.weight(None), mismatch);
+            proptest::prop_assert_eq!(fixed.weight(Some(p)), mismatch);
+            // Fading: within [mismatch, 1], from mismatch (a diary entry)
+            // to 1 (surely a review), never falling as p rises.
+            let w = fading.weight(Some(p));
+            proptest::prop_assert!(w >= mismatch - 1e-6 && w <= 1.0 + 1e-6);
+            proptest::prop_assert!((fading.weight(Some(0.0)) - mismatch).abs() < 1e-6);
+            proptest::prop_assert!((fading.weight(Some(1.0)) - 1.0).abs() < 1e-6);
+            let (lo, hi) = if p <= q { (p, q) } else { (q, p) };
+            proptest::prop_assert!(fading.weight(Some(lo)) <= fading.weight(Some(hi)) + 1e-6);
+            // A probability that is not one reads as no review at all.
+            proptest::prop_assert_eq!(fading.weight(Some(f32::NAN)), mismatch);
+        }
+
+        #[test]
         fn joint_reading_gives_distributions_and_is_the_identity_at_one(
             v in proptest::array::uniform3(0.001f32..1.0),
             e in proptest::array::uniform7(0.001f32..1.0),
@@ -765,6 +827,61 @@ mod tests {
         json.as_object_mut().unwrap().remove("joint");
         let old = MoodHeads::from_json(&json.to_string(), Path::new("heads.json")).unwrap();
         assert_eq!(old.joint, JointSetting::default());
+    }
+
+    #[test]
+    fn heads_that_fade_read_a_sure_review_independently_and_a_sure_diary_jointly() {
+        let mut heads = MoodHeads::builtin_e5().expect("the built-in heads");
+        let reader = heads
+            .review
+            .clone()
+            .expect("the e5 heads have a review reader");
+        heads.joint.mismatch = 0.05;
+        heads.joint.fades_on_reviews = true;
+        // An embedding on which the joint reading moves the valence.
+        let d = heads.dimensions();
+        let x = (0..d * 4)
+            .map(|i| {
+                (0..d)
+                    .map(|j| ((i * 31 + j * 7) % 13) as f32 / 13.0 - 0.5)
+                    .collect::<Vec<_>>()
+            })
+            .find(|x| {
+                let out = heads.read_independently(x);
+                (out.joint(0.05).valence[0] - out.valence[0]).abs() > 1e-3
+            })
+            .expect("some embedding is read differently jointly");
+        let close = |a: &HeadsOutput, b: &HeadsOutput| {
+            a.valence
+                .iter()
+                .zip(&b.valence)
+                .all(|(p, q)| (p - q).abs() < 1e-4)
+        };
+        // The gate sure it is a review: read independently.
+        heads.review = Some(ReviewReader {
+            shift: 200.0,
+            ..reader.clone()
+        });
+        assert!(close(&heads.read(&x), &heads.read_independently(&x)));
+        // Sure it is a diary entry: read jointly at the chosen weight.
+        heads.review = Some(ReviewReader {
+            shift: -200.0,
+            ..reader.clone()
+        });
+        assert!(close(
+            &heads.read(&x),
+            &heads.read_independently(&x).joint(0.05)
+        ));
+        // Not fading: jointly, whatever the gate says.
+        heads.joint.fades_on_reviews = false;
+        heads.review = Some(ReviewReader {
+            shift: 200.0,
+            ..reader
+        });
+        assert!(close(
+            &heads.read(&x),
+            &heads.read_independently(&x).joint(0.05)
+        ));
     }
 
     #[test]
@@ -954,7 +1071,19 @@ mod tests {
                 assert!((a - b).abs() < 1e-6);
             }
         }
-        for format in [1, 4] {
+        // A format 3 file (before the joint reading could fade on
+        // reviews) reads jointly at its weight, whatever the gate says.
+        let mut json3 = serde_json::to_value(&heads).unwrap();
+        json3["format"] = 3.into();
+        json3["joint"]
+            .as_object_mut()
+            .unwrap()
+            .remove("fades_on_reviews");
+        let three = MoodHeads::from_json(&json3.to_string(), Path::new("h.json")).unwrap();
+        assert!(!three.joint.fades_on_reviews);
+        let w = three.joint.weight(Some(1.0));
+        assert_eq!(w, three.joint.mismatch);
+        for format in [1, 5] {
             json["format"] = format.into();
             let err = MoodHeads::from_json(&json.to_string(), Path::new("h.json")).unwrap_err();
             assert!(
