@@ -1,7 +1,8 @@
 //! Measured valence accuracy on yelp, the held-out set of the UCI Sentiment
 //! Labelled Sentences (never used for training or tuning): e5 analyzer
-//! ≥ 0.89 (0.912 measured with the heads of 2026-12-06 chosen by their
-//! weakest part, 0.904 with those chosen the same day by the mean, both
+//! ≥ 0.91 (0.925 measured with the heads of 2026-12-06 whose joint reading
+//! fades on reviews, 0.912 before it faded; 0.904 with those chosen the
+//! same day by the mean, all
 //! with the valence head the mean of 5; 0.926 with the single head trained on the same 11,194
 //! diary entries the day before, 0.916 with those of 9,194; the heads
 //! trained on 7,194 without the review reader read 0.869, the review-only
@@ -54,7 +55,7 @@ fn lexicon_valence_accuracy_on_yelp_is_at_least_0_75() {
 }
 
 #[tokio::test]
-async fn e5_valence_accuracy_on_yelp_is_at_least_0_89() {
+async fn e5_valence_accuracy_on_yelp_is_at_least_0_91() {
     let Some(yelp) = yelp() else { return };
     let e5_file = model_dir().join("e5").join("e5-small-q4.bin");
     if !e5_file.exists() {
@@ -79,16 +80,17 @@ async fn e5_valence_accuracy_on_yelp_is_at_least_0_89() {
         "e5 on yelp: accuracy {acc:.3}, macro-F1 {f1:.3} ({} sentences)",
         yelp.len()
     );
-    assert!(acc >= 0.89, "e5 yelp accuracy {acc:.3} < 0.89");
+    assert!(acc >= 0.91, "e5 yelp accuracy {acc:.3} < 0.91");
 }
 
 /// The e5 analyzer on the diary corpus's test split (never read by
 /// training or by any choice): a regression guard a few points under what
 /// `eval_mood` measured when the heads were trained (2026-12-06, on 11,194
 /// train entries, with the review reader, the valence head the mean of 5,
-/// the settings chosen by their weakest part on dev: valence sign on the
-/// positive and negative entries en 0.940 / ru 0.910, three-way valence
-/// 0.946 / 0.856, emotion 0.876 / 0.812). The embeddings
+/// the settings chosen by their weakest part on dev, the joint reading
+/// fading on reviews: valence sign on the positive and negative entries
+/// en 0.934 / ru 0.910, three-way valence 0.941 / 0.856, emotion
+/// 0.876 / 0.817). The embeddings
 /// are not bit for bit the same on every machine, which can move an entry
 /// or two (0.6 points of 166): each floor is at least three entries under
 /// the measured figure.
@@ -115,7 +117,7 @@ async fn e5_on_the_diary_corpus_test_split_stays_above_its_floors() {
         moods.extend(analyzer.analyze(chunk).await.expect("analyze"));
     }
     for (lang, sign_floor, three_way_floor, emotion_floor) in
-        [("en", 0.92, 0.93, 0.86), ("ru", 0.89, 0.84, 0.79)]
+        [("en", 0.91, 0.92, 0.86), ("ru", 0.89, 0.84, 0.79)]
     {
         let pairs: Vec<_> = test
             .iter()
