@@ -497,18 +497,27 @@ impl MoodHeads {
     /// weight [`JointSetting::weight`] gives for the review gate's
     /// probability, when there is a review reader).
     pub fn read(&self, x: &[f32]) -> HeadsOutput {
-        let review = self.review.as_ref().map(|r| r.review_probability(x));
-        self.read_independently(x).joint(self.joint.weight(review))
+        let (out, review) = self.read_with_gate(x);
+        out.joint(self.joint.weight(review))
     }
 
     /// Each head's own reading of one embedding (the valence head's with
     /// the review reader's, [`ReviewReader::combine`], when there is one).
     pub fn read_independently(&self, x: &[f32]) -> HeadsOutput {
+        self.read_with_gate(x).0
+    }
+
+    /// [`read_independently`](Self::read_independently) and the review
+    /// gate's probability it used (`None` without a review reader), the
+    /// gate read once.
+    fn read_with_gate(&self, x: &[f32]) -> (HeadsOutput, Option<f32>) {
         let mut valence = [0.0; 3];
         valence.copy_from_slice(&self.valence.probabilities(x));
-        if let Some(r) = &self.review {
-            valence = r.combine(valence, x);
-        }
+        let review = self.review.as_ref().map(|r| {
+            let g = r.review_probability(x);
+            valence = r.combine_at(valence, g, x);
+            g
+        });
         let mut emotion = [0.0; 7];
         emotion.copy_from_slice(&self.emotion.probabilities(x));
         let arousal = self
@@ -518,11 +527,14 @@ impl MoodHeads {
             .zip(ArousalLevel::ALL)
             .map(|(p, l)| p * l.value())
             .sum();
-        HeadsOutput {
-            valence,
-            emotion,
-            arousal,
-        }
+        (
+            HeadsOutput {
+                valence,
+                emotion,
+                arousal,
+            },
+            review,
+        )
     }
 }
 

@@ -80,7 +80,12 @@ impl ReviewReader {
     /// diary head's split and the review head's, weighted by
     /// [`review_probability`](Self::review_probability).
     pub fn combine(&self, diary: [f32; 3], x: &[f32]) -> [f32; 3] {
-        let g = self.review_probability(x);
+        self.combine_at(diary, self.review_probability(x), x)
+    }
+
+    /// [`combine`](Self::combine) with the gate's probability `g` already
+    /// read.
+    pub(crate) fn combine_at(&self, diary: [f32; 3], g: f32, x: &[f32]) -> [f32; 3] {
         let review = self.valence.probabilities(x);
         let r_neg = review.first().copied().unwrap_or(0.5);
         split(diary, g, r_neg)
