@@ -3,22 +3,33 @@
 //! MetaChat's mood-model tools, as binaries: `train_valence` trains the
 //! valence heads, `eval_mood` measures every analyzer. This library holds
 //! what both share: embedding with a cache under `<model dir>/.cache/`
-//! (git-ignored), keyed by model and texts.
+//! (git-ignored), keyed by model and texts ([`embed_cached`]).
 #![forbid(unsafe_code)]
 
 pub mod fit;
 pub mod mlp;
 pub mod review_choice;
 
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Result;
 
-/// Embeds `texts` in batches of 32 with `f`, reusing a cached result for the
-/// same model id, engine version, weight mode (the default one, as this
-/// CPU resolves it: the arithmetic differs between modes) and texts.
+/// Embeds `texts` in batches of 32 with `f`, reusing cached vectors made
+/// with the same model id, engine version and weight mode (the default one,
+/// as this CPU resolves it: the arithmetic differs between modes).
+///
+/// Two caches under `<model dir>/.cache/`: one file per list of texts
+/// (`emb-…`, read back whole when the same list comes again), and one pool
+/// per model (`pool-…`) of every text embedded with it. A new list takes
+/// from the pool the vectors of the texts it shares with lists embedded
+/// before, so adding entries to the corpus embeds only the new ones and
+/// leaves the others' vectors bit for bit as they were.
+///
+/// # Errors
+/// What `f` returns, or fewer or more vectors than texts from it.
 pub fn embed_cached(
     model_dir: &Path,
     model_id: &str,
@@ -33,32 +44,77 @@ pub fn embed_cached(
         metachat_analysis::embed::WeightMode::default().resolve()
     )
     .hash(&mut h);
+    let model_key = h.clone().finish();
     texts.hash(&mut h);
-    let cache = model_dir
-        .join(".cache")
-        .join(format!("emb-{:016x}.json", h.finish()));
-    if let Ok(bytes) = std::fs::read(&cache) {
+    let dir = model_dir.join(".cache");
+    let list = dir.join(format!("emb-{:016x}.json", h.finish()));
+    let pool_path = dir.join(format!("pool-{model_key:016x}.json"));
+    if let Ok(bytes) = std::fs::read(&list) {
         if let Ok(v) = serde_json::from_slice::<Vec<Vec<f32>>>(&bytes) {
             if v.len() == texts.len() {
+                if !pool_path.exists() {
+                    let pool: HashMap<&String, &Vec<f32>> = texts.iter().zip(&v).collect();
+                    write_cache(&pool_path, &pool);
+                }
                 return Ok(v);
             }
         }
     }
+    let mut pool: HashMap<String, Vec<f32>> = std::fs::read(&pool_path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default();
+    let mut missing: Vec<String> = texts
+        .iter()
+        .filter(|t| !pool.contains_key(*t))
+        .cloned()
+        .collect();
+    missing.sort_unstable();
+    missing.dedup();
     let start = Instant::now();
-    let mut out = Vec::with_capacity(texts.len());
-    for chunk in texts.chunks(32) {
-        out.extend(f(chunk)?);
+    for chunk in missing.chunks(32) {
+        let vs = f(chunk)?;
+        anyhow::ensure!(
+            vs.len() == chunk.len(),
+            "{model_id}: {} vectors for {} texts",
+            vs.len(),
+            chunk.len()
+        );
+        pool.extend(chunk.iter().cloned().zip(vs));
     }
     eprintln!(
-        "{model_id}: embedded {} texts in {:.1} s",
+        "{model_id}: embedded {} of {} texts in {:.1} s (the rest from the pool)",
+        missing.len(),
         texts.len(),
         start.elapsed().as_secs_f32()
     );
-    if let Some(parent) = cache.parent() {
-        let _ = std::fs::create_dir_all(parent);
+    let out: Vec<Vec<f32>> = texts
+        .iter()
+        .map(|t| pool.get(t).cloned().unwrap_or_default())
+        .collect();
+    if !missing.is_empty() {
+        write_cache(&pool_path, &pool);
     }
-    let _ = std::fs::write(&cache, serde_json::to_vec(&out)?);
+    write_cache(&list, &out);
     Ok(out)
+}
+
+/// Writes `value` as JSON to a temporary file beside `path` and renames it
+/// into place, so that an interrupted run leaves the old cache or none,
+/// never half a file. A cache that cannot be written is reported and
+/// skipped: the vectors are still returned.
+fn write_cache(path: &Path, value: &impl serde::Serialize) {
+    let tmp = path.with_extension("json.tmp");
+    let written = path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| Ok(serde_json::to_vec(value)?))
+        .and_then(|bytes| Ok(std::fs::write(&tmp, bytes)?))
+        .and_then(|()| Ok(std::fs::rename(&tmp, path)?));
+    if let Err(e) = written {
+        eprintln!("cache {} not written: {e:#}", path.display());
+    }
 }
 
 /// The seed the diary corpus was split with (`diary_corpus split`).
@@ -131,4 +187,60 @@ pub fn today() -> String {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
     format!("{y:04}-{m:02}-{d:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An embedder whose every call gives new vectors (the call number),
+    /// so a text embedded twice would show it.
+    fn counting<'a>(
+        calls: &'a std::cell::Cell<u32>,
+        embedded: &'a std::cell::Cell<usize>,
+    ) -> impl FnMut(&[String]) -> Result<Vec<Vec<f32>>> + 'a {
+        move |batch: &[String]| {
+            calls.set(calls.get() + 1);
+            embedded.set(embedded.get() + batch.len());
+            #[allow(clippy::cast_precision_loss)]
+            Ok(batch
+                .iter()
+                .map(|t| vec![calls.get() as f32, t.len() as f32])
+                .collect())
+        }
+    }
+
+    #[test]
+    fn a_longer_list_embeds_only_its_new_texts_and_keeps_the_old_vectors() {
+        let dir = tempfile::tempdir().unwrap();
+        let (calls, embedded) = (std::cell::Cell::new(0), std::cell::Cell::new(0));
+        let first: Vec<String> = ["a", "bb", "a"].map(String::from).to_vec();
+        let v1 = embed_cached(dir.path(), "m", &first, counting(&calls, &embedded)).unwrap();
+        assert_eq!(embedded.get(), 2, "a repeated text is embedded once");
+        assert_eq!(v1[0], v1[2]);
+
+        let again = embed_cached(dir.path(), "m", &first, counting(&calls, &embedded)).unwrap();
+        assert_eq!((again, embedded.get()), (v1.clone(), 2));
+
+        let mut longer = first.clone();
+        longer.extend(["ccc", "bb"].map(String::from));
+        let v2 = embed_cached(dir.path(), "m", &longer, counting(&calls, &embedded)).unwrap();
+        assert_eq!(embedded.get(), 3, "only \"ccc\" is new");
+        assert_eq!(&v2[..3], &v1[..]);
+        assert_eq!(v2[4], v1[1]);
+        // The embedder's second call (the same list again was read back whole).
+        assert_eq!(v2[3], vec![2.0, 3.0]);
+
+        // Another model shares nothing.
+        embed_cached(dir.path(), "other", &first, counting(&calls, &embedded)).unwrap();
+        assert_eq!(embedded.get(), 5);
+    }
+
+    #[test]
+    fn an_embedder_that_returns_too_few_vectors_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let texts: Vec<String> = ["a", "b"].map(String::from).to_vec();
+        let err = embed_cached(dir.path(), "m", &texts, |_| Ok(vec![vec![1.0]])).unwrap_err();
+        assert!(err.to_string().contains("1 vectors for 2 texts"), "{err}");
+    }
 }
