@@ -401,17 +401,23 @@ type CvLine = (&'static str, usize, f64, usize, f64, f64);
 type CvSetting = (HeadSetting, usize);
 
 /// The part of the corpus an entry was written in, from its id: the ids
-/// were numbered part by part, 125 per language and part up to 5,000, then
-/// 250 (the sixth round's Russian-only parts 41–48).
+/// were numbered part by part, 125 per language and part up to 5,000 (parts
+/// 1–40, both languages), then 250 per one-language part: the sixth
+/// round's Russian parts 41–48 and the seventh round's English parts
+/// 49–56. Parts are counted from 0 here.
 fn part_of(id: &str) -> Option<usize> {
-    let (_, n) = id.split_once('-')?;
+    let (lang, n) = id.split_once('-')?;
     let n: usize = n.parse().ok()?;
     let n = n.checked_sub(1)?;
-    Some(if n < 5000 {
-        n / 125
-    } else {
-        40 + (n - 5000) / 250
-    })
+    if n < 5000 {
+        return Some(n / 125);
+    }
+    let first = match lang {
+        "ru" => 40,
+        "en" => 48,
+        _ => return None,
+    };
+    Some(first + (n - 5000) / 250)
 }
 
 /// Grouped 10-fold cross-validation on the corpus's train and dev entries:
@@ -722,4 +728,26 @@ fn print_tables(rows: &[Row], data: &Data<'_>) {
         data.yelp.len(),
         data.reviews.len()
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::part_of;
+
+    #[test]
+    fn parts_follow_the_rounds_numbering() {
+        assert_eq!(part_of("en-0001"), Some(0));
+        assert_eq!(part_of("ru-0125"), Some(0));
+        assert_eq!(part_of("ru-0126"), Some(1));
+        assert_eq!(part_of("en-5000"), Some(39));
+        // The sixth round (Russian) and the seventh (English) are parts of
+        // their own, not the same writers.
+        assert_eq!(part_of("ru-5001"), Some(40));
+        assert_eq!(part_of("ru-7000"), Some(47));
+        assert_eq!(part_of("en-5001"), Some(48));
+        assert_eq!(part_of("en-7000"), Some(55));
+        assert_eq!(part_of("en-0000"), None);
+        assert_eq!(part_of("de-5001"), None);
+        assert_eq!(part_of("en"), None);
+    }
 }
