@@ -420,6 +420,14 @@ fn part_of(id: &str) -> Option<usize> {
     Some(first + (n - 5000) / 250)
 }
 
+/// How many parts the corpus has been written in (rounds one to seven).
+/// The grouped CV assigns folds to this many parts whether or not each is
+/// present, so the parts of an older corpus fall into the same folds.
+const PARTS: usize = 56;
+
+/// The parts of the first five rounds, both languages (`part_of` 0–39).
+const BILINGUAL_PARTS: usize = 40;
+
 /// Grouped 10-fold cross-validation on the corpus's train and dev entries:
 /// whole parts (one writer's entries, both languages) are held out
 /// together, so a fold is read by heads that never saw its writer. Per
@@ -442,7 +450,7 @@ fn grouped_corpus_cv(
         .iter()
         .map(|e| part_of(&e.id).ok_or_else(|| anyhow::anyhow!("id {} has no part", e.id)))
         .collect::<Result<_>>()?;
-    let n_parts = parts.iter().max().map_or(0, |m| m + 1);
+    let n_parts = parts.iter().max().map_or(0, |m| m + 1).max(PARTS);
     let part_fold = fold_assignment(n_parts, FOLDS, SEED);
     let mut reads =
         vec![vec![(ValenceLabel::Neutral, 0.0f32, Emotion::Neutral); n_corpus]; settings.len()];
@@ -507,14 +515,23 @@ fn grouped_corpus_cv(
         .collect())
 }
 
-/// The corpus CV's figures per language from its readings of `own`.
+/// The corpus CV's figures per language from its readings of `own`, and
+/// for English once more on the bilingual rounds' parts alone (the entries
+/// that were there before the seventh round's English-only parts, so that
+/// a corpus with and without those parts is read on the same entries).
 fn cv_lines(own: &[DiaryEntry], reads: &[(ValenceLabel, f32, Emotion)]) -> Vec<CvLine> {
     let mut lines = Vec::new();
-    for lang in ["en", "ru"] {
+    let bilingual = |e: &DiaryEntry| part_of(&e.id).is_some_and(|p| p < BILINGUAL_PARTS);
+    let groups: [(&'static str, &str, bool); 3] = [
+        ("en", "en", false),
+        ("ru", "ru", false),
+        ("en, parts 1–40", "en", true),
+    ];
+    for (name, lang, only_bilingual) in groups {
         let pick: Vec<_> = own
             .iter()
             .zip(reads)
-            .filter(|(e, _)| e.lang == lang)
+            .filter(|(e, _)| e.lang == lang && (!only_bilingual || bilingual(e)))
             .collect();
         let n = pick.len();
         let share = |ok: usize, of: usize| ok as f64 / of.max(1) as f64;
@@ -527,7 +544,7 @@ fn cv_lines(own: &[DiaryEntry], reads: &[(ValenceLabel, f32, Emotion)]) -> Vec<C
         let sign = signed.iter().filter(|ok| **ok).count();
         let emotion = pick.iter().filter(|(e, r)| r.2 == e.emotion).count();
         lines.push((
-            lang,
+            name,
             n,
             share(three, n),
             signed.len(),
