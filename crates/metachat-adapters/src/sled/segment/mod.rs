@@ -50,6 +50,9 @@
 //! (the store's index says so): a bad frame before it is damage, not a
 //! torn write, and is kept (counted in [`Recovery::damaged`]) for readers
 //! to report as corruption, rather than cut off with everything after it.
+//! Such a frame is kept whole, even where its length runs past that
+//! location: recovery never rewrites part of a frame, so opening a
+//! recovered log again finds it as the first open left it.
 //! Opening ends with a sync of the last segment: whatever the log holds
 //! once it is open is on disk.
 //!
@@ -577,9 +580,16 @@ impl<S: Storage> SegmentLog<S> {
             if offset >= keep {
                 break;
             }
-            // Damage inside the synced part: keep it, go on after it.
+            // Damage inside the synced part: keep it, go on after it. A
+            // frame that starts there is kept whole even where it runs past
+            // `keep`: the cut below must not write into it, or the next
+            // open could read the frame cut short as intact (recovery would
+            // not be idempotent). Where its length runs past the segment,
+            // its header at least is kept.
             recovery.damaged += 1;
-            offset = next.filter(|&n| n <= keep).unwrap_or(keep);
+            offset = next
+                .unwrap_or_else(|| keep.max(offset + HEADER as u64))
+                .min(last.file.len());
         }
         if let Some(tail) = last_nonzero(&last.file, current, offset)? {
             let zeros = vec![0u8; usize::try_from(tail - offset).unwrap_or(0)];

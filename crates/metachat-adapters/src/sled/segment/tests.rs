@@ -123,6 +123,39 @@ fn a_bad_frame_before_the_synced_location_keeps_what_follows() {
     assert!(log.batches().expect("read").is_empty());
 }
 
+/// A damaged frame that starts before the synced location and runs past
+/// it is kept whole. Cutting its part past the location could leave a frame
+/// that the next open reads as intact, a different log (found by the
+/// `segment_log` fuzz target).
+#[test]
+fn a_bad_frame_across_the_synced_location_is_kept_whole_and_recovery_is_idempotent() {
+    // The last record is zeros, so the frame with its tail zeroed is intact.
+    let frame = encode(&[b"head".as_slice(), [0u8; 40].as_slice()]).expect("frame");
+    let keep = 24;
+    let mut bytes = frame.clone();
+    bytes[keep..].fill(0xca);
+    let storage = SimStorage::new();
+    storage.insert_segment(0, bytes.clone());
+    let synced = Some(Location {
+        segment: 0,
+        offset: keep as u64,
+    });
+    let (log, first) = SegmentLog::open(storage.clone(), 4096, synced).expect("open");
+    assert_eq!((first.damaged, first.torn_at), (1, None));
+    assert_eq!(log.end().offset, frame.len() as u64);
+    drop(log);
+    let (log, second) = SegmentLog::open(storage.clone(), 4096, synced).expect("reopen");
+    assert_eq!(second, first);
+    assert_eq!(log.end().offset, frame.len() as u64);
+    let mut on_disk = vec![0u8; bytes.len()];
+    storage
+        .open(0)
+        .expect("segment")
+        .read_at(0, &mut on_disk)
+        .expect("read");
+    assert_eq!(on_disk, bytes, "the damaged frame is left as it was");
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     /// A batch of records of these sizes.
