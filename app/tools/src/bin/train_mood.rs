@@ -5,7 +5,10 @@
 //!
 //! Run: `cargo run --release -p metachat-tools --bin train_mood [-- e5|minilm]`
 //! (needs `scripts/fetch-models` first; embeddings are cached under
-//! `models/.cache/`).
+//! `models/.cache/`). `-- e5 --settings-from HEADS.json` keeps the review
+//! reader's setting and the joint weight of an earlier heads file instead of
+//! choosing them on dev (for retraining on more data with settings chosen
+//! before, or by a cross-validation outside this tool).
 //!
 //! Features: a text is the mean of the embeddings of its sentences
 //! ([`Pooling::Sentences`]), e5 with the prefix `query: `. Measured on the dev
@@ -86,7 +89,22 @@ const TEMPERATURES: [f32; 14] = [
 ];
 
 fn main() -> Result<()> {
-    let which = std::env::args().nth(1).unwrap_or_else(|| "e5".into());
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let which = args.first().cloned().unwrap_or_else(|| "e5".into());
+    // `--settings-from FILE`: keep the review reader's setting and the
+    // joint weight of an earlier heads file instead of choosing them on
+    // dev (the grids are still scored and printed).
+    let settings_from: Option<(String, MoodHeads)> = match args.get(1..).unwrap_or_default() {
+        [] => None,
+        [flag, path] if flag == "--settings-from" => Some((
+            path.clone(),
+            MoodHeads::from_file(Path::new(path))
+                .with_context(|| format!("reading the settings of {path}"))?,
+        )),
+        other => anyhow::bail!(
+            "unknown arguments {other:?}: train_mood [e5|minilm] [--settings-from HEADS.json]"
+        ),
+    };
     let dir = model_dir();
     let corpus = default_corpus_dir();
     let train = load_split(&corpus, Split::Train)?;
@@ -275,7 +293,27 @@ fn main() -> Result<()> {
         .filter(|e| e.review)
         .map(|e| (e.x, e.y == 2))
         .collect();
-    let (valence_dev, review, dev_review) = match outcome.chosen {
+    let chosen = match &settings_from {
+        Some((path, earlier)) => {
+            let kept = earlier.review.as_ref().map(|r| {
+                let s = r.choice.chosen;
+                // This run's scores of the kept setting, where the grid has it.
+                outcome
+                    .grid
+                    .iter()
+                    .find(|g| {
+                        (g.gate_l2, g.valence_l2, g.valence_temperature, g.shift)
+                            == (s.gate_l2, s.valence_l2, s.valence_temperature, s.shift)
+                    })
+                    .copied()
+                    .unwrap_or(s)
+            });
+            println!("review reader: the setting of {path} kept");
+            kept
+        }
+        None => outcome.chosen,
+    };
+    let (valence_dev, review, dev_review) = match chosen {
         Some(s) => {
             println!(
                 "review reader: chose gate l2 {}, valence l2 {}, temperature {}, shift {}",
@@ -306,7 +344,11 @@ fn main() -> Result<()> {
             (valence_dev, None, None)
         }
     };
-    let joint = choose_joint(&valence_dev, &emotion_dev, dev_review.as_deref(), &dev);
+    let mut joint = choose_joint(&valence_dev, &emotion_dev, dev_review.as_deref(), &dev);
+    if let Some((path, earlier)) = &settings_from {
+        joint.mismatch = earlier.joint.mismatch;
+        println!("joint: mismatch {} kept from {path}", joint.mismatch);
+    }
     let heads = MoodHeads {
         format: MoodHeads::FORMAT,
         embedder: id.clone(),
@@ -317,7 +359,14 @@ fn main() -> Result<()> {
         joint,
         review,
         provenance: MoodHeadsProvenance {
-            command: format!("cargo run --release -p metachat-tools --bin train_mood -- {which}"),
+            command: format!(
+                "cargo run --release -p metachat-tools --bin train_mood -- {}",
+                if args.is_empty() {
+                    which.clone()
+                } else {
+                    args.join(" ")
+                }
+            ),
             data: format!(
                 "the diary corpus (crates/metachat-analysis/data/diary, written by the project; \
                  {} train + {} dev entries: settings chosen on dev, then refitted on train + dev; \
