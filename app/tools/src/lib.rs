@@ -9,6 +9,7 @@
 pub mod fit;
 pub mod mlp;
 pub mod review_choice;
+pub mod writer_cv;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};

@@ -55,6 +55,7 @@ use metachat_tools::fit::{
     implied_valence, refit, refit_members, tempered, train_model_members, train_review_reader,
     Example,
 };
+use metachat_tools::writer_cv::{part_of, BILINGUAL_PARTS, PARTS};
 use metachat_tools::{embed_cached, valence_index};
 
 const FOLDS: usize = 10;
@@ -400,34 +401,6 @@ type CvLine = (&'static str, usize, f64, usize, f64, f64);
 /// ([`refit_members`]).
 type CvSetting = (HeadSetting, usize);
 
-/// The part of the corpus an entry was written in, from its id: the ids
-/// were numbered part by part, 125 per language and part up to 5,000 (parts
-/// 1–40, both languages), then 250 per one-language part: the sixth
-/// round's Russian parts 41–48 and the seventh round's English parts
-/// 49–56. Parts are counted from 0 here.
-fn part_of(id: &str) -> Option<usize> {
-    let (lang, n) = id.split_once('-')?;
-    let n: usize = n.parse().ok()?;
-    let n = n.checked_sub(1)?;
-    if n < 5000 {
-        return Some(n / 125);
-    }
-    let first = match lang {
-        "ru" => 40,
-        "en" => 48,
-        _ => return None,
-    };
-    Some(first + (n - 5000) / 250)
-}
-
-/// How many parts the corpus has been written in (rounds one to seven).
-/// The grouped CV assigns folds to this many parts whether or not each is
-/// present, so the parts of an older corpus fall into the same folds.
-const PARTS: usize = 56;
-
-/// The parts of the first five rounds, both languages (`part_of` 0–39).
-const BILINGUAL_PARTS: usize = 40;
-
 /// Grouped 10-fold cross-validation on the corpus's train and dev entries:
 /// whole parts (one writer's entries, both languages) are held out
 /// together, so a fold is read by heads that never saw its writer. Per
@@ -745,26 +718,4 @@ fn print_tables(rows: &[Row], data: &Data<'_>) {
         data.yelp.len(),
         data.reviews.len()
     );
-}
-
-#[cfg(test)]
-mod tests {
-    use super::part_of;
-
-    #[test]
-    fn parts_follow_the_rounds_numbering() {
-        assert_eq!(part_of("en-0001"), Some(0));
-        assert_eq!(part_of("ru-0125"), Some(0));
-        assert_eq!(part_of("ru-0126"), Some(1));
-        assert_eq!(part_of("en-5000"), Some(39));
-        // The sixth round (Russian) and the seventh (English) are parts of
-        // their own, not the same writers.
-        assert_eq!(part_of("ru-5001"), Some(40));
-        assert_eq!(part_of("ru-7000"), Some(47));
-        assert_eq!(part_of("en-5001"), Some(48));
-        assert_eq!(part_of("en-7000"), Some(55));
-        assert_eq!(part_of("en-0000"), None);
-        assert_eq!(part_of("de-5001"), None);
-        assert_eq!(part_of("en"), None);
-    }
 }
