@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod fit;
+pub mod joint_choice;
 pub mod mlp;
 pub mod review_choice;
 pub mod writer_cv;

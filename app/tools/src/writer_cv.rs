@@ -32,13 +32,12 @@ use anyhow::Result;
 use metachat_analysis::mood::corpus::DiaryEntry;
 use metachat_analysis::mood::eval::fold_assignment;
 use metachat_analysis::mood::{
-    argmax, HeadSetting, HeadsOutput, JointScore, JointSetting, ReviewReader, ReviewSetting,
-    ValenceLabel,
+    argmax, HeadSetting, JointSetting, ReviewReader, ReviewSetting, ValenceLabel,
 };
-use metachat_analysis::Emotion;
 
 use crate::fit::{tempered, train_model, train_review_reader, Example};
 use crate::floor_score;
+use crate::joint_choice::{choose_joint, Reading};
 
 /// The valence sign accuracy the targets ask of diary entries, in each
 /// language.
@@ -259,60 +258,27 @@ pub fn choose_by_writers(
         ),
         None => println!("writer CV: no reader (the valence head alone reads best)"),
     }
-    let reads = &reads[best.map_or(0, |s| s + 1)];
-    let fades_on_reviews = reader.is_some();
-    let mut joint_grid = Vec::new();
-    let mut chosen_weight = (f64::MIN, 1.0f32);
-    for &mismatch in mismatches {
-        let setting = JointSetting {
-            mismatch,
-            fades_on_reviews,
-            grid: Vec::new(),
-        };
-        let joint: Vec<HeadsOutput> = (0..n)
-            .map(|i| {
-                HeadsOutput {
-                    valence: reads[i].0,
-                    emotion: emotion[i],
-                    arousal: 0.0,
-                }
-                .joint(setting.weight(reads[i].1))
-            })
-            .collect();
-        let va = langs(&|i| ValenceLabel::ALL[argmax(&joint[i].valence)] == d.entries[i].1.valence);
-        let ea = langs(&|i| Emotion::ALL[argmax(&joint[i].emotion)] == d.entries[i].1.emotion);
-        let score = (va[0] + va[1] + ea[0] + ea[1]) / 4.0;
-        println!(
-            "writer CV: joint mismatch {mismatch:<5} valence en {:.3}, ru {:.3}; emotion en {:.3}, ru {:.3}",
-            va[0], va[1], ea[0], ea[1]
-        );
-        #[allow(clippy::cast_possible_truncation)]
-        joint_grid.push(JointScore {
-            mismatch,
-            valence_accuracy: ((va[0] + va[1]) / 2.0) as f32,
-            emotion_accuracy: ((ea[0] + ea[1]) / 2.0) as f32,
-        });
-        // Ties go to the weight closest to reading the heads independently
-        // (the grid runs from 1 down).
-        if score > chosen_weight.0 + 1e-9 {
-            chosen_weight = (score, mismatch);
-        }
-    }
-    println!("writer CV: joint: chose mismatch {}", chosen_weight.1);
-    Ok(WriterOutcome {
-        reader,
-        joint: JointSetting {
-            mismatch: chosen_weight.1,
-            fades_on_reviews,
-            grid: joint_grid,
-        },
-    })
+    let readings: Vec<Reading> = reads[best.map_or(0, |s| s + 1)]
+        .iter()
+        .zip(&emotion)
+        .map(|(&(v, g), &e)| (v, e, g))
+        .collect();
+    let entries: Vec<&DiaryEntry> = d.entries.iter().map(|(_, e)| *e).collect();
+    let joint = choose_joint(
+        "writer CV: joint",
+        &readings,
+        &entries,
+        reader.is_some(),
+        mismatches,
+    );
+    Ok(WriterOutcome { reader, joint })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use metachat_analysis::mood::corpus::ArousalLevel;
+    use metachat_analysis::Emotion;
 
     /// Vectors, entries, reviews (vector index, positive).
     type Data = (Vec<Vec<f32>>, Vec<DiaryEntry>, Vec<(usize, bool)>);

@@ -70,15 +70,15 @@ use metachat_analysis::matching::emotion_index;
 use metachat_analysis::mood::corpus::{default_corpus_dir, load_split, DiaryEntry, Split};
 use metachat_analysis::mood::eval::{dev_set, fold_assignment, load_sentiment};
 use metachat_analysis::mood::{
-    argmax, fit_temperature, pool_sentences, sentences_of, HeadChoice, HeadSetting, HeadsOutput,
-    JointScore, JointSetting, MoodHeads, MoodHeadsProvenance, Pooling, ReviewChoice, SoftmaxHead,
-    ValenceLabel,
+    argmax, fit_temperature, pool_sentences, sentences_of, HeadChoice, HeadSetting, MoodHeads,
+    MoodHeadsProvenance, Pooling, ReviewChoice, SoftmaxHead, ValenceLabel,
 };
 use metachat_analysis::Emotion;
 use metachat_tools::fit::{
     implied_valence, refit_members, tempered, train_model, train_review_reader, Example, Model,
     MLP_SEED, VALENCE_MEMBERS,
 };
+use metachat_tools::joint_choice::{choose_joint, Reading};
 use metachat_tools::review_choice::{choose_review, ReviewData};
 use metachat_tools::writer_cv::{choose_by_writers, Chosen, WriterData};
 use metachat_tools::{embed_cached, floor_score, lang_accuracy, today, valence_index, SPLIT_SEED};
@@ -390,7 +390,31 @@ fn main() -> Result<()> {
             (valence_dev, None, None)
         }
     };
-    let mut joint = choose_joint(&valence_dev, &emotion_dev, dev_review.as_deref(), &dev);
+    // The joint weight on dev, read as it will be: faded by each dev
+    // entry's own gate probability where there is a reader. With the
+    // heads of 2026-12-06, read into the amazon + imdb sentences without
+    // fading, the emotion head's guess overruled the review reader (0.922
+    // jointly against 0.939 independently).
+    let dev_readings: Vec<Reading> = valence_dev
+        .iter()
+        .zip(&emotion_dev)
+        .enumerate()
+        .map(|(i, (v, e))| {
+            let mut r: Reading = ([0.0; 3], [0.0; 7], None);
+            r.0.copy_from_slice(v);
+            r.1.copy_from_slice(e);
+            r.2 = dev_review.as_ref().map(|g| g[i]);
+            r
+        })
+        .collect();
+    let dev_entries: Vec<&DiaryEntry> = dev.iter().collect();
+    let mut joint = choose_joint(
+        "joint (dev)",
+        &dev_readings,
+        &dev_entries,
+        dev_review.is_some(),
+        &JOINT_MISMATCH,
+    );
     if let Some(w) = writers {
         println!(
             "joint: mismatch {} chosen by the writer CV (the dev split's {} printed only)",
@@ -572,83 +596,6 @@ fn choose(
         choice: HeadChoice { chosen, grid },
     };
     Ok((head, dev_probs))
-}
-
-/// The weight of mismatched valence and emotion pairs ([`HeadsOutput::joint`])
-/// that reads the dev split best: the mean of the valence and emotion
-/// accuracies per language (the train-only heads' tempered probabilities).
-///
-/// With a review reader (`review`: its gate's probability per dev entry)
-/// the joint reading fades on reviews ([`JointSetting::weight`]): the pairs
-/// that go together, and the emotion head, were learnt from diaries, and
-/// read into reviews they overrule the review reader (with the heads of
-/// 2026-12-06, the amazon + imdb sentences read 0.922 jointly against
-/// 0.939 independently). Each weight is scored as it will be read: faded
-/// by the dev entry's own gate probability.
-fn choose_joint(
-    valence: &[Vec<f32>],
-    emotion: &[Vec<f32>],
-    review: Option<&[f32]>,
-    dev: &[DiaryEntry],
-) -> JointSetting {
-    let mut grid = Vec::new();
-    let mut best = (f64::MIN, 1.0f32);
-    let fades_on_reviews = review.is_some();
-    for mismatch in JOINT_MISMATCH {
-        let setting = JointSetting {
-            mismatch,
-            fades_on_reviews,
-            grid: Vec::new(),
-        };
-        let (mut v_right, mut e_right) = ([0usize; 2], [0usize; 2]);
-        let mut n = [0usize; 2];
-        for (i, ((v, e), entry)) in valence.iter().zip(emotion).zip(dev).enumerate() {
-            let mut out = HeadsOutput {
-                valence: [0.0; 3],
-                emotion: [0.0; 7],
-                arousal: 0.0,
-            };
-            out.valence.copy_from_slice(v);
-            out.emotion.copy_from_slice(e);
-            let joint = out.joint(setting.weight(review.map(|r| r[i])));
-            let lang = usize::from(entry.lang != "en");
-            n[lang] += 1;
-            v_right[lang] +=
-                usize::from(ValenceLabel::ALL[argmax(&joint.valence)] == entry.valence);
-            e_right[lang] += usize::from(Emotion::ALL[argmax(&joint.emotion)] == entry.emotion);
-        }
-        let acc = |r: [usize; 2]| -> [f64; 2] { [0, 1].map(|l| r[l] as f64 / n[l].max(1) as f64) };
-        let (va, ea) = (acc(v_right), acc(e_right));
-        let score = (va[0] + va[1] + ea[0] + ea[1]) / 4.0;
-        let all = |r: [usize; 2]| (r[0] + r[1]) as f32 / (n[0] + n[1]).max(1) as f32;
-        println!(
-            "joint: mismatch {mismatch:<5} dev valence {:.3} (en {:.3}, ru {:.3}), emotion {:.3} (en {:.3}, ru {:.3})",
-            all(v_right), va[0], va[1], all(e_right), ea[0], ea[1]
-        );
-        grid.push(JointScore {
-            mismatch,
-            valence_accuracy: all(v_right),
-            emotion_accuracy: all(e_right),
-        });
-        // Ties go to the weight closest to reading the heads independently.
-        if score > best.0 + 1e-9 {
-            best = (score, mismatch);
-        }
-    }
-    println!(
-        "joint: chose mismatch {}{}",
-        best.1,
-        if fades_on_reviews {
-            ", fading on reviews"
-        } else {
-            ""
-        }
-    );
-    JointSetting {
-        mismatch: best.1,
-        fades_on_reviews,
-        grid,
-    }
 }
 
 /// Sign accuracy on the positive and negative entries, per language.
