@@ -75,6 +75,23 @@ pub fn part_of(id: &str) -> Option<usize> {
     Some(first + (n - 5000) / 250)
 }
 
+/// The fold of each entry of `ids` in the grouped cross-validation: whole
+/// parts ([`part_of`]) go to one fold, drawn over [`PARTS`] parts (more if
+/// the corpus has more) with [`FOLD_SEED`], so the same part falls in the
+/// same fold whatever else the corpus holds.
+///
+/// # Errors
+/// An id without a part.
+pub fn writer_folds<'a>(ids: impl IntoIterator<Item = &'a str>) -> Result<Vec<usize>> {
+    let parts: Vec<usize> = ids
+        .into_iter()
+        .map(|id| part_of(id).ok_or_else(|| anyhow::anyhow!("id {id} has no part")))
+        .collect::<Result<_>>()?;
+    let n_parts = parts.iter().max().map_or(0, |m| m + 1).max(PARTS);
+    let part_fold = fold_assignment(n_parts, FOLDS, FOLD_SEED);
+    Ok(parts.iter().map(|&p| part_fold[p]).collect())
+}
+
 /// What the writer CV reads.
 #[derive(Debug, Clone)]
 pub struct WriterData<'a> {
@@ -132,22 +149,16 @@ pub fn choose_by_writers(
     without_review: f32,
     mismatches: &[f32],
 ) -> Result<WriterOutcome> {
-    let parts: Vec<usize> = d
-        .entries
-        .iter()
-        .map(|(_, e)| part_of(&e.id).ok_or_else(|| anyhow::anyhow!("id {} has no part", e.id)))
-        .collect::<Result<_>>()?;
-    let n_parts = parts.iter().max().map_or(0, |m| m + 1).max(PARTS);
-    let part_fold = fold_assignment(n_parts, FOLDS, FOLD_SEED);
+    let fold = writer_folds(d.entries.iter().map(|(_, e)| e.id.as_str()))?;
     let n = d.entries.len();
     let mut reads: Reads = vec![vec![([0.0; 3], None); n]; grid.len() + 1];
     let mut emotion = vec![[0.0f32; 7]; n];
     for k in 0..FOLDS {
-        let held: Vec<usize> = (0..n).filter(|&i| part_fold[parts[i]] == k).collect();
+        let held: Vec<usize> = (0..n).filter(|&i| fold[i] == k).collect();
         if held.is_empty() {
             continue;
         }
-        let kept: Vec<usize> = (0..n).filter(|&i| part_fold[parts[i]] != k).collect();
+        let kept: Vec<usize> = (0..n).filter(|&i| fold[i] != k).collect();
         let own = |y: fn(&DiaryEntry) -> usize| -> Vec<Example> {
             kept.iter()
                 .map(|&i| Example {
@@ -404,6 +415,22 @@ mod tests {
     #[test]
     fn no_reader_when_the_valence_head_alone_reads_the_reviews_as_well() {
         assert!(choose(&[reader(0.0, 0.9)], 0.95).reader.is_none());
+    }
+
+    #[test]
+    fn a_part_is_held_out_whole_and_in_the_same_fold_whatever_else_the_corpus_holds() {
+        let older = ["en-0001", "ru-0002", "en-0126", "ru-0250", "en-4999"];
+        let newer = [
+            "en-0001", "ru-0002", "en-0126", "ru-0250", "en-4999", "en-6999", "ru-5001",
+        ];
+        let a = writer_folds(older).unwrap();
+        let b = writer_folds(newer).unwrap();
+        assert_eq!(a[..], b[..older.len()]);
+        assert_eq!(a[0], a[1], "en-0001 and ru-0002 are one part");
+        assert_eq!(a[2], a[3], "en-0126 and ru-0250 are one part");
+        assert!(b.iter().all(|&f| f < FOLDS));
+        assert!(writer_folds(["en-0001", "en"]).is_err());
+        assert!(writer_folds(["en-0001", "de-5001"]).is_err());
     }
 
     #[test]

@@ -55,7 +55,7 @@ use metachat_tools::fit::{
     implied_valence, refit, refit_members, tempered, train_model_members, train_review_reader,
     Example,
 };
-use metachat_tools::writer_cv::{part_of, BILINGUAL_PARTS, PARTS};
+use metachat_tools::writer_cv::{part_of, writer_folds, BILINGUAL_PARTS, FOLDS as WRITER_FOLDS};
 use metachat_tools::{embed_cached, valence_index};
 
 const FOLDS: usize = 10;
@@ -418,17 +418,11 @@ fn grouped_corpus_cv(
 ) -> Result<Vec<(CvSetting, Vec<CvLine>)>> {
     let n_corpus = d.own.len();
     let n_own = d.own_y.len();
-    let parts: Vec<usize> = d
-        .own
-        .iter()
-        .map(|e| part_of(&e.id).ok_or_else(|| anyhow::anyhow!("id {} has no part", e.id)))
-        .collect::<Result<_>>()?;
-    let n_parts = parts.iter().max().map_or(0, |m| m + 1).max(PARTS);
-    let part_fold = fold_assignment(n_parts, FOLDS, SEED);
+    let fold = writer_folds(d.own.iter().map(|e| e.id.as_str()))?;
     let mut reads =
         vec![vec![(ValenceLabel::Neutral, 0.0f32, Emotion::Neutral); n_corpus]; settings.len()];
-    for k in 0..FOLDS {
-        let kept = |i: usize| part_fold[parts[i]] != k;
+    for k in 0..WRITER_FOLDS {
+        let kept = |i: usize| fold[i] != k;
         let mut valence: Vec<Example> = (0..n_own)
             .filter(|&i| i >= n_corpus || kept(i))
             .map(|i| Example {
