@@ -42,8 +42,9 @@ pub struct ReviewData<'a> {
 /// What [`choose_review`] found.
 #[derive(Debug, Clone)]
 pub struct ReviewOutcome {
-    /// The best setting, `None` when the valence head alone scores at
-    /// least as well.
+    /// The best setting on dev and the left-out domain, `None` when the
+    /// valence head alone scores at least as well. (`train_mood` chooses
+    /// on writers held out, `writer_cv`, and prints this beside it.)
     pub chosen: Option<ReviewSetting>,
     /// Dev and left-out-domain accuracy of the valence head alone.
     pub without: [f32; 2],

@@ -667,7 +667,7 @@ fn print_tables(rows: &[Row], data: &Data<'_>) {
             continue;
         };
         println!(
-            "\n## Diary corpus, train + dev, {FOLDS}-fold CV grouped by the part an entry was written in: {}\n",
+            "\n## Diary corpus, train + dev, {WRITER_FOLDS}-fold CV grouped by the part an entry was written in: {}\n",
             r.name
         );
         println!("| valence head | lang | entries | valence acc (3-way) | valence sign acc (pos/neg entries) | emotion acc (7) |");

@@ -339,6 +339,14 @@ fn main() -> Result<()> {
             )?)
         }
     };
+    // What the dev split alone would choose, for comparison.
+    match outcome.chosen {
+        Some(s) => println!(
+            "review reader: the dev split alone would choose gate l2 {}, valence l2 {}, temperature {}, shift {}",
+            s.gate_l2, s.valence_l2, s.valence_temperature, s.shift
+        ),
+        None => println!("review reader: the dev split alone would choose no reader"),
+    }
     let chosen = match &settings_from {
         None => writers.as_ref().and_then(|w| w.reader),
         Some((path, earlier)) => {
