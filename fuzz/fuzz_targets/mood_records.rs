@@ -37,10 +37,12 @@ fuzz_target!(|data: &[u8]| {
         let d = heads.dimensions();
         if d <= 4096 {
             let x: Vec<f32> = (0..d).map(|i| (i as f32 * 0.37).sin()).collect();
-            let out = heads.read(&x);
-            for p in [&out.valence[..], &out.emotion[..]] {
-                let sum: f32 = p.iter().sum();
-                assert!(sum.is_nan() || (sum - 1.0).abs() < 1e-3, "{p:?}");
+            for sentences in [1, 3] {
+                let out = heads.read(&x, sentences);
+                for p in [&out.valence[..], &out.emotion[..]] {
+                    let sum: f32 = p.iter().sum();
+                    assert!(sum.is_nan() || (sum - 1.0).abs() < 1e-3, "{p:?}");
+                }
             }
         }
     }

@@ -203,6 +203,7 @@ pub fn train_review_reader(
         gate: head(gate, ["diary", "review"], s.gate_l2),
         valence,
         shift: s.shift,
+        one_sentence_shift: s.one_sentence_shift,
         choice: ReviewChoice {
             chosen: s,
             without: [0.0; 2],

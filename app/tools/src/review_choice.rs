@@ -20,12 +20,17 @@ pub const VALENCE_L2: [f32; 2] = [0.3, 3.0];
 pub const SHIFTS: [f32; 5] = [0.0, 1.0, 2.0, 3.0, 4.0];
 /// Review valence head temperatures tried.
 pub const TEMPERATURES: [f32; 4] = [1.0, 0.5, 0.2, 0.1];
+/// Further gate shifts tried for texts of one sentence
+/// (`ReviewReader::one_sentence_shift`).
+pub const ONE_SENTENCE_SHIFTS: [f32; 5] = [0.0, 1.0, 2.0, 4.0, 8.0];
 
 /// What the choice reads.
 #[derive(Debug, Clone)]
 pub struct ReviewData<'a> {
     /// Every vector.
     pub xs: &'a [Vec<f32>],
+    /// The sentence count of each vector's text.
+    pub sentences: &'a [usize],
     /// The valence head's training examples (diary texts and reviews).
     pub valence: &'a [Example],
     /// The vector indices of the first review domain (amazon); the other
@@ -33,6 +38,8 @@ pub struct ReviewData<'a> {
     pub first_domain: std::ops::Range<usize>,
     /// The dev split's vectors.
     pub dev_x: &'a [Vec<f32>],
+    /// The sentence count of each dev entry.
+    pub dev_sentences: &'a [usize],
     /// Dev valence classes.
     pub dev_y: &'a [usize],
     /// Dev entries (for their language).
@@ -72,17 +79,20 @@ pub fn choose_review(
         for &valence_l2 in &VALENCE_L2 {
             for &valence_temperature in &TEMPERATURES {
                 for &shift in &SHIFTS {
-                    grid.push((
-                        ReviewSetting {
-                            gate_l2,
-                            valence_l2,
-                            valence_temperature,
-                            shift,
-                            dev_accuracy: 0.0,
-                            review_accuracy: 0.0,
-                        },
-                        [0.0; 3],
-                    ));
+                    for &one_sentence_shift in &ONE_SENTENCE_SHIFTS {
+                        grid.push((
+                            ReviewSetting {
+                                gate_l2,
+                                valence_l2,
+                                valence_temperature,
+                                shift,
+                                one_sentence_shift,
+                                dev_accuracy: 0.0,
+                                review_accuracy: 0.0,
+                            },
+                            [0.0; 3],
+                        ));
+                    }
                 }
             }
         }
@@ -142,16 +152,17 @@ pub fn choose_review(
             };
             let mut reader = base.clone();
             reader.shift = s.shift;
+            reader.one_sentence_shift = s.one_sentence_shift;
             reader.valence.temperature = s.valence_temperature;
             let dev_c: Vec<[f32; 3]> = dev_p
                 .iter()
-                .zip(d.dev_x)
-                .map(|(p, x)| reader.combine(*p, x))
+                .zip(d.dev_x.iter().zip(d.dev_sentences))
+                .map(|(p, (x, &n))| reader.combine(*p, x, n))
                 .collect();
             let out_c: Vec<[f32; 3]> = out_p
                 .iter()
                 .zip(&left_out)
-                .map(|(p, (i, _))| reader.combine(*p, &d.xs[*i]))
+                .map(|(p, (i, _))| reader.combine(*p, &d.xs[*i], d.sentences[*i]))
                 .collect();
             let sc = score(&dev_c, &out_c);
             #[allow(clippy::cast_possible_truncation)]
@@ -170,8 +181,8 @@ pub fn choose_review(
         .collect();
     for (s, (worst, mean)) in &scored {
         println!(
-            "review reader: gate l2 {:<5} valence l2 {:<4} temperature {:<4} shift {}: dev {:.3}, left-out domain {:.3}, worst {worst:.4}, mean {mean:.4}",
-            s.gate_l2, s.valence_l2, s.valence_temperature, s.shift, s.dev_accuracy, s.review_accuracy
+            "review reader: gate l2 {:<5} valence l2 {:<4} temperature {:<4} shift {} (one sentence +{}): dev {:.3}, left-out domain {:.3}, worst {worst:.4}, mean {mean:.4}",
+            s.gate_l2, s.valence_l2, s.valence_temperature, s.shift, s.one_sentence_shift, s.dev_accuracy, s.review_accuracy
         );
     }
     let base_score = floor_score(&without);

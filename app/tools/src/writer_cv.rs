@@ -12,8 +12,10 @@
 //! Per fold, the valence head (the chosen setting, one member) and the
 //! emotion head (its chosen setting) are refitted on the other parts, the
 //! emotion examples and the reviews; each pair of review-reader L2
-//! strengths is fitted once on the same texts, and every shift and
-//! temperature of it read on the held-out entries. The reader is then
+//! strengths is fitted once on the same texts, and every shift (for all
+//! texts, and the further one for texts of one sentence) and temperature
+//! of it read on the held-out entries, each entry with its own sentence
+//! count. The reader is then
 //! chosen by its worst part ([`floor_score`]), each part measured against
 //! the floor the issue sets for it: the valence sign accuracy of the
 //! held-out entries per language against 0.90 ([`DIARY_FLOOR`]), and the
@@ -97,6 +99,8 @@ pub fn writer_folds<'a>(ids: impl IntoIterator<Item = &'a str>) -> Result<Vec<us
 pub struct WriterData<'a> {
     /// Every vector.
     pub xs: &'a [Vec<f32>],
+    /// The sentence count of each vector's text (the review gate hears it).
+    pub sentences: &'a [usize],
     /// The corpus entries read (train and dev), with the index of each
     /// one's vector.
     pub entries: &'a [(usize, &'a DiaryEntry)],
@@ -194,11 +198,13 @@ pub fn choose_by_writers(
             };
             let mut reader = base.clone();
             reader.shift = setting.shift;
+            reader.one_sentence_shift = setting.one_sentence_shift;
             reader.valence.temperature = setting.valence_temperature;
             for &i in &held {
-                let x = &d.xs[d.entries[i].0];
-                let p = reads[0][i].0;
-                reads[s + 1][i] = (reader.combine(p, x), Some(reader.review_probability(x)));
+                let at = d.entries[i].0;
+                let x = &d.xs[at];
+                let g = reader.review_probability(x, d.sentences[at]);
+                reads[s + 1][i] = (reader.combine_at(reads[0][i].0, g, x), Some(g));
             }
         }
     }
@@ -253,8 +259,12 @@ pub fn choose_by_writers(
     for (s, setting) in grid.iter().enumerate() {
         let (text, score) = line(&reads[s + 1], f64::from(setting.review_accuracy));
         println!(
-            "writer CV: gate l2 {:<5} valence l2 {:<4} temperature {:<4} shift {}: {text}",
-            setting.gate_l2, setting.valence_l2, setting.valence_temperature, setting.shift,
+            "writer CV: gate l2 {:<5} valence l2 {:<4} temperature {:<4} shift {} (one sentence +{}): {text}",
+            setting.gate_l2,
+            setting.valence_l2,
+            setting.valence_temperature,
+            setting.shift,
+            setting.one_sentence_shift,
         );
         if best.is_none_or(|b| score > b.1) {
             best = Some((s, score));
@@ -264,8 +274,8 @@ pub fn choose_by_writers(
     let reader = best.map(|s| grid[s]);
     match reader {
         Some(s) => println!(
-            "writer CV: chose gate l2 {}, valence l2 {}, temperature {}, shift {}",
-            s.gate_l2, s.valence_l2, s.valence_temperature, s.shift
+            "writer CV: chose gate l2 {}, valence l2 {}, temperature {}, shift {} (one sentence +{})",
+            s.gate_l2, s.valence_l2, s.valence_temperature, s.shift, s.one_sentence_shift
         ),
         None => println!("writer CV: no reader (the valence head alone reads best)"),
     }
@@ -351,14 +361,28 @@ mod tests {
             valence_l2: 0.01,
             valence_temperature: 1.0,
             shift,
+            one_sentence_shift: 0.0,
             dev_accuracy: 0.0,
             review_accuracy,
+        }
+    }
+
+    /// [`reader`] with its further shift for texts of one sentence.
+    fn one_sentence(extra: f32, review_accuracy: f32) -> ReviewSetting {
+        ReviewSetting {
+            one_sentence_shift: extra,
+            ..reader(0.0, review_accuracy)
         }
     }
 
     fn choose(grid: &[ReviewSetting], without_review: f32) -> WriterOutcome {
         let (xs, entries, reviews) = data();
         let indexed: Vec<(usize, &DiaryEntry)> = entries.iter().enumerate().collect();
+        // The diary entries are three sentences long, the reviews one.
+        let mut sentences = vec![3; xs.len()];
+        for &(i, _) in &reviews {
+            sentences[i] = 1;
+        }
         let linear = HeadSetting {
             hidden: 0,
             l2: 0.001,
@@ -370,6 +394,7 @@ mod tests {
         choose_by_writers(
             &WriterData {
                 xs: &xs,
+                sentences: &sentences,
                 entries: &indexed,
                 valence_extra: &[],
                 emotion_extra: &[],
@@ -410,6 +435,15 @@ mod tests {
         let out = choose(&[reader(30.0, 0.99)], 0.5);
         assert!(out.reader.is_none());
         assert!(!out.joint.fades_on_reviews);
+    }
+
+    #[test]
+    fn a_shift_for_one_sentence_texts_spares_the_diaries_that_a_shift_for_all_takes_over() {
+        // The same shift of 30, for every text or for texts of one sentence
+        // alone (the reviews): only the second leaves the diaries alone.
+        let out = choose(&[reader(30.0, 0.99), one_sentence(30.0, 0.99)], 0.5);
+        let chosen = out.reader.expect("a reader");
+        assert_eq!((chosen.shift, chosen.one_sentence_shift), (0.0, 30.0));
     }
 
     #[test]

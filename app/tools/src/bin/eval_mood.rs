@@ -46,8 +46,9 @@ use metachat_analysis::mood::eval::{
     accuracy_macro_f1, dev_set, fold_assignment, load_sentiment, valence_metrics, LabelledSentence,
 };
 use metachat_analysis::mood::{
-    argmax, pool_sentences, sentences_of, EmbeddingMoodAnalyzer, HeadSetting, LexiconAnalyzer,
-    MoodHeads, ReviewReader, SoftmaxHead, ValenceHead, ValenceLabel, WindowedEmbedder,
+    argmax, pool_sentences, sentences, sentences_of, EmbeddingMoodAnalyzer, HeadSetting,
+    LexiconAnalyzer, MoodHeads, ReviewReader, SoftmaxHead, ValenceHead, ValenceLabel,
+    WindowedEmbedder,
 };
 use metachat_analysis::{Emotion, Mood};
 
@@ -210,6 +211,12 @@ fn texts<T>(d: &[T], f: impl Fn(&T) -> &String) -> Vec<String> {
     d.iter().map(|x| f(x).clone()).collect()
 }
 
+/// How many sentences each text has (`mood::sentences`, as the analyzer
+/// counts them for the review gate).
+fn counts(texts: &[String]) -> Vec<usize> {
+    texts.iter().map(|t| sentences(t).len()).collect()
+}
+
 /// The row of an embedder read by its trained heads. The test split and
 /// yelp are read from the heads' pooled features (checked against the
 /// analyzer's own output on the first test entries); the review CV refits the
@@ -236,6 +243,9 @@ async fn with_heads<E: WindowedEmbedder>(
     let x_test = pooled(texts(data.test, |e| &e.text))?;
     let x_yelp = pooled(texts(data.yelp, |s| &s.text))?;
     let x_rev = pooled(texts(data.reviews, |s| &s.text))?;
+    let n_test = counts(&texts(data.test, |e| &e.text));
+    let n_yelp = counts(&texts(data.yelp, |s| &s.text));
+    let n_rev = counts(&texts(data.reviews, |s| &s.text));
 
     let choice = heads.valence.choice.chosen;
     let reviews_are_cv = choice.review_weight > 0.0;
@@ -255,6 +265,8 @@ async fn with_heads<E: WindowedEmbedder>(
             extra_emotion.push(emotion_index(e.label));
         }
     }
+    let mut n_xs = counts(&own_texts);
+    n_xs.extend_from_slice(&n_rev);
     let xs = if reviews_are_cv || corpus_cv.is_some() {
         let mut xs = pooled(own_texts)?;
         xs.extend(x_rev.iter().cloned());
@@ -305,6 +317,7 @@ async fn with_heads<E: WindowedEmbedder>(
                     reader.as_ref(),
                     &model.probabilities(&x_rev[i]),
                     &x_rev[i],
+                    n_rev[i],
                 );
             }
         }
@@ -312,8 +325,9 @@ async fn with_heads<E: WindowedEmbedder>(
     } else {
         x_rev
             .iter()
-            .map(|x| {
-                let out = heads.read(x);
+            .zip(&n_rev)
+            .map(|(x, &n)| {
+                let out = heads.read(x, n);
                 out.valence[2] - out.valence[0]
             })
             .collect()
@@ -323,8 +337,14 @@ async fn with_heads<E: WindowedEmbedder>(
     // What is measured is what ships: the analyzer's own moods of the first
     // test entries equal the ones read here from the cached features.
     let first: Vec<String> = texts(&data.test[..data.test.len().min(16)], |e| &e.text);
-    for (m, x) in analyzer.analyze_batch(&first).await?.iter().zip(&x_test) {
-        let here = analyzer.mood_of_embedding(x, 1);
+    for ((m, x), &n) in analyzer
+        .analyze_batch(&first)
+        .await?
+        .iter()
+        .zip(&x_test)
+        .zip(&n_test)
+    {
+        let here = analyzer.mood_of_embedding(x, 1, n);
         anyhow::ensure!(
             (m.valence - here.valence).abs() < 1e-3 && m.dominant == here.dominant,
             "the analyzer's mood differs from the cached features' ({} / {})",
@@ -334,8 +354,9 @@ async fn with_heads<E: WindowedEmbedder>(
     }
     let test = x_test
         .iter()
-        .map(|x| {
-            let m = analyzer.mood_of_embedding(x, 1);
+        .zip(&n_test)
+        .map(|(x, &n)| {
+            let m = analyzer.mood_of_embedding(x, 1, n);
             Reading {
                 valence: m.valence,
                 label: m.valence_label,
@@ -350,6 +371,7 @@ async fn with_heads<E: WindowedEmbedder>(
             own_y: &own_y,
             extra_emotion: &extra_emotion,
             xs: &xs,
+            sentences: &n_xs,
             reviews: data.reviews,
         };
         let shipped = analyzer
@@ -365,7 +387,8 @@ async fn with_heads<E: WindowedEmbedder>(
         test,
         yelp: x_yelp
             .iter()
-            .map(|x| analyzer.mood_of_embedding(x, 1).valence)
+            .zip(&n_yelp)
+            .map(|(x, &n)| analyzer.mood_of_embedding(x, 1, n).valence)
             .collect(),
         reviews: cv,
         reviews_are_cv,
@@ -380,6 +403,8 @@ struct CorpusCv<'a> {
     own_y: &'a [usize],
     extra_emotion: &'a [usize],
     xs: &'a [Vec<f32>],
+    /// The sentence count of each of `xs`'s texts.
+    sentences: &'a [usize],
     reviews: &'a [LabelledSentence],
 }
 
@@ -468,7 +493,7 @@ fn grouped_corpus_cv(
             head.choice.chosen = setting;
             heads.valence = refit_members(head, d.xs, &valence, 3, members)?;
             for i in (0..n_corpus).filter(|&i| !kept(i)) {
-                let out = heads.read(&d.xs[i]);
+                let out = heads.read(&d.xs[i], d.sentences[i]);
                 let label = ValenceLabel::ALL[argmax(&out.valence)];
                 let emotion = Emotion::ALL[argmax(&out.emotion)];
                 reads[s][i] = (label, out.valence[2] - out.valence[0], emotion);
@@ -528,14 +553,21 @@ fn cv_lines(own: &[DiaryEntry], reads: &[(ValenceLabel, f32, Emotion)]) -> Vec<C
 /// combined with the fold's review reader (`ReviewReader::combine`), then
 /// read jointly with the emotion head as the heads file says
 /// (`MoodHeads::joint`).
-fn joint_valence(heads: &MoodHeads, reader: Option<&ReviewReader>, p: &[f32], x: &[f32]) -> f32 {
+fn joint_valence(
+    heads: &MoodHeads,
+    reader: Option<&ReviewReader>,
+    p: &[f32],
+    x: &[f32],
+    sentences: usize,
+) -> f32 {
     let p = tempered(p, heads.valence.temperature);
-    let mut out = heads.read_independently(x);
+    let mut out = heads.read_independently(x, sentences);
     out.valence.copy_from_slice(&p);
-    if let Some(r) = reader {
-        out.valence = r.combine(out.valence, x);
+    let g = reader.map(|r| r.review_probability(x, sentences));
+    if let (Some(r), Some(g)) = (reader, g) {
+        out.valence = r.combine_at(out.valence, g, x);
     }
-    let out = out.joint(heads.joint.weight(reader.map(|r| r.review_probability(x))));
+    let out = out.joint(heads.joint.weight(g));
     out.valence[2] - out.valence[0]
 }
 
@@ -572,10 +604,13 @@ async fn earlier<E: WindowedEmbedder>(
             cv[i] = 2.0 * fit.probability(&x_rev[i]) - 1.0;
         }
     }
+    let n_test = counts(&texts(data.test, |e| &e.text));
+    let n_yelp = counts(&texts(data.yelp, |s| &s.text));
     let test = x_test
         .iter()
-        .map(|x| {
-            let m = analyzer.mood_of_embedding(x, 1);
+        .zip(&n_test)
+        .map(|(x, &n)| {
+            let m = analyzer.mood_of_embedding(x, 1, n);
             Reading {
                 valence: m.valence,
                 label: binary_label(m.valence),
@@ -590,7 +625,8 @@ async fn earlier<E: WindowedEmbedder>(
         test,
         yelp: x_yelp
             .iter()
-            .map(|x| analyzer.mood_of_embedding(x, 1).valence)
+            .zip(&n_yelp)
+            .map(|(x, &n)| analyzer.mood_of_embedding(x, 1, n).valence)
             .collect(),
         reviews: cv,
         reviews_are_cv: true,

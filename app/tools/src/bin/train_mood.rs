@@ -36,7 +36,8 @@
 //!   against the review sentences, and a two-way valence head trained on
 //!   the reviews alone. For text the gate reads as a review, the valence
 //!   head's negative/positive split gives way to the review head's. Its
-//!   setting (gate and head L2, the gate's log-odds shift, or no reader) is
+//!   setting (gate and head L2, the gate's log-odds shift and its further
+//!   shift for texts of one sentence, or no reader) is
 //!   chosen on writers held out (`writer_cv`: 10-fold cross-validation on
 //!   train + dev, whole parts held out together) and on a review domain
 //!   left out of training (trained with amazon, read on imdb, and the
@@ -149,6 +150,12 @@ fn main() -> Result<()> {
     };
     let xs = pool_sentences(&sv, &owner, texts.len(), sv.first().map_or(0, Vec::len));
     let x_dev = &xs[dev_at..];
+    // How many sentences each text has (the review gate hears it).
+    let mut sentences = vec![0usize; texts.len()];
+    for &o in &owner {
+        sentences[o] += 1;
+    }
+    let dev_sentences = &sentences[dev_at..];
     println!(
         "{which}: {} train entries, {} extra emotion examples, {} review sentences, {} dev entries ({} sentences in all)",
         train.len(),
@@ -284,9 +291,11 @@ fn main() -> Result<()> {
     let outcome = choose_review(
         &ReviewData {
             xs: &xs,
+            sentences: &sentences,
             valence: &valence,
             first_domain: review_start..review_start + n_amazon,
             dev_x: x_dev,
+            dev_sentences,
             dev_y: &dev_v,
             dev: &dev,
         },
@@ -322,6 +331,7 @@ fn main() -> Result<()> {
             Some(choose_by_writers(
                 &WriterData {
                     xs: &xs,
+                    sentences: &sentences,
                     entries: &entries,
                     valence_extra: &valence_extra,
                     emotion_extra: &emotion_extra,
@@ -342,8 +352,8 @@ fn main() -> Result<()> {
     // What the dev split alone would choose, for comparison.
     match outcome.chosen {
         Some(s) => println!(
-            "review reader: the dev split alone would choose gate l2 {}, valence l2 {}, temperature {}, shift {}",
-            s.gate_l2, s.valence_l2, s.valence_temperature, s.shift
+            "review reader: the dev split alone would choose gate l2 {}, valence l2 {}, temperature {}, shift {} (one sentence +{})",
+            s.gate_l2, s.valence_l2, s.valence_temperature, s.shift, s.one_sentence_shift
         ),
         None => println!("review reader: the dev split alone would choose no reader"),
     }
@@ -357,8 +367,19 @@ fn main() -> Result<()> {
                     .grid
                     .iter()
                     .find(|g| {
-                        (g.gate_l2, g.valence_l2, g.valence_temperature, g.shift)
-                            == (s.gate_l2, s.valence_l2, s.valence_temperature, s.shift)
+                        (
+                            g.gate_l2,
+                            g.valence_l2,
+                            g.valence_temperature,
+                            g.shift,
+                            g.one_sentence_shift,
+                        ) == (
+                            s.gate_l2,
+                            s.valence_l2,
+                            s.valence_temperature,
+                            s.shift,
+                            s.one_sentence_shift,
+                        )
                     })
                     .copied()
                     .unwrap_or(s)
@@ -370,18 +391,20 @@ fn main() -> Result<()> {
     let (valence_dev, review, dev_review) = match chosen {
         Some(s) => {
             println!(
-                "review reader: chose gate l2 {}, valence l2 {}, temperature {}, shift {}",
-                s.gate_l2, s.valence_l2, s.valence_temperature, s.shift
+                "review reader: chose gate l2 {}, valence l2 {}, temperature {}, shift {} (one sentence +{})",
+                s.gate_l2, s.valence_l2, s.valence_temperature, s.shift, s.one_sentence_shift
             );
             let on_train = train_review_reader(&xs, &diary_x, &all_reviews, s);
             let dev_review: Vec<f32> = x_dev
                 .iter()
-                .map(|x| on_train.review_probability(x))
+                .zip(dev_sentences)
+                .map(|(x, &n)| on_train.review_probability(x, n))
                 .collect();
             let combined = valence_dev
                 .iter()
                 .zip(x_dev)
-                .map(|(p, x)| on_train.combine([p[0], p[1], p[2]], x).to_vec())
+                .zip(dev_sentences)
+                .map(|((p, x), &n)| on_train.combine([p[0], p[1], p[2]], x, n).to_vec())
                 .collect();
             let mut all_diary = diary_x.clone();
             all_diary.extend(dev_at..dev_at + dev.len());

@@ -79,6 +79,10 @@ fn main() -> Result<()> {
     println!("|---|---|---|---|---|---|---|---|---|");
     for set in &sets {
         let (flat, owner) = sentences_of(&set.texts);
+        let mut sentences = vec![0usize; set.texts.len()];
+        for &o in &owner {
+            sentences[o] += 1;
+        }
         let pooled: Vec<Vec<Vec<f32>>> = encoders
             .iter()
             .map(|e| {
@@ -101,7 +105,12 @@ fn main() -> Result<()> {
             .collect();
         let reads: Vec<Vec<_>> = pooled
             .iter()
-            .map(|p| p.iter().map(|x| heads.read(x)).collect())
+            .map(|p| {
+                p.iter()
+                    .zip(&sentences)
+                    .map(|(x, &k)| heads.read(x, k))
+                    .collect()
+            })
             .collect();
         let label = |i: usize, m: usize| argmax(&reads[m][i].valence);
         let emotion = |i: usize, m: usize| argmax(&reads[m][i].emotion);

@@ -15,8 +15,8 @@ use crate::embed::{E5Embedder, MiniLmEmbedder};
 
 use super::error::{MoodError, Result};
 use super::{
-    argmax, arousal_of, empty_mood, is_blank, mood_from_distribution, pool_sentences, sentences_of,
-    EmotionPrototypes, MoodHeads, Pooling, ValenceHead, ValenceLabel,
+    argmax, arousal_of, empty_mood, is_blank, mood_from_distribution, pool_sentences, sentences,
+    sentences_of, EmotionPrototypes, MoodHeads, Pooling, ValenceHead, ValenceLabel,
 };
 
 /// An [`Embedder`] that also says how many model windows each text was read
@@ -180,11 +180,13 @@ impl<E: WindowedEmbedder> EmbeddingMoodAnalyzer<E> {
         }
     }
 
-    /// The mood of one embedding.
-    pub fn mood_of_embedding(&self, v: &[f32], windows: u32) -> Mood {
+    /// The mood of `v`, the embedding of a text of `sentences` sentences
+    /// ([`sentences`](super::sentences) of it: the heads' review reader
+    /// hears it, [`MoodHeads::read`]) read in `windows` windows.
+    pub fn mood_of_embedding(&self, v: &[f32], windows: u32, sentences: usize) -> Mood {
         match &self.reader {
             Reader::Heads(heads) => {
-                let out = heads.read(v);
+                let out = heads.read(v, sentences);
                 let valence = out.valence[2] - out.valence[0];
                 let k = argmax(&out.valence);
                 let label = (ValenceLabel::ALL[k], Some(out.valence[k]));
@@ -253,7 +255,7 @@ impl<E: WindowedEmbedder> EmbeddingMoodAnalyzer<E> {
             let Some((v, windows)) = vecs.next() else {
                 break;
             };
-            let mood = self.mood_of_embedding(&v, windows.max(1));
+            let mood = self.mood_of_embedding(&v, windows.max(1), sentences(text).len());
             out.push((mood, Some(v)));
         }
         Ok(out)
@@ -386,7 +388,7 @@ mod tests {
                 assert_eq!(*emb, None, "a blank text has no embedding");
             } else {
                 assert_eq!(emb.as_ref(), Some(&vecs[i]));
-                assert_eq!(*mood, a.mood_of_embedding(&vecs[i], 1));
+                assert_eq!(*mood, a.mood_of_embedding(&vecs[i], 1, 1));
             }
         }
     }

@@ -417,9 +417,10 @@ impl HeadsOutput {
 
 impl MoodHeads {
     /// The current file format: 3 added [`MoodHeads::review`], 4
-    /// [`JointSetting::fades_on_reviews`]. Files of formats 2 and 3
+    /// [`JointSetting::fades_on_reviews`], 5
+    /// [`ReviewReader::one_sentence_shift`]. Files of formats 2 to 4
     /// (without them) still load and read as they did.
-    pub const FORMAT: u32 = 4;
+    pub const FORMAT: u32 = 5;
 
     /// Parses heads from their JSON; `origin` names them in errors.
     ///
@@ -458,6 +459,12 @@ impl MoodHeads {
             if !r.shift.is_finite() {
                 return Err(format!("review shift {} is not finite", r.shift));
             }
+            if !r.one_sentence_shift.is_finite() {
+                return Err(format!(
+                    "review one-sentence shift {} is not finite",
+                    r.one_sentence_shift
+                ));
+            }
         }
         let m = self.joint.mismatch;
         if !(m.is_finite() && (0.0..=1.0).contains(&m)) {
@@ -492,29 +499,32 @@ impl MoodHeads {
         self.valence.dimensions()
     }
 
-    /// Valence, emotion and arousal of one embedding, the valence and
-    /// emotion heads read together as [`MoodHeads::joint`] says (with the
-    /// weight [`JointSetting::weight`] gives for the review gate's
-    /// probability, when there is a review reader).
-    pub fn read(&self, x: &[f32]) -> HeadsOutput {
-        let (out, review) = self.read_with_gate(x);
+    /// Valence, emotion and arousal of `x`, the embedding of a text of
+    /// `sentences` sentences ([`sentences`](super::sentences) of it), the
+    /// valence and emotion heads read together as [`MoodHeads::joint`] says
+    /// (with the weight [`JointSetting::weight`] gives for the review
+    /// gate's probability, when there is a review reader, which hears the
+    /// sentence count: [`ReviewReader::review_probability`]).
+    pub fn read(&self, x: &[f32], sentences: usize) -> HeadsOutput {
+        let (out, review) = self.read_with_gate(x, sentences);
         out.joint(self.joint.weight(review))
     }
 
-    /// Each head's own reading of one embedding (the valence head's with
-    /// the review reader's, [`ReviewReader::combine`], when there is one).
-    pub fn read_independently(&self, x: &[f32]) -> HeadsOutput {
-        self.read_with_gate(x).0
+    /// Each head's own reading of `x` (a text of `sentences` sentences):
+    /// the valence head's with the review reader's,
+    /// [`ReviewReader::combine`], when there is one.
+    pub fn read_independently(&self, x: &[f32], sentences: usize) -> HeadsOutput {
+        self.read_with_gate(x, sentences).0
     }
 
     /// [`read_independently`](Self::read_independently) and the review
     /// gate's probability it used (`None` without a review reader), the
     /// gate read once.
-    fn read_with_gate(&self, x: &[f32]) -> (HeadsOutput, Option<f32>) {
+    fn read_with_gate(&self, x: &[f32], sentences: usize) -> (HeadsOutput, Option<f32>) {
         let mut valence = [0.0; 3];
         valence.copy_from_slice(&self.valence.probabilities(x));
         let review = self.review.as_ref().map(|r| {
-            let g = r.review_probability(x);
+            let g = r.review_probability(x, sentences);
             valence = r.combine_at(valence, g, x);
             g
         });
@@ -859,7 +869,7 @@ mod tests {
                     .collect::<Vec<_>>()
             })
             .find(|x| {
-                let out = heads.read_independently(x);
+                let out = heads.read_independently(x, 2);
                 (out.joint(0.05).valence[0] - out.valence[0]).abs() > 1e-3
             })
             .expect("some embedding is read differently jointly");
@@ -874,15 +884,15 @@ mod tests {
             shift: 200.0,
             ..reader.clone()
         });
-        assert!(close(&heads.read(&x), &heads.read_independently(&x)));
+        assert!(close(&heads.read(&x, 2), &heads.read_independently(&x, 2)));
         // Sure it is a diary entry: read jointly at the chosen weight.
         heads.review = Some(ReviewReader {
             shift: -200.0,
             ..reader.clone()
         });
         assert!(close(
-            &heads.read(&x),
-            &heads.read_independently(&x).joint(0.05)
+            &heads.read(&x, 2),
+            &heads.read_independently(&x, 2).joint(0.05)
         ));
         // Not fading: jointly, whatever the gate says.
         heads.joint.fades_on_reviews = false;
@@ -891,8 +901,8 @@ mod tests {
             ..reader
         });
         assert!(close(
-            &heads.read(&x),
-            &heads.read_independently(&x).joint(0.05)
+            &heads.read(&x, 2),
+            &heads.read_independently(&x, 2).joint(0.05)
         ));
     }
 
@@ -1068,7 +1078,7 @@ mod tests {
         let x: Vec<f32> = (0..heads.dimensions())
             .map(|i| ((i * 7 % 13) as f32 - 6.0) / 40.0)
             .collect();
-        let alone = old.read_independently(&x);
+        let alone = old.read_independently(&x, 2);
         for (a, b) in alone.valence.iter().zip(old.valence.probabilities(&x)) {
             assert!((a - b).abs() < 1e-6);
         }
@@ -1077,8 +1087,8 @@ mod tests {
         if let Some(r) = &heads.review {
             let mut diary = [0.0; 3];
             diary.copy_from_slice(&heads.valence.probabilities(&x));
-            let want = r.combine(diary, &x);
-            let got = heads.read_independently(&x).valence;
+            let want = r.combine(diary, &x, 2);
+            let got = heads.read_independently(&x, 2).valence;
             for (a, b) in got.iter().zip(want) {
                 assert!((a - b).abs() < 1e-6);
             }
@@ -1095,13 +1105,73 @@ mod tests {
         assert!(!three.joint.fades_on_reviews);
         let w = three.joint.weight(Some(1.0));
         assert_eq!(w, three.joint.mismatch);
-        for format in [1, 5] {
+        // A format 4 file (before the one-sentence shift) reads every text
+        // at the one shift.
+        let mut json4 = serde_json::to_value(&heads).unwrap();
+        json4["format"] = 4.into();
+        json4["review"]
+            .as_object_mut()
+            .unwrap()
+            .remove("one_sentence_shift");
+        let four = MoodHeads::from_json(&json4.to_string(), Path::new("h.json")).unwrap();
+        if let Some(r) = &four.review {
+            assert_eq!(r.one_sentence_shift, 0.0);
+            assert_eq!(r.review_probability(&x, 1), r.review_probability(&x, 2));
+        }
+        for format in [1, MoodHeads::FORMAT + 1] {
             json["format"] = format.into();
             let err = MoodHeads::from_json(&json.to_string(), Path::new("h.json")).unwrap_err();
             assert!(
                 err.to_string().contains("unknown format"),
                 "{format}: {err}"
             );
+        }
+    }
+
+    #[test]
+    fn the_one_sentence_shift_moves_only_texts_of_one_sentence() {
+        let heads = MoodHeads::builtin_e5().expect("the built-in heads");
+        let mut reader = heads
+            .review
+            .clone()
+            .expect("the built-in heads have a review reader");
+        let x: Vec<f32> = (0..heads.dimensions())
+            .map(|i| ((i * 11 % 17) as f32 - 8.0) / 50.0)
+            .collect();
+        // The shift that puts this text at even odds, so that the extra
+        // shift can be read off the probability.
+        let g = reader.gate.probabilities(&x);
+        reader.shift = g[0].max(1e-30).ln() - g[1].max(1e-30).ln();
+        reader.one_sentence_shift = 0.0;
+        let (one, more) = (
+            reader.review_probability(&x, 1),
+            reader.review_probability(&x, 3),
+        );
+        assert_eq!(one, more, "no extra shift: the count does not matter");
+        reader.one_sentence_shift = 3.0;
+        assert!((one - 0.5).abs() < 1e-4, "{one}");
+        let shifted = reader.review_probability(&x, 1);
+        assert!(
+            (shifted - 1.0 / (1.0 + (-3.0f32).exp())).abs() < 1e-4,
+            "{shifted}"
+        );
+        assert_eq!(reader.review_probability(&x, 3), more);
+        // A blank text (no sentence) reads as one.
+        assert_eq!(reader.review_probability(&x, 0), shifted);
+        // Through the heads: a sure one-sentence review is the review head's
+        // split, a text of several sentences keeps the gate's own weight.
+        let mut sure = heads.clone();
+        reader.one_sentence_shift = 200.0;
+        sure.review = Some(reader.clone());
+        let mut diary = [0.0; 3];
+        diary.copy_from_slice(&heads.valence.probabilities(&x));
+        let r_neg = reader.valence.probabilities(&x)[0];
+        let got = sure.read_independently(&x, 1).valence;
+        assert!((got[0] - (diary[0] + diary[2]) * r_neg).abs() < 1e-5);
+        let several = sure.read_independently(&x, 4).valence;
+        let want = reader.combine_at(diary, more, &x);
+        for (a, b) in several.iter().zip(want) {
+            assert!((a - b).abs() < 1e-6);
         }
     }
 
@@ -1113,13 +1183,16 @@ mod tests {
             .clone()
             .expect("the built-in heads have a review reader");
         type Damage = fn(&mut ReviewReader);
-        let cases: [(&str, Damage); 4] = [
+        let cases: [(&str, Damage); 5] = [
             ("review gate", |r| r.gate.classes.reverse()),
             ("review valence", |r| {
                 r.valence.weights[0].pop();
             }),
             ("review valence", |r| r.valence.bias[1] = f32::NAN),
             ("review shift", |r| r.shift = f32::INFINITY),
+            ("review one-sentence shift", |r| {
+                r.one_sentence_shift = f32::NAN;
+            }),
         ];
         for (what, damage) in cases {
             let mut bad = heads.clone();
