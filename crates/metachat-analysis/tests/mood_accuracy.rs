@@ -1,6 +1,8 @@
 //! Measured valence accuracy on yelp, the held-out set of the UCI Sentiment
 //! Labelled Sentences (never used for training or tuning): e5 analyzer
-//! ≥ 0.91 (0.915 measured with the heads of 2026-12-07, trained on 13,194
+//! ≥ 0.92 (0.928 measured with the heads of 2026-12-07 whose review gate
+//! hears the sentence count; 0.915 with those of the same day before it,
+//! trained on 13,194
 //! diary entries with the review reader and joint weight chosen on
 //! writers held out; 0.925 with the heads of 2026-12-06 whose joint reading
 //! fades on reviews, 0.912 before it faded; 0.904 with those chosen the
@@ -57,7 +59,7 @@ fn lexicon_valence_accuracy_on_yelp_is_at_least_0_75() {
 }
 
 #[tokio::test]
-async fn e5_valence_accuracy_on_yelp_is_at_least_0_91() {
+async fn e5_valence_accuracy_on_yelp_is_at_least_0_92() {
     let Some(yelp) = yelp() else { return };
     let e5_file = model_dir().join("e5").join("e5-small-q4.bin");
     if !e5_file.exists() {
@@ -82,7 +84,7 @@ async fn e5_valence_accuracy_on_yelp_is_at_least_0_91() {
         "e5 on yelp: accuracy {acc:.3}, macro-F1 {f1:.3} ({} sentences)",
         yelp.len()
     );
-    assert!(acc >= 0.91, "e5 yelp accuracy {acc:.3} < 0.91");
+    assert!(acc >= 0.92, "e5 yelp accuracy {acc:.3} < 0.92");
 }
 
 /// The e5 analyzer on the diary corpus's test split (never read by
@@ -92,7 +94,10 @@ async fn e5_valence_accuracy_on_yelp_is_at_least_0_91() {
 /// en 0.934 / ru 0.910, three-way valence 0.941 / 0.856, emotion
 /// 0.876 / 0.817). The heads of 2026-12-07 (13,194 entries, the review
 /// reader and joint weight chosen on writers held out) read 0.940 / 0.916,
-/// 0.941 / 0.871 and 0.896 / 0.817. The embeddings
+/// 0.941 / 0.871 and 0.896 / 0.817; retrained the same day with a review
+/// gate that hears the sentence count, 0.934 / 0.904, 0.936 / 0.861 and
+/// 0.891 / 0.817 (the Russian sign floor moved from 0.89 to 0.88 to stay
+/// three entries under). The embeddings
 /// are not bit for bit the same on every machine, which can move an entry
 /// or two (0.6 points of 166): each floor is at least three entries under
 /// the measured figure.
@@ -119,7 +124,7 @@ async fn e5_on_the_diary_corpus_test_split_stays_above_its_floors() {
         moods.extend(analyzer.analyze(chunk).await.expect("analyze"));
     }
     for (lang, sign_floor, three_way_floor, emotion_floor) in
-        [("en", 0.91, 0.92, 0.86), ("ru", 0.89, 0.84, 0.79)]
+        [("en", 0.91, 0.92, 0.86), ("ru", 0.88, 0.84, 0.79)]
     {
         let pairs: Vec<_> = test
             .iter()
