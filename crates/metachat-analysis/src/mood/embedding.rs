@@ -121,7 +121,8 @@ impl<E: WindowedEmbedder> EmbeddingMoodAnalyzer<E> {
     /// with the emotion head as [`MoodHeads::read`] does), the emotion
     /// distribution is the emotion head's, arousal the arousal head's
     /// expected level.
-    /// `embedder_id` names the embedder in the model id.
+    /// `embedder_id` names the embedder in the model id, beside the heads'
+    /// version ([`MoodHeads::version`]).
     ///
     /// # Errors
     /// [`MoodError::DimensionMismatch`] when the heads do not fit the
@@ -134,7 +135,7 @@ impl<E: WindowedEmbedder> EmbeddingMoodAnalyzer<E> {
                 embedder: embedder.dimensions(),
             });
         }
-        let model_id = format!("{embedder_id}+mood-heads/{}", heads.provenance.date);
+        let model_id = format!("{embedder_id}+mood-heads/{}", heads.version());
         Ok(Self {
             embedder,
             reader: Reader::Heads(Box::new(heads)),

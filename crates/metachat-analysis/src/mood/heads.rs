@@ -499,6 +499,33 @@ impl MoodHeads {
         self.valence.dimensions()
     }
 
+    /// The heads' version for a model id: their provenance date and the
+    /// first 8 hex digits of the SHA-256 of their JSON, so that two heads
+    /// files trained on the same day are told apart (a mood event's id is
+    /// derived from its model id, and the same id would be taken for a
+    /// redelivery).
+    ///
+    /// ```
+    /// use metachat_analysis::mood::MoodHeads;
+    /// let heads = MoodHeads::builtin_e5()?;
+    /// let version = heads.version();
+    /// assert!(version.starts_with(&heads.provenance.date));
+    /// let mut other = heads.clone();
+    /// other.valence.bias[0] += 0.5;
+    /// assert_ne!(other.version(), version);
+    /// assert_eq!(heads.clone().version(), version);
+    /// # Ok::<(), metachat_analysis::mood::MoodError>(())
+    /// ```
+    pub fn version(&self) -> String {
+        use sha2::{Digest, Sha256};
+        // Serialising plain numbers and strings cannot fail; an empty
+        // digest input would still give a version.
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        let digest = Sha256::digest(json);
+        let hex: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+        format!("{}-{hex}", self.provenance.date)
+    }
+
     /// Valence, emotion and arousal of `x`, the embedding of a text of
     /// `sentences` sentences ([`sentences`](super::sentences) of it), the
     /// valence and emotion heads read together as [`MoodHeads::joint`] says
