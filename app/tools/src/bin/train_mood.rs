@@ -71,8 +71,8 @@ use metachat_analysis::matching::emotion_index;
 use metachat_analysis::mood::corpus::{default_corpus_dir, load_split, DiaryEntry, Split};
 use metachat_analysis::mood::eval::{dev_set, fold_assignment, load_sentiment};
 use metachat_analysis::mood::{
-    argmax, fit_temperature, pool_sentences, sentences_of, HeadChoice, HeadSetting, MoodHeads,
-    MoodHeadsProvenance, Pooling, ReviewChoice, SoftmaxHead, ValenceLabel,
+    argmax, fit_temperature, pool_sentences, sentence_counts, sentences_of, HeadChoice,
+    HeadSetting, MoodHeads, MoodHeadsProvenance, Pooling, ReviewChoice, SoftmaxHead, ValenceLabel,
 };
 use metachat_analysis::Emotion;
 use metachat_tools::fit::{
@@ -151,10 +151,7 @@ fn main() -> Result<()> {
     let xs = pool_sentences(&sv, &owner, texts.len(), sv.first().map_or(0, Vec::len));
     let x_dev = &xs[dev_at..];
     // How many sentences each text has (the review gate hears it).
-    let mut sentences = vec![0usize; texts.len()];
-    for &o in &owner {
-        sentences[o] += 1;
-    }
+    let sentences = sentence_counts(&owner, texts.len());
     let dev_sentences = &sentences[dev_at..];
     println!(
         "{which}: {} train entries, {} extra emotion examples, {} review sentences, {} dev entries ({} sentences in all)",

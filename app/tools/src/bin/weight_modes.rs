@@ -21,7 +21,9 @@ use metachat_analysis::embed::{E5Embedder, E5Prefix, WeightMode};
 use metachat_analysis::matching::emotion_index;
 use metachat_analysis::mood::corpus::{default_corpus_dir, load_split, Split};
 use metachat_analysis::mood::eval::load_sentiment;
-use metachat_analysis::mood::{argmax, pool_sentences, sentences_of, MoodHeads, ValenceLabel};
+use metachat_analysis::mood::{
+    argmax, pool_sentences, sentence_counts, sentences_of, MoodHeads, ValenceLabel,
+};
 use metachat_tools::valence_index;
 
 /// One set of texts with, per text, the gold labels it is scored on.
@@ -79,10 +81,7 @@ fn main() -> Result<()> {
     println!("|---|---|---|---|---|---|---|---|---|");
     for set in &sets {
         let (flat, owner) = sentences_of(&set.texts);
-        let mut sentences = vec![0usize; set.texts.len()];
-        for &o in &owner {
-            sentences[o] += 1;
-        }
+        let sentences = sentence_counts(&owner, set.texts.len());
         let pooled: Vec<Vec<Vec<f32>>> = encoders
             .iter()
             .map(|e| {

@@ -15,8 +15,9 @@ use crate::embed::{E5Embedder, MiniLmEmbedder};
 
 use super::error::{MoodError, Result};
 use super::{
-    argmax, arousal_of, empty_mood, is_blank, mood_from_distribution, pool_sentences, sentences,
-    sentences_of, EmotionPrototypes, MoodHeads, Pooling, ValenceHead, ValenceLabel,
+    argmax, arousal_of, empty_mood, is_blank, mood_from_distribution, pool_sentences,
+    sentence_counts, sentences, sentences_of, EmotionPrototypes, MoodHeads, Pooling, ValenceHead,
+    ValenceLabel,
 };
 
 /// An [`Embedder`] that also says how many model windows each text was read
@@ -242,9 +243,15 @@ impl<E: WindowedEmbedder> EmbeddingMoodAnalyzer<E> {
         texts: &[String],
     ) -> Result<Vec<(Mood, Option<Vec<f32>>)>> {
         let to_embed: Vec<String> = texts.iter().filter(|t| !is_blank(t)).cloned().collect();
-        let vecs = match self.heads().map(|h| h.pooling) {
+        let vecs: Vec<(Vec<f32>, u32, usize)> = match self.heads().map(|h| h.pooling) {
             Some(Pooling::Sentences) => self.embed_sentences(&to_embed).await?,
-            _ => self.embed(&to_embed).await?,
+            _ => self
+                .embed(&to_embed)
+                .await?
+                .into_iter()
+                .zip(&to_embed)
+                .map(|((v, w), t)| (v, w, sentences(t).len()))
+                .collect(),
         };
         let mut vecs = vecs.into_iter();
         let mut out = Vec::with_capacity(texts.len());
@@ -253,10 +260,10 @@ impl<E: WindowedEmbedder> EmbeddingMoodAnalyzer<E> {
                 out.push((empty_mood(&self.model_id), None));
                 continue;
             }
-            let Some((v, windows)) = vecs.next() else {
+            let Some((v, windows, count)) = vecs.next() else {
                 break;
             };
-            let mood = self.mood_of_embedding(&v, windows.max(1), sentences(text).len());
+            let mood = self.mood_of_embedding(&v, windows.max(1), count);
             out.push((mood, Some(v)));
         }
         Ok(out)
@@ -291,8 +298,8 @@ impl<E: WindowedEmbedder> EmbeddingMoodAnalyzer<E> {
 
     /// [`Pooling::Sentences`]: every sentence of every text embedded in one
     /// call, then each text's mean, scaled to unit length; its windows are
-    /// the sum of its sentences'.
-    async fn embed_sentences(&self, texts: &[String]) -> Result<Vec<(Vec<f32>, u32)>> {
+    /// the sum of its sentences'; with each text's sentence count.
+    async fn embed_sentences(&self, texts: &[String]) -> Result<Vec<(Vec<f32>, u32, usize)>> {
         let (flat, owner) = sentences_of(texts);
         let vecs = self.embed(&flat).await?;
         let mut windows = vec![0u32; texts.len()];
@@ -301,7 +308,13 @@ impl<E: WindowedEmbedder> EmbeddingMoodAnalyzer<E> {
         }
         let vectors: Vec<Vec<f32>> = vecs.into_iter().map(|(v, _)| v).collect();
         let pooled = pool_sentences(&vectors, &owner, texts.len(), self.embedder.dimensions());
-        Ok(pooled.into_iter().zip(windows).collect())
+        let counts = sentence_counts(&owner, texts.len());
+        Ok(pooled
+            .into_iter()
+            .zip(windows)
+            .zip(counts)
+            .map(|((v, w), c)| (v, w, c))
+            .collect())
     }
 }
 

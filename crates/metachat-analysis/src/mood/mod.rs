@@ -60,7 +60,7 @@ pub use lexicon::{LexiconAnalyzer, LexiconScore};
 pub use prototypes::EmotionPrototypes;
 pub use record::{Emotion, Mood, MoodAnalyzer, ValenceLabel};
 pub use review::{ReviewChoice, ReviewReader, ReviewSetting};
-pub use sentences::{pool_sentences, sentences, sentences_of};
+pub use sentences::{pool_sentences, sentence_counts, sentences, sentences_of};
 
 use std::path::Path;
 

@@ -69,6 +69,27 @@ pub fn sentences_of(texts: &[String]) -> (Vec<String>, Vec<usize>) {
     (flat, owner)
 }
 
+/// How many sentences each of `texts` texts has, from the `owner` that
+/// [`sentences_of`] gave (the review gate hears it:
+/// [`ReviewReader::review_probability`](super::ReviewReader::review_probability)).
+///
+/// ```
+/// use metachat_analysis::mood::{sentence_counts, sentences_of};
+///
+/// let texts = ["One. Two!".to_owned(), "   ".to_owned(), "Three".to_owned()];
+/// let (_, owner) = sentences_of(&texts);
+/// assert_eq!(sentence_counts(&owner, texts.len()), [2, 0, 1]);
+/// ```
+pub fn sentence_counts(owner: &[usize], texts: usize) -> Vec<usize> {
+    let mut counts = vec![0; texts];
+    for &i in owner {
+        if let Some(c) = counts.get_mut(i) {
+            *c += 1;
+        }
+    }
+    counts
+}
+
 /// Each text's mean of its sentences' vectors (`owner` from
 /// [`sentences_of`]), scaled to unit length; a text without sentences is
 /// `dims` zeros.
@@ -123,6 +144,19 @@ mod tests {
             let letters = |t: &str| t.chars().filter(|c| c.is_alphanumeric()).count();
             let kept: usize = s.iter().map(|p| letters(p)).sum();
             prop_assert_eq!(kept, letters(&text));
+        }
+
+        /// The counts from `sentences_of`'s owners are each text's own
+        /// sentence count, and they add up to the flattened sentences.
+        #[test]
+        fn counts_from_the_owners_are_each_texts_sentences(
+            texts in proptest::collection::vec("\\PC{0,80}", 0..8),
+        ) {
+            let (flat, owner) = sentences_of(&texts);
+            let counts = sentence_counts(&owner, texts.len());
+            let own: Vec<usize> = texts.iter().map(|t| sentences(t).len()).collect();
+            prop_assert_eq!(&counts, &own);
+            prop_assert_eq!(counts.iter().sum::<usize>(), flat.len());
         }
     }
 }
