@@ -197,19 +197,29 @@ pub fn train_review_reader(
             grid: Vec::new(),
         },
     };
-    let mut valence = head(valence, ["negative", "positive"], s.valence_l2);
-    valence.temperature = s.valence_temperature;
-    ReviewReader {
+    let reader = ReviewReader {
         gate: head(gate, ["diary", "review"], s.gate_l2),
-        valence,
-        shift: s.shift,
-        one_sentence_shift: s.one_sentence_shift,
+        valence: head(valence, ["negative", "positive"], s.valence_l2),
+        shift: 0.0,
+        one_sentence_shift: 0.0,
         choice: ReviewChoice {
             chosen: s,
             without: [0.0; 2],
             grid: Vec::new(),
         },
-    }
+    };
+    read_at(&reader, &s)
+}
+
+/// `reader` read as setting `s` says: its shift, its further shift for
+/// texts of one sentence and its review head's temperature (what a grid
+/// varies without refitting; the fits are those of `s`'s L2 strengths).
+pub fn read_at(reader: &ReviewReader, s: &ReviewSetting) -> ReviewReader {
+    let mut reader = reader.clone();
+    reader.shift = s.shift;
+    reader.one_sentence_shift = s.one_sentence_shift;
+    reader.valence.temperature = s.valence_temperature;
+    reader
 }
 
 /// `p` tempered: `softmax(ln p / t)`.

@@ -9,7 +9,7 @@ use anyhow::Result;
 use metachat_analysis::mood::corpus::DiaryEntry;
 use metachat_analysis::mood::{argmax, HeadSetting, ReviewReader, ReviewSetting};
 
-use crate::fit::{tempered, train_model, train_review_reader, Example};
+use crate::fit::{read_at, tempered, train_model, train_review_reader, Example};
 use crate::{floor_score, lang_accuracy};
 
 /// Gate L2 strengths tried.
@@ -23,6 +23,16 @@ pub const TEMPERATURES: [f32; 4] = [1.0, 0.5, 0.2, 0.1];
 /// Further gate shifts tried for texts of one sentence
 /// (`ReviewReader::one_sentence_shift`).
 pub const ONE_SENTENCE_SHIFTS: [f32; 5] = [0.0, 1.0, 2.0, 4.0, 8.0];
+
+/// A reader setting's knobs in words, for the tools' lines: `gate l2 0.1
+/// valence l2 3 temperature 1 shift 0 (one sentence +2)`, padded so that
+/// a grid's lines align.
+pub fn describe(s: &ReviewSetting) -> String {
+    format!(
+        "gate l2 {:<5} valence l2 {:<4} temperature {:<4} shift {} (one sentence +{})",
+        s.gate_l2, s.valence_l2, s.valence_temperature, s.shift, s.one_sentence_shift
+    )
+}
 
 /// What the choice reads.
 #[derive(Debug, Clone)]
@@ -150,10 +160,7 @@ pub fn choose_review(
             let Some((_, base)) = fitted.iter().find(|f| f.0 == key) else {
                 continue;
             };
-            let mut reader = base.clone();
-            reader.shift = s.shift;
-            reader.one_sentence_shift = s.one_sentence_shift;
-            reader.valence.temperature = s.valence_temperature;
+            let reader = read_at(base, s);
             let dev_c: Vec<[f32; 3]> = dev_p
                 .iter()
                 .zip(d.dev_x.iter().zip(d.dev_sentences))
@@ -181,8 +188,10 @@ pub fn choose_review(
         .collect();
     for (s, (worst, mean)) in &scored {
         println!(
-            "review reader: gate l2 {:<5} valence l2 {:<4} temperature {:<4} shift {} (one sentence +{}): dev {:.3}, left-out domain {:.3}, worst {worst:.4}, mean {mean:.4}",
-            s.gate_l2, s.valence_l2, s.valence_temperature, s.shift, s.one_sentence_shift, s.dev_accuracy, s.review_accuracy
+            "review reader: {}: dev {:.3}, left-out domain {:.3}, worst {worst:.4}, mean {mean:.4}",
+            describe(s),
+            s.dev_accuracy,
+            s.review_accuracy
         );
     }
     let base_score = floor_score(&without);

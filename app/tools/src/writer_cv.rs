@@ -37,9 +37,10 @@ use metachat_analysis::mood::{
     argmax, HeadSetting, JointSetting, ReviewReader, ReviewSetting, ValenceLabel,
 };
 
-use crate::fit::{tempered, train_model, train_review_reader, Example};
+use crate::fit::{read_at, tempered, train_model, train_review_reader, Example};
 use crate::floor_score;
 use crate::joint_choice::{choose_joint, Reading};
+use crate::review_choice::describe;
 
 /// The valence sign accuracy the targets ask of diary entries, in each
 /// language.
@@ -196,10 +197,7 @@ pub fn choose_by_writers(
             let Some((_, base)) = fitted.iter().find(|f| f.0 == key) else {
                 continue;
             };
-            let mut reader = base.clone();
-            reader.shift = setting.shift;
-            reader.one_sentence_shift = setting.one_sentence_shift;
-            reader.valence.temperature = setting.valence_temperature;
+            let reader = read_at(base, setting);
             for &i in &held {
                 let at = d.entries[i].0;
                 let x = &d.xs[at];
@@ -258,14 +256,7 @@ pub fn choose_by_writers(
     let mut best: Option<(usize, (f64, f64))> = None;
     for (s, setting) in grid.iter().enumerate() {
         let (text, score) = line(&reads[s + 1], f64::from(setting.review_accuracy));
-        println!(
-            "writer CV: gate l2 {:<5} valence l2 {:<4} temperature {:<4} shift {} (one sentence +{}): {text}",
-            setting.gate_l2,
-            setting.valence_l2,
-            setting.valence_temperature,
-            setting.shift,
-            setting.one_sentence_shift,
-        );
+        println!("writer CV: {}: {text}", describe(setting));
         if best.is_none_or(|b| score > b.1) {
             best = Some((s, score));
         }
@@ -273,10 +264,7 @@ pub fn choose_by_writers(
     let best = best.filter(|b| b.1 > base_score).map(|b| b.0);
     let reader = best.map(|s| grid[s]);
     match reader {
-        Some(s) => println!(
-            "writer CV: chose gate l2 {}, valence l2 {}, temperature {}, shift {} (one sentence +{})",
-            s.gate_l2, s.valence_l2, s.valence_temperature, s.shift, s.one_sentence_shift
-        ),
+        Some(s) => println!("writer CV: chose {}", describe(&s)),
         None => println!("writer CV: no reader (the valence head alone reads best)"),
     }
     let readings: Vec<Reading> = reads[best.map_or(0, |s| s + 1)]

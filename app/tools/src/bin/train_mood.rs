@@ -80,7 +80,7 @@ use metachat_tools::fit::{
     MLP_SEED, VALENCE_MEMBERS,
 };
 use metachat_tools::joint_choice::{choose_joint, Reading};
-use metachat_tools::review_choice::{choose_review, ReviewData};
+use metachat_tools::review_choice::{choose_review, describe, ReviewData};
 use metachat_tools::writer_cv::{choose_by_writers, Chosen, WriterData};
 use metachat_tools::{embed_cached, floor_score, lang_accuracy, today, valence_index, SPLIT_SEED};
 
@@ -349,8 +349,8 @@ fn main() -> Result<()> {
     // What the dev split alone would choose, for comparison.
     match outcome.chosen {
         Some(s) => println!(
-            "review reader: the dev split alone would choose gate l2 {}, valence l2 {}, temperature {}, shift {} (one sentence +{})",
-            s.gate_l2, s.valence_l2, s.valence_temperature, s.shift, s.one_sentence_shift
+            "review reader: the dev split alone would choose {}",
+            describe(&s)
         ),
         None => println!("review reader: the dev split alone would choose no reader"),
     }
@@ -387,10 +387,7 @@ fn main() -> Result<()> {
     };
     let (valence_dev, review, dev_review) = match chosen {
         Some(s) => {
-            println!(
-                "review reader: chose gate l2 {}, valence l2 {}, temperature {}, shift {} (one sentence +{})",
-                s.gate_l2, s.valence_l2, s.valence_temperature, s.shift, s.one_sentence_shift
-            );
+            println!("review reader: chose {}", describe(&s));
             let on_train = train_review_reader(&xs, &diary_x, &all_reviews, s);
             let dev_review: Vec<f32> = x_dev
                 .iter()
