@@ -1,19 +1,22 @@
 //! The mood analysis's decoders of persisted and shipped JSON: a stored
 //! [`Mood`] (versions 1 and 2, inside every `MoodAnalyzed` event), a heads
-//! file ([`MoodHeads::from_json`]) and the diary corpus's JSON Lines
-//! ([`corpus::parse_jsonl`]).
+//! file ([`MoodHeads::from_json`]), the diary corpus's JSON Lines
+//! ([`corpus::parse_jsonl`]) and VADER's rated review snippets
+//! ([`eval::parse_rated_snippets`]).
 //!
 //! Invariants: no panic; a mood that decodes is version 2 and, when its
 //! numbers are finite, encodes and decodes back to itself; heads that load
 //! give probabilities that sum to 1 on any vector of their width; corpus
-//! lines that parse break no rule and parse back the same after encoding.
+//! lines that parse break no rule and parse back the same after encoding;
+//! rated snippets that parse are no more than the lines, none blank, and a
+//! higher threshold keeps a subsequence of them.
 #![no_main]
 
 use std::path::Path;
 
 use libfuzzer_sys::fuzz_target;
-use metachat_analysis::mood::corpus;
 use metachat_analysis::mood::MoodHeads;
+use metachat_analysis::mood::{corpus, eval};
 use metachat_analysis::Mood;
 
 fuzz_target!(|data: &[u8]| {
@@ -56,5 +59,18 @@ fuzz_target!(|data: &[u8]| {
             .collect();
         let again = corpus::parse_jsonl(&lines.join("\n"), Path::new("again")).expect("reparse");
         assert_eq!(again, entries);
+    }
+    if let Ok(all) = eval::parse_rated_snippets(text, 0.0, Path::new("fuzz.txt")) {
+        assert!(all.len() <= text.lines().count());
+        assert!(all
+            .iter()
+            .all(|s| !s.text.trim().is_empty() && s.class <= 1));
+        let clear =
+            eval::parse_rated_snippets(text, 1.0, Path::new("fuzz.txt")).expect("same lines");
+        let mut rest = all.iter();
+        assert!(
+            clear.iter().all(|c| rest.any(|a| a == c)),
+            "not a subsequence"
+        );
     }
 });

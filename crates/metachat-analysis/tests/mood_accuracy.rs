@@ -19,7 +19,9 @@
 //! sentences, so it is slow without optimisation (use `--release`).
 
 use metachat_analysis::embed::model_dir::model_dir;
-use metachat_analysis::mood::eval::{load_sentiment, valence_metrics, LabelledSentence};
+use metachat_analysis::mood::eval::{
+    load_rated_snippets, load_sentiment, valence_metrics, LabelledSentence, RATED_SNIPPETS,
+};
 use metachat_analysis::mood::{analyzer_from_model_dir, LexiconAnalyzer};
 use metachat_analysis::TextAnalyzer;
 
@@ -34,6 +36,36 @@ fn yelp() -> Option<Vec<LabelledSentence>> {
         Err(e) => {
             skip(&format!("yelp data unavailable ({e})"));
             None
+        }
+    }
+}
+
+/// VADER's rated review snippets, which the review reader trains on, load
+/// from the fetched sdist with both signs in both domains, and keep yelp
+/// held out: no yelp sentence longer than three words is among them (one
+/// generic line, "Highly recommended.", is in both).
+#[test]
+fn rated_snippets_load_and_keep_yelp_held_out() {
+    let Some(yelp) = yelp() else { return };
+    let normal = |t: &str| t.trim().to_lowercase();
+    let yelp: std::collections::HashSet<String> = yelp.iter().map(|s| normal(&s.text)).collect();
+    for name in RATED_SNIPPETS {
+        let snippets = match load_rated_snippets(&model_dir(), name) {
+            Ok(s) => s,
+            Err(e) => return skip(&format!("{name} unavailable ({e})")),
+        };
+        let positive = snippets.iter().filter(|s| s.positive()).count();
+        eprintln!("{name}: {} snippets, {positive} positive", snippets.len());
+        assert!(
+            positive > 0 && positive < snippets.len(),
+            "{name}: one sign only"
+        );
+        for s in &snippets {
+            assert!(
+                !(yelp.contains(&normal(&s.text)) && s.text.split_whitespace().count() > 3),
+                "{name} holds the yelp sentence {:?}",
+                s.text
+            );
         }
     }
 }

@@ -239,6 +239,13 @@ pub struct MoodHeadsProvenance {
     pub seed: u64,
     /// UTC date of training, `YYYY-MM-DD`.
     pub date: String,
+    /// The rated review snippets the review reader was trained on besides
+    /// amazon and imdb, by name
+    /// ([`eval::RATED_SNIPPETS`](super::eval::RATED_SNIPPETS)), so that an
+    /// evaluation refits the reader on what it was trained on. Empty in
+    /// heads trained before 2026-12-07 (the afternoon), which had none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub review_snippets: Vec<String>,
 }
 
 /// How a text becomes the vector the heads read.
