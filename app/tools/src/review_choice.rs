@@ -46,6 +46,12 @@ pub struct ReviewData<'a> {
     /// The vector indices of the first review domain (amazon); the other
     /// reviews are the second (imdb).
     pub first_domain: std::ops::Range<usize>,
+    /// Reviews the reader trains on besides the valence head's (the rated
+    /// snippets: vector index, positive), each in the domain
+    /// `first_domain` puts it in. They are trained on with their domain and
+    /// never read as the left-out one, so the left-out figure stays on the
+    /// amazon or imdb sentences, as the floor it is held to was set.
+    pub snippets: &'a [(usize, bool)],
     /// The dev split's vectors.
     pub dev_x: &'a [Vec<f32>],
     /// The sentence count of each dev entry.
@@ -116,7 +122,12 @@ pub fn choose_review(
             .partition(|e| d.first_domain.contains(&e.x) == first);
         let labelled =
             |r: &[Example]| -> Vec<(usize, bool)> { r.iter().map(|e| (e.x, e.y == 2)).collect() };
-        let (kept, left_out) = (labelled(&trained), labelled(&left));
+        let (mut kept, left_out) = (labelled(&trained), labelled(&left));
+        kept.extend(
+            d.snippets
+                .iter()
+                .filter(|(x, _)| d.first_domain.contains(x) == first),
+        );
         let mut examples = diary.clone();
         examples.extend(trained);
         let head = train_model(d.xs, &examples, 3, chosen)?;

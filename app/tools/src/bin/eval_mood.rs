@@ -9,7 +9,8 @@
 //!    or choice reads it), and 10-fold cross-validation on **amazon + imdb**
 //!    (each fold's valence head, and review reader when the heads have one,
 //!    refitted with its chosen setting on the rest of its training data and
-//!    nine folds of the reviews);
+//!    nine folds of the reviews; the review reader also in every fold on
+//!    the rated review snippets the heads' provenance names);
 //! 3. for e5's heads, 10-fold cross-validation on the corpus's **train and
 //!    dev** entries, grouped by the part (writer) an entry was written in:
 //!    valence and emotion accuracy per language from 4,798 English and
@@ -43,7 +44,8 @@ use metachat_analysis::embed::{E5Embedder, E5Prefix, MiniLmEmbedder};
 use metachat_analysis::matching::emotion_index;
 use metachat_analysis::mood::corpus::{default_corpus_dir, load_split, DiaryEntry, Split};
 use metachat_analysis::mood::eval::{
-    accuracy_macro_f1, dev_set, fold_assignment, load_sentiment, valence_metrics, LabelledSentence,
+    accuracy_macro_f1, dev_set, fold_assignment, load_rated_snippets, load_sentiment,
+    valence_metrics, LabelledSentence,
 };
 use metachat_analysis::mood::{
     argmax, pool_sentences, sentences, sentences_of, EmbeddingMoodAnalyzer, HeadSetting,
@@ -246,6 +248,12 @@ async fn with_heads<E: WindowedEmbedder>(
     let n_test = counts(&texts(data.test, |e| &e.text));
     let n_yelp = counts(&texts(data.yelp, |s| &s.text));
     let n_rev = counts(&texts(data.reviews, |s| &s.text));
+    // The rated snippets the heads were trained on besides amazon + imdb
+    // (none before 2026-12-07): trained on in every fold, never read.
+    let mut snippets = Vec::new();
+    for name in &heads.provenance.review_snippets {
+        snippets.extend(load_rated_snippets(&dir, name)?);
+    }
 
     let choice = heads.valence.choice.chosen;
     let reviews_are_cv = choice.review_weight > 0.0;
@@ -267,14 +275,22 @@ async fn with_heads<E: WindowedEmbedder>(
     }
     let mut n_xs = counts(&own_texts);
     n_xs.extend_from_slice(&n_rev);
+    n_xs.extend(counts(&texts(&snippets, |s| &s.text)));
     let xs = if reviews_are_cv || corpus_cv.is_some() {
         let mut xs = pooled(own_texts)?;
         xs.extend(x_rev.iter().cloned());
+        xs.extend(pooled(texts(&snippets, |s| &s.text))?);
         xs
     } else {
         Vec::new()
     };
     let n_own = own_y.len();
+    // The snippets' places in `xs`, for the review reader.
+    let snippet_examples: Vec<(usize, bool)> = snippets
+        .iter()
+        .enumerate()
+        .map(|(j, s)| (n_own + data.reviews.len() + j, s.positive()))
+        .collect();
     let members = members_of(&heads.valence);
     let cv = if reviews_are_cv {
         let folds = fold_assignment(data.reviews.len(), FOLDS, SEED);
@@ -304,11 +320,12 @@ async fn with_heads<E: WindowedEmbedder>(
             // same texts with its chosen setting.
             let reader = heads.review.as_ref().map(|r| {
                 let diary: Vec<usize> = (0..n_own).collect();
-                let reviews: Vec<(usize, bool)> = examples
+                let mut reviews: Vec<(usize, bool)> = examples
                     .iter()
                     .filter(|e| e.review)
                     .map(|e| (e.x, e.y == 2))
                     .collect();
+                reviews.extend(snippet_examples.iter().copied());
                 train_review_reader(&xs, &diary, &reviews, r.choice.chosen)
             });
             for i in (0..data.reviews.len()).filter(|&i| folds[i] == k) {
@@ -373,6 +390,7 @@ async fn with_heads<E: WindowedEmbedder>(
             xs: &xs,
             sentences: &n_xs,
             reviews: data.reviews,
+            snippets: &snippet_examples,
         };
         let shipped = analyzer
             .heads()
@@ -405,7 +423,11 @@ struct CorpusCv<'a> {
     xs: &'a [Vec<f32>],
     /// The sentence count of each of `xs`'s texts.
     sentences: &'a [usize],
+    /// amazon + imdb, their vectors after `own_y`'s in `xs`.
     reviews: &'a [LabelledSentence],
+    /// The rated snippets the review reader trains on (vector index,
+    /// positive).
+    snippets: &'a [(usize, bool)],
 }
 
 /// How many heads of its chosen setting `head` is the mean of
@@ -468,6 +490,8 @@ fn grouped_corpus_cv(
             y: if positive { 2 } else { 0 },
             review: true,
         }));
+        let mut reader_reviews = reviews.clone();
+        reader_reviews.extend_from_slice(d.snippets);
         let mut emotion: Vec<Example> = (0..n_corpus)
             .filter(|&i| kept(i))
             .map(|i| Example {
@@ -484,7 +508,7 @@ fn grouped_corpus_cv(
         let mut heads = shipped.clone();
         heads.emotion = refit(shipped.emotion.clone(), d.xs, &emotion, 7)?;
         if let Some(r) = &shipped.review {
-            let mut reader = train_review_reader(d.xs, &diary, &reviews, r.choice.chosen);
+            let mut reader = train_review_reader(d.xs, &diary, &reader_reviews, r.choice.chosen);
             reader.choice = r.choice.clone();
             heads.review = Some(reader);
         }
