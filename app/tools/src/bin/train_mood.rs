@@ -44,7 +44,9 @@
 //!   train + dev, whole parts held out together) and on a review domain
 //!   left out of training (trained with amazon, read on imdb, and the
 //!   other way round, each with the rated snippets of its domain), the
-//!   nearest stand-in for an unseen kind of review (`review_choice`). So is the weight of the joint reading (until
+//!   nearest stand-in for an unseen kind of review (`review_choice`):
+//!   the best mean margin over the floors among the readers within one
+//!   standard error of the best worst margin (`writer_cv::rank_readers`). So is the weight of the joint reading (until
 //!   2026-12-07 both were chosen on the dev split, whose 402 entries share
 //!   writers with train: see `writer_cv`). The dev split's figures for
 //!   every setting are still printed.
@@ -362,6 +364,7 @@ fn main() -> Result<()> {
                     valence_extra: &valence_extra,
                     emotion_extra: &emotion_extra,
                     reviews: &all_reviews,
+                    review_reads: reviews.len() - n_snippets,
                 },
                 Chosen {
                     valence: valence_head.choice.chosen,
