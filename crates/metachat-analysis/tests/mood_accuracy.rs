@@ -1,17 +1,10 @@
 //! Measured valence accuracy on yelp, the held-out set of the UCI Sentiment
 //! Labelled Sentences (never used for training or tuning): e5 analyzer
-//! ≥ 0.92 (0.928 measured with the heads of 2026-12-07 whose review gate
-//! hears the sentence count; 0.915 with those of the same day before it,
-//! trained on 13,194
-//! diary entries with the review reader and joint weight chosen on
-//! writers held out; 0.925 with the heads of 2026-12-06 whose joint reading
-//! fades on reviews, 0.912 before it faded; 0.904 with those chosen the
-//! same day by the mean, all
-//! with the valence head the mean of 5; 0.926 with the single head trained on the same 11,194
-//! diary entries the day before, 0.916 with those of 9,194; the heads
-//! trained on 7,194 without the review reader read 0.869, the review-only
-//! head 0.935),
-//! lexicon baseline ≥ 0.75. The numbers are computed here, from the
+//! ≥ 0.93 (0.935 measured with the heads of 2026-12-07 whose review reader
+//! also trains on VADER's rated review snippets; 0.928 with those of the
+//! same morning whose review gate hears the sentence count, 0.915 before
+//! it; 0.925 with the heads of 2026-12-06; the history is in
+//! `docs/mood-heads.md`), lexicon baseline ≥ 0.75. The numbers are computed here, from the
 //! analyzers' own output; nothing is stored.
 //!
 //! Needs `scripts/fetch-models`. With `CI=true` a missing model fails the
@@ -91,7 +84,7 @@ fn lexicon_valence_accuracy_on_yelp_is_at_least_0_75() {
 }
 
 #[tokio::test]
-async fn e5_valence_accuracy_on_yelp_is_at_least_0_92() {
+async fn e5_valence_accuracy_on_yelp_is_at_least_0_93() {
     let Some(yelp) = yelp() else { return };
     let e5_file = model_dir().join("e5").join("e5-small-q4.bin");
     if !e5_file.exists() {
@@ -116,7 +109,7 @@ async fn e5_valence_accuracy_on_yelp_is_at_least_0_92() {
         "e5 on yelp: accuracy {acc:.3}, macro-F1 {f1:.3} ({} sentences)",
         yelp.len()
     );
-    assert!(acc >= 0.92, "e5 yelp accuracy {acc:.3} < 0.92");
+    assert!(acc >= 0.93, "e5 yelp accuracy {acc:.3} < 0.93");
 }
 
 /// The e5 analyzer on the diary corpus's test split (never read by
@@ -129,7 +122,9 @@ async fn e5_valence_accuracy_on_yelp_is_at_least_0_92() {
 /// 0.941 / 0.871 and 0.896 / 0.817; retrained the same day with a review
 /// gate that hears the sentence count, 0.934 / 0.904, 0.936 / 0.861 and
 /// 0.891 / 0.817 (the Russian sign floor moved from 0.89 to 0.88 to stay
-/// three entries under). The embeddings
+/// three entries under); with the review reader trained on the rated
+/// snippets too, 0.934 / 0.916, 0.936 / 0.871 and 0.896 / 0.817 (the
+/// Russian floors move to 0.89 and 0.85, four entries under). The embeddings
 /// are not bit for bit the same on every machine, which can move an entry
 /// or two (0.6 points of 166): each floor is at least three entries under
 /// the measured figure.
@@ -156,7 +151,7 @@ async fn e5_on_the_diary_corpus_test_split_stays_above_its_floors() {
         moods.extend(analyzer.analyze(chunk).await.expect("analyze"));
     }
     for (lang, sign_floor, three_way_floor, emotion_floor) in
-        [("en", 0.91, 0.92, 0.86), ("ru", 0.88, 0.84, 0.79)]
+        [("en", 0.91, 0.92, 0.86), ("ru", 0.89, 0.85, 0.79)]
     {
         let pairs: Vec<_> = test
             .iter()
