@@ -252,8 +252,7 @@ pub fn choose_by_writers(
             .filter(|(_, e)| e.lang == lang && e.valence != ValenceLabel::Neutral)
             .count()
     });
-    let parts = |r: &[([f32; 3], Option<f32>)], reviews: f64| -> [(f64, f64, usize); 3] {
-        let [en, ru] = signs(r);
+    let parts = |[en, ru]: [f64; 2], reviews: f64| -> [(f64, f64, usize); 3] {
         [
             (en, DIARY_FLOOR, sign_counts[0]),
             (ru, DIARY_FLOOR, sign_counts[1]),
@@ -262,7 +261,7 @@ pub fn choose_by_writers(
     };
     let line = |r: &[([f32; 3], Option<f32>)], reviews: f64| {
         let (sign, three) = (signs(r), three_way(r));
-        let parts = parts(r, reviews);
+        let parts = parts(sign, reviews);
         let score = floor_score(&parts.map(|(p, floor, _)| p - floor));
         (
             format!(

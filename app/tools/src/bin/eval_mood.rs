@@ -13,8 +13,8 @@
 //!    the rated review snippets the heads' provenance names);
 //! 3. for e5's heads, 10-fold cross-validation on the corpus's **train and
 //!    dev** entries, grouped by the part (writer) an entry was written in:
-//!    valence and emotion accuracy per language from 4,798 English and
-//!    6,798 Russian entries instead of the test split's 202 each, on writers
+//!    valence and emotion accuracy per language from 6,798 entries each
+//!    instead of the test split's 202 each, on writers
 //!    the fold's heads never read (the settings are the shipped ones,
 //!    chosen on dev; a head shipped as the mean of several, as the e5
 //!    valence head is, is refitted as the mean of as many).
@@ -275,11 +275,12 @@ async fn with_heads<E: WindowedEmbedder>(
     }
     let mut n_xs = counts(&own_texts);
     n_xs.extend_from_slice(&n_rev);
-    n_xs.extend(counts(&texts(&snippets, |s| &s.text)));
+    let snippet_texts = texts(&snippets, |s| &s.text);
+    n_xs.extend(counts(&snippet_texts));
     let xs = if reviews_are_cv || corpus_cv.is_some() {
         let mut xs = pooled(own_texts)?;
         xs.extend(x_rev.iter().cloned());
-        xs.extend(pooled(texts(&snippets, |s| &s.text))?);
+        xs.extend(pooled(snippet_texts)?);
         xs
     } else {
         Vec::new()

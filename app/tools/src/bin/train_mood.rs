@@ -36,8 +36,9 @@
 //!   against the review sentences, and a two-way valence head trained on
 //!   the reviews alone; both also on VADER's rated amazon and film review
 //!   snippets rated clearly either way (`eval::load_rated_snippets`, 11,628
-//!   sentences; added 2026-12-07), which the valence head does not train on. For text the gate reads as a review, the valence
-//!   head's negative/positive split gives way to the review head's. Its
+//!   sentences; added 2026-12-07), which the valence head does not train
+//!   on. For text the gate reads as a review, the valence head's
+//!   negative/positive split gives way to the review head's. Its
 //!   setting (gate and head L2, the gate's log-odds shift and its further
 //!   shift for texts of one sentence, or no reader) is
 //!   chosen on writers held out (`writer_cv`: 10-fold cross-validation on
@@ -46,7 +47,8 @@
 //!   other way round, each with the rated snippets of its domain), the
 //!   nearest stand-in for an unseen kind of review (`review_choice`):
 //!   the best mean margin over the floors among the readers within one
-//!   standard error of the best worst margin (`writer_cv::rank_readers`). So is the weight of the joint reading (until
+//!   standard error of the best worst margin (`writer_cv::rank_readers`).
+//!   So is the weight of the joint reading (until
 //!   2026-12-07 both were chosen on the dev split, whose 402 entries share
 //!   writers with train: see `writer_cv`). The dev split's figures for
 //!   every setting are still printed.
@@ -512,7 +514,8 @@ fn main() -> Result<()> {
                  against those reviews and the {} sentences of VADER's rated amazon and film \
                  review snippets (Hutto and Gilbert 2014, as shipped in the sdist of the PyPI \
                  package vadersentiment 3.3.2) whose mean rating is at least {} either way, and \
-                 its valence head on all these reviews alone; yelp is never read. A valence head with a hidden layer is the mean of the logits of \
+                 its valence head on all these reviews alone; yelp is never read. A valence \
+                 head with a hidden layer is the mean of the logits of \
                  {VALENCE_MEMBERS} heads of the chosen setting trained from seeds {MLP_SEED} on \
                  (its hidden layer holds all their units); the dev split chose the setting with \
                  one. {}",
