@@ -95,16 +95,17 @@ pub fn load_sentiment(model_dir: &Path, name: &str) -> Result<Vec<LabelledSenten
 }
 
 /// The rated review snippets of VADER (Hutto and Gilbert, ICWSM 2014) that
-/// the review reader and the valence head may train on besides amazon and
-/// imdb: sentences of product reviews and of film reviews, each rated by
+/// the review reader trains on besides amazon and imdb (the valence head
+/// does not): sentences of product reviews and of film reviews, each rated by
 /// about 20 people from -4 to +4. `scripts/fetch-models` unpacks them from
 /// the PyPI sdist of `vadersentiment` 3.3.2 (MIT).
 pub const RATED_SNIPPETS: [&str; 2] = ["amazonReviewSnippets", "movieReviewSnippets"];
 
 /// The least mean rating, either way, that makes a rated snippet a
 /// labelled sentence: 1 of 4, where VADER's raters called a sentence
-/// positive or negative rather than neutral. (Taken before any figure was
-/// seen; 0.5 was tried beside it in a scratch check and read much the same.)
+/// positive or negative rather than neutral. (A scratch check of a review
+/// head alone tried 0.5 beside it, on the left-out review domain and on
+/// yelp, and read much the same.)
 pub const SNIPPET_MIN_RATING: f32 = 1.0;
 
 /// Parses a VADER ground-truth file: one snippet a line, `id TAB mean
